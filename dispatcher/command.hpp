@@ -1,0 +1,34 @@
+// Command: one unit of work a producer hands to a shard through its Inbox.
+// Created on any thread, moved into the inbox, consumed on the shard thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "dispatcher/payload.hpp"
+#include "dispatcher/publish_kind.hpp"
+
+namespace shardcast::dispatcher {
+
+using Clock = std::chrono::steady_clock;
+
+struct Command {
+    enum class Kind : unsigned char { send, broadcast, disconnect };
+
+    // Global publish order: taken after the previous publish returned, so sorting a
+    // drained batch by stamp restores "returned before began" order across producers.
+    std::uint64_t stamp = 0;
+    Kind kind = Kind::send;
+    PublishKind origin = PublishKind::send;
+    std::uint16_t close_code = 0;  // disconnect only
+    // send/disconnect: the target id. broadcast: the id to skip (empty: none).
+    std::string client_id;
+    // send/broadcast: the message. disconnect: the close reason text.
+    Payload payload;
+    Clock::time_point enqueued{};
+};
+
+static_assert(std::is_nothrow_move_constructible_v<Command>);
+
+}  // namespace shardcast::dispatcher

@@ -1,0 +1,50 @@
+// Configuration of the dispatcher: plain values with defaults, validated by the caller
+// (the server validates them while loading YAML). Read-only once a Dispatcher exists.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <thread>
+
+namespace shardcast::dispatcher {
+
+// What a session does when its outbound buffer would exceed buffer_limit.
+enum class OverflowPolicy : unsigned char {
+    terminate,    // close the session with 1008 and count it
+    drop_oldest,  // drop the oldest queued messages until the new one fits
+};
+
+// What a new session does when its client id already has one.
+enum class DuplicatePolicy : unsigned char {
+    replace,  // the new session replaces the old, which closes with 4001
+    allow,    // both stay; every session of the id gets each message
+};
+
+struct SessionConfig {
+    std::size_t buffer_limit = 1024 * 1024;
+    OverflowPolicy overflow = OverflowPolicy::terminate;
+    std::chrono::milliseconds send_time_limit{10'000};
+    std::chrono::milliseconds heartbeat_interval{25'000};
+    std::chrono::milliseconds heartbeat_timeout{60'000};
+    std::chrono::milliseconds cleanup_interval{30'000};
+    DuplicatePolicy on_duplicate = DuplicatePolicy::replace;
+    std::size_t max_per_client = 8;
+    std::size_t max_message_size = 64 * 1024;
+    // How long a closing handshake may take before the socket is cut.
+    std::chrono::milliseconds close_timeout{2'000};
+};
+
+struct DispatcherConfig {
+    std::size_t shards = default_shards();
+    SessionConfig session;
+    // Commands a shard delivers per turn before it lets its sockets' I/O run.
+    std::size_t drain_budget = 1024;
+
+    static std::size_t default_shards() {
+        auto n = std::thread::hardware_concurrency();
+        return n == 0 ? 1 : n;
+    }
+};
+
+}  // namespace shardcast::dispatcher

@@ -1,0 +1,134 @@
+#include "dispatcher/dispatcher.hpp"
+
+#include <boost/asio/post.hpp>
+#include <stdexcept>
+
+namespace shardcast::dispatcher {
+
+Dispatcher::Dispatcher(DispatcherConfig config)
+    : config_(std::move(config)), router_(config_.shards) {
+    if (config_.shards == 0) {
+        throw std::invalid_argument("shards: must be at least 1");
+    }
+    shards_.reserve(config_.shards);
+    for (std::size_t i = 0; i < config_.shards; ++i) {
+        shards_.push_back(std::make_unique<Shard>(i, config_));
+    }
+}
+
+Dispatcher::~Dispatcher() {
+    if (started_ && !stopped_) {
+        stop(std::chrono::milliseconds{0});
+    }
+}
+
+void Dispatcher::start() {
+    for (auto& shard : shards_) {
+        shard->start();
+    }
+    started_ = true;
+    accepting_.store(true, std::memory_order_release);
+}
+
+void Dispatcher::stop(std::chrono::milliseconds drain_timeout) {
+    if (stopped_) {
+        return;
+    }
+    stopped_ = true;
+    accepting_.store(false, std::memory_order_release);
+    const auto deadline = Clock::now() + drain_timeout;
+    for (auto& shard : shards_) {
+        shard->begin_stop(deadline);
+    }
+    // Each closing handshake is bounded by close_timeout; allow one more tick on top.
+    const auto give_up =
+        deadline + config_.session.close_timeout + 2 * shards_.front()->tick_period();
+    for (auto& shard : shards_) {
+        shard->wait_stopped(give_up);
+    }
+    for (auto& shard : shards_) {
+        shard->join();
+    }
+}
+
+bool Dispatcher::publish(std::size_t shard, Command&& command) {
+    return shards_[shard]->publish(std::move(command));
+}
+
+bool Dispatcher::send(std::string_view client_id, Payload payload, PublishKind kind) {
+    if (!accepting()) {
+        return false;
+    }
+    Command command;
+    command.kind = Command::Kind::send;
+    command.origin = kind;
+    command.client_id.assign(client_id);
+    command.payload = std::move(payload);
+    command.enqueued = Clock::now();
+    return publish(router_.shard_of(client_id), std::move(command));
+}
+
+bool Dispatcher::broadcast(Payload payload, std::string_view except, PublishKind kind) {
+    if (!accepting()) {
+        return false;
+    }
+    const auto now = Clock::now();
+    bool queued = true;
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+        Command command;
+        command.kind = Command::Kind::broadcast;
+        command.origin = kind;
+        command.client_id.assign(except);
+        command.payload = payload;  // one shared buffer for every shard and session
+        command.enqueued = now;
+        queued = publish(i, std::move(command)) && queued;
+    }
+    return queued;
+}
+
+bool Dispatcher::disconnect(std::string_view client_id, std::uint16_t code, std::string_view reason) {
+    if (!accepting()) {
+        return false;
+    }
+    Command command;
+    command.kind = Command::Kind::disconnect;
+    command.close_code = code;
+    command.client_id.assign(client_id);
+    command.payload = make_payload(std::string(reason));
+    command.enqueued = Clock::now();
+    return publish(router_.shard_of(client_id), std::move(command));
+}
+
+std::size_t Dispatcher::online() const {
+    std::size_t total = 0;
+    for (const auto& shard : shards_) {
+        total += shard->session_count();
+    }
+    return total;
+}
+
+void Dispatcher::lookup(std::string_view client_id, std::function<void(ClientInfo)> handler) {
+    Shard& shard = shard_for(client_id);
+    boost::asio::post(shard.io_context(),
+                      [&shard, id = std::string(client_id), handler = std::move(handler)] {
+                          handler(shard.lookup(id));
+                      });
+}
+
+bool Dispatcher::ready() const {
+    if (!accepting()) {
+        return false;
+    }
+    const auto now = Clock::now().time_since_epoch().count();
+    for (const auto& shard : shards_) {
+        const auto last = shard->stats().last_turn_ns.load(std::memory_order_relaxed);
+        const auto allowed = std::chrono::nanoseconds(
+            std::max(std::chrono::milliseconds{2000}, 4 * shard->tick_period()));
+        if (now - last > allowed.count()) {
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace shardcast::dispatcher

@@ -1,0 +1,80 @@
+// Dispatcher: the front door. Owns the shards, routes each client id to its shard, and
+// turns send/broadcast/disconnect calls into Commands in the shards' inboxes.
+//
+// Thread contract: send(), broadcast(), disconnect(), online(), lookup() and ready() may be
+// called from any thread, concurrently, and never block or lock. start() and stop() are
+// called once each, from a thread that is not a shard thread.
+//
+// Ordering: a publish that returned before another began is delivered before it to every
+// client both reach, whatever threads made them. Concurrent publishes may interleave.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dispatcher/client_info.hpp"
+#include "dispatcher/config.hpp"
+#include "dispatcher/payload.hpp"
+#include "dispatcher/publish_kind.hpp"
+#include "dispatcher/router.hpp"
+#include "dispatcher/shard.hpp"
+
+namespace shardcast::dispatcher {
+
+class Dispatcher {
+public:
+    explicit Dispatcher(DispatcherConfig config);
+    Dispatcher(const Dispatcher&) = delete;
+    Dispatcher& operator=(const Dispatcher&) = delete;
+    ~Dispatcher();
+
+    // Starts one thread per shard.
+    void start();
+    // Stops taking publishes, delivers what is queued for up to drain_timeout, closes every
+    // session with 1001 and joins the shard threads.
+    void stop(std::chrono::milliseconds drain_timeout);
+
+    // Queues payload for every session of client_id. True when accepted; false only while
+    // stopping. A client with no session is counted as a no_session failure, not an error.
+    bool send(std::string_view client_id, Payload payload, PublishKind kind = PublishKind::send);
+    // Queues payload for every session except those of except (empty: none skipped).
+    // The payload is shared by all sessions, never copied.
+    bool broadcast(Payload payload,
+                   std::string_view except = {},
+                   PublishKind kind = PublishKind::broadcast);
+    // Closes every session of client_id with the given close code and reason.
+    bool disconnect(std::string_view client_id, std::uint16_t code, std::string_view reason);
+
+    // Sessions online across all shards (each shard's count, read without stopping it).
+    std::size_t online() const;
+    // Asks the client's shard about it; handler runs on that shard's thread.
+    void lookup(std::string_view client_id, std::function<void(ClientInfo)> handler);
+    // Started, not stopping, and every shard's loop turned within the last few ticks.
+    bool ready() const;
+    bool accepting() const { return accepting_.load(std::memory_order_acquire); }
+
+    const Router& router() const { return router_; }
+    std::size_t shard_count() const { return shards_.size(); }
+    Shard& shard(std::size_t index) { return *shards_[index]; }
+    const Shard& shard(std::size_t index) const { return *shards_[index]; }
+    Shard& shard_for(std::string_view client_id) { return *shards_[router_.shard_of(client_id)]; }
+    const DispatcherConfig& config() const { return config_; }
+
+private:
+    bool publish(std::size_t shard, Command&& command);
+
+    const DispatcherConfig config_;
+    const Router router_;
+    std::vector<std::unique_ptr<Shard>> shards_;
+    std::atomic<bool> accepting_{false};
+    bool started_ = false;
+    bool stopped_ = false;
+};
+
+}  // namespace shardcast::dispatcher

@@ -1,0 +1,32 @@
+// FailureReason: why one message did not reach one session. Every failure is counted.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace shardcast::dispatcher {
+
+enum class FailureReason : unsigned char {
+    no_session,        // sent to an id with no session on its shard
+    overflow_dropped,  // dropped by the drop_oldest overflow policy
+    session_closed,    // was queued for a session that was removed
+    write_error,       // was being written when the socket failed
+    send_timeout,      // was being written when send_time_limit expired
+    shutdown,          // still queued when the drain deadline passed
+};
+
+inline constexpr std::size_t kFailureReasonCount = 6;
+
+constexpr std::string_view to_string(FailureReason reason) {
+    switch (reason) {
+        case FailureReason::no_session: return "no_session";
+        case FailureReason::overflow_dropped: return "overflow_dropped";
+        case FailureReason::session_closed: return "session_closed";
+        case FailureReason::write_error: return "write_error";
+        case FailureReason::send_timeout: return "send_timeout";
+        case FailureReason::shutdown: return "shutdown";
+    }
+    return "unknown";
+}
+
+}  // namespace shardcast::dispatcher

@@ -1,0 +1,46 @@
+#include "dispatcher/outbound_queue.hpp"
+
+#include <cassert>
+#include <utility>
+
+namespace shardcast::dispatcher {
+
+void OutboundQueue::push(Outbound item) {
+    if (count_ == ring_.size()) {
+        grow();
+    }
+    bytes_ += item.payload->size();
+    ring_[(head_ + count_) % ring_.size()] = std::move(item);
+    ++count_;
+}
+
+Outbound OutboundQueue::pop() {
+    assert(count_ > 0);
+    Outbound item = std::move(ring_[head_]);
+    head_ = (head_ + 1) % ring_.size();
+    --count_;
+    bytes_ -= item.payload->size();
+    if (count_ == 0) {
+        head_ = 0;
+    }
+    return item;
+}
+
+std::size_t OutboundQueue::clear() {
+    std::size_t dropped = count_;
+    // Release the slots too: a session that was flooded should not keep its peak memory.
+    std::vector<Outbound>().swap(ring_);
+    head_ = count_ = bytes_ = 0;
+    return dropped;
+}
+
+void OutboundQueue::grow() {
+    std::vector<Outbound> bigger(ring_.empty() ? 4 : ring_.size() * 2);
+    for (std::size_t i = 0; i < count_; ++i) {
+        bigger[i] = std::move(ring_[(head_ + i) % ring_.size()]);
+    }
+    ring_ = std::move(bigger);
+    head_ = 0;
+}
+
+}  // namespace shardcast::dispatcher

@@ -1,0 +1,40 @@
+// OutboundQueue: the messages waiting for one session's socket, bounded by bytes.
+// Owned by its session and used only on the session's shard thread.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "dispatcher/command.hpp"
+#include "dispatcher/payload.hpp"
+
+namespace shardcast::dispatcher {
+
+struct Outbound {
+    Payload payload;
+    Clock::time_point enqueued{};
+};
+
+// A ring over a vector that starts empty: an idle session owns no buffer, and a busy
+// one reuses its slots instead of allocating per message as a deque would.
+class OutboundQueue {
+public:
+    bool empty() const { return count_ == 0; }
+    std::size_t size() const { return count_; }
+    std::size_t bytes() const { return bytes_; }
+
+    void push(Outbound item);
+    Outbound pop();  // precondition: !empty()
+    // Drops everything and returns how many messages were dropped.
+    std::size_t clear();
+
+private:
+    void grow();
+
+    std::vector<Outbound> ring_;
+    std::size_t head_ = 0;
+    std::size_t count_ = 0;
+    std::size_t bytes_ = 0;
+};
+
+}  // namespace shardcast::dispatcher

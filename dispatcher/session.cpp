@@ -1,0 +1,233 @@
+#include "dispatcher/session.hpp"
+
+#include <cassert>
+
+#include "dispatcher/close_code.hpp"
+#include "dispatcher/shard.hpp"
+
+namespace shardcast::dispatcher {
+
+Session::Session(Shard& shard, std::string client_id)
+    : shard_(shard),
+      client_id_(std::move(client_id)),
+      last_heard_(Clock::now()),
+      next_ping_(last_heard_ + shard.config().heartbeat_interval) {}
+
+bool Session::on_shard_thread() const { return shard_.on_shard_thread(); }
+
+std::size_t Session::outbound_bytes() const {
+    return queue_.bytes() + (in_flight_.payload ? in_flight_.payload->size() : 0);
+}
+
+bool Session::deliver(const Payload& payload, Clock::time_point enqueued) {
+    assert(on_shard_thread());
+    const SessionConfig& config = shard_.config();
+    ShardStats& stats = shard_.stats();
+    if (state_ == State::closing || state_ == State::closed) {
+        stats.add_failed(FailureReason::session_closed);
+        return true;
+    }
+    const std::size_t size = payload->size();
+    if (queue_.bytes() + size > config.buffer_limit) {
+        if (config.overflow == OverflowPolicy::terminate) {
+            stats.add_failed(FailureReason::session_closed);
+            return false;
+        }
+        // drop_oldest: make room from the front; the write in flight is already on the wire.
+        while (!queue_.empty() && queue_.bytes() + size > config.buffer_limit) {
+            stats.outbound_bytes.add(-static_cast<std::int64_t>(queue_.pop().payload->size()));
+            stats.add_failed(FailureReason::overflow_dropped);
+        }
+        if (size > config.buffer_limit) {
+            stats.add_failed(FailureReason::overflow_dropped);
+            return true;
+        }
+    }
+    queue_.push(Outbound{payload, enqueued});
+    stats.outbound_bytes.add(static_cast<std::int64_t>(size));
+    if (state_ == State::open && !in_flight_.payload) {
+        write_next();
+    }
+    return true;
+}
+
+void Session::write_next() {
+    in_flight_ = queue_.pop();
+    write_started_ = Clock::now();
+    start_write(in_flight_.payload);
+}
+
+// Settles the message that was in flight: counted as sent or as the given failure, and
+// its bytes released.
+void Session::settle_in_flight(std::optional<FailureReason> failure) {
+    ShardStats& stats = shard_.stats();
+    if (failure) {
+        stats.add_failed(*failure);
+    } else {
+        stats.sent.add();
+        shard_.record_latency(Clock::now() - in_flight_.enqueued);
+    }
+    stats.outbound_bytes.add(-static_cast<std::int64_t>(in_flight_.payload->size()));
+    in_flight_ = {};
+}
+
+std::optional<RemovalReason> Session::check(Clock::time_point now) {
+    assert(on_shard_thread());
+    const SessionConfig& config = shard_.config();
+    if (now - last_heard_ > config.heartbeat_timeout) {
+        return state_ == State::handshaking ? RemovalReason::handshake_failed
+                                            : RemovalReason::heartbeat_timeout;
+    }
+    if (state_ != State::open) {
+        return std::nullopt;
+    }
+    if (in_flight_.payload && now - write_started_ > config.send_time_limit) {
+        return RemovalReason::send_timeout;
+    }
+    if (now >= next_ping_ && !ping_in_flight_) {
+        ping_in_flight_ = true;
+        next_ping_ = now + config.heartbeat_interval;
+        start_ping();
+    }
+    return std::nullopt;
+}
+
+void Session::begin_close(RemovalReason reason, std::uint16_t code, std::string_view text) {
+    assert(on_shard_thread());
+    assert(state_ == State::handshaking || state_ == State::open);
+    ShardStats& stats = shard_.stats();
+    const bool was_open = state_ == State::open;
+    state_ = State::closing;
+    close_deadline_ = Clock::now() + shard_.config().close_timeout;
+
+    stats.outbound_bytes.add(-static_cast<std::int64_t>(queue_.bytes()));
+    const std::size_t dropped = queue_.clear();
+    stats.add_failed(reason == RemovalReason::server_shutdown ? FailureReason::shutdown
+                                                             : FailureReason::session_closed,
+                     dropped);
+    // A write stuck past its limit will never complete well: count it now. Any other
+    // write in flight is counted by its own completion.
+    if (reason == RemovalReason::send_timeout && in_flight_.payload) {
+        settle_in_flight(FailureReason::send_timeout);
+    }
+
+    switch (reason) {
+        case RemovalReason::replaced:
+        case RemovalReason::overflow:
+        case RemovalReason::heartbeat_timeout:
+        case RemovalReason::disconnected:
+        case RemovalReason::server_shutdown:
+            if (was_open) {
+                start_close(code, text);
+                return;
+            }
+            break;
+        case RemovalReason::peer_closed:
+        case RemovalReason::write_error:
+        case RemovalReason::read_error:
+        case RemovalReason::send_timeout:
+        case RemovalReason::handshake_failed:
+            break;
+    }
+    // Nothing useful can be said to this peer: cut the socket.
+    abort();
+    finish_close();
+}
+
+bool Session::close_overdue(Clock::time_point now) {
+    assert(on_shard_thread());
+    if (state_ != State::closing || now < close_deadline_) {
+        return false;
+    }
+    abort();
+    return true;
+}
+
+void Session::finish_close() {
+    assert(on_shard_thread());
+    if (state_ == State::closed) {
+        return;
+    }
+    state_ = State::closed;
+    shard_.forget(*this);
+}
+
+void Session::on_open() {
+    assert(on_shard_thread());
+    if (state_ != State::handshaking) {
+        return;
+    }
+    state_ = State::open;
+    last_heard_ = Clock::now();
+    next_ping_ = last_heard_ + shard_.config().heartbeat_interval;
+    if (!queue_.empty()) {
+        write_next();
+    }
+}
+
+void Session::on_handshake_failed() {
+    assert(on_shard_thread());
+    if (state_ == State::handshaking) {
+        shard_.remove(*this, RemovalReason::handshake_failed);
+    }
+}
+
+void Session::on_write_done(bool ok) {
+    assert(on_shard_thread());
+    if (!in_flight_.payload) {
+        return;  // already settled by a send timeout
+    }
+    if (state_ != State::open) {
+        settle_in_flight(ok ? std::nullopt : std::optional(FailureReason::session_closed));
+        return;
+    }
+    if (!ok) {
+        settle_in_flight(FailureReason::write_error);
+        shard_.remove(*this, RemovalReason::write_error);
+        return;
+    }
+    settle_in_flight(std::nullopt);
+    if (!queue_.empty()) {
+        write_next();
+    }
+}
+
+void Session::on_ping_done(bool ok) {
+    assert(on_shard_thread());
+    ping_in_flight_ = false;
+    if (!ok && state_ == State::open) {
+        shard_.remove(*this, RemovalReason::write_error);
+    }
+}
+
+void Session::on_heard() {
+    assert(on_shard_thread());
+    last_heard_ = Clock::now();
+}
+
+void Session::on_frame(std::size_t bytes) {
+    assert(on_shard_thread());
+    last_heard_ = Clock::now();
+    ShardStats& stats = shard_.stats();
+    stats.frames_received.add();
+    stats.bytes_received.add(bytes);
+}
+
+void Session::on_read_end(RemovalReason reason) {
+    assert(on_shard_thread());
+    switch (state_) {
+        case State::handshaking:
+        case State::open:
+            shard_.remove(*this, reason);
+            break;
+        case State::closing:
+            // The peer answered our close frame (or the socket was cut): we are done.
+            abort();
+            finish_close();
+            break;
+        case State::closed:
+            break;
+    }
+}
+
+}  // namespace shardcast::dispatcher

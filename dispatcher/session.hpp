@@ -1,0 +1,107 @@
+// Session: one client connection as its shard sees it. The transport derives from it and
+// supplies the socket primitives; the session owns the outbound queue, the one-write-in-
+// flight rule, the overflow policy and the heartbeat clock.
+//
+// Thread contract: every member runs on the owning shard's thread (asserted in debug
+// builds). Other threads reach a session only by posting a Command to its shard.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "dispatcher/command.hpp"
+#include "dispatcher/failure_reason.hpp"
+#include "dispatcher/outbound_queue.hpp"
+#include "dispatcher/payload.hpp"
+#include "dispatcher/removal_reason.hpp"
+
+namespace shardcast::dispatcher {
+
+class Shard;
+
+class Session : public std::enable_shared_from_this<Session> {
+public:
+    enum class State : unsigned char {
+        handshaking,  // attached to its shard, upgrade not finished; messages queue up
+        open,         // writing and reading
+        closing,      // removed from its shard; the socket is being closed
+        closed,       // done; pending handlers only release their references
+    };
+
+    Session(Shard& shard, std::string client_id);
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+    virtual ~Session() = default;
+
+    const std::string& client_id() const { return client_id_; }
+    Shard& shard() const { return shard_; }
+    State state() const { return state_; }
+    // Bytes queued plus the write in flight.
+    std::size_t outbound_bytes() const;
+    // Nothing queued and no write in flight.
+    bool idle() const { return queue_.empty() && !in_flight_.payload; }
+
+    // Called by the Shard. Queues one message and starts a write if none is in flight.
+    // Returns false when the message overflows a terminate-policy buffer: the shard must
+    // then remove the session with RemovalReason::overflow.
+    bool deliver(const Payload& payload, Clock::time_point enqueued);
+
+    // Called by the Shard on every tick: pings when due, and returns the reason to
+    // remove the session when a heartbeat or send-time limit has expired.
+    std::optional<RemovalReason> check(Clock::time_point now);
+
+    // Called by the Shard once, right after removing the session from its map: drops the
+    // queue (counting each message) and starts closing the socket.
+    void begin_close(RemovalReason reason, std::uint16_t code, std::string_view text);
+
+    // Called by the Shard while closing: true when the closing handshake overran its
+    // deadline, in which case the socket has been cut.
+    bool close_overdue(Clock::time_point now);
+
+    // The transport calls this when the connection is gone for good.
+    void finish_close();
+
+    // Whether the socket underneath is still open; the cleanup sweep relies on it.
+    virtual bool socket_open() const = 0;
+
+protected:
+    // Transport reports, on the shard thread.
+    void on_open();
+    void on_handshake_failed();
+    void on_write_done(bool ok);
+    void on_ping_done(bool ok);
+    void on_heard();  // any frame from the client: data, pong, ping
+    void on_frame(std::size_t bytes);
+    void on_read_end(RemovalReason reason);
+
+    // Transport primitives, on the shard thread. At most one write and one ping are in
+    // flight at a time; each completion calls on_write_done / on_ping_done.
+    virtual void start_write(const Payload& payload) = 0;
+    virtual void start_ping() = 0;
+    // Sends a close frame; the transport calls finish_close() once the socket is closed.
+    virtual void start_close(std::uint16_t code, std::string_view reason) = 0;
+    // Cuts the socket now. Pending operations complete with errors and are ignored.
+    virtual void abort() = 0;
+
+private:
+    void write_next();
+    void settle_in_flight(std::optional<FailureReason> failure);
+    bool on_shard_thread() const;
+
+    Shard& shard_;
+    std::string client_id_;
+    State state_ = State::handshaking;
+    bool ping_in_flight_ = false;
+    OutboundQueue queue_;
+    Outbound in_flight_;
+    Clock::time_point write_started_{};
+    Clock::time_point last_heard_;
+    Clock::time_point next_ping_;
+    Clock::time_point close_deadline_{};
+};
+
+}  // namespace shardcast::dispatcher

@@ -1,0 +1,375 @@
+#include "dispatcher/shard.hpp"
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <cassert>
+
+#include "dispatcher/close_code.hpp"
+#include "dispatcher/session.hpp"
+
+namespace shardcast::dispatcher {
+namespace {
+
+// Commands moved out of the inbox per pop, and the most a turn collects before it stops
+// looking for more: a flood of producers cannot keep one turn collecting forever.
+constexpr std::size_t kPopChunk = 256;
+constexpr std::size_t kMaxBatch = 64 * 1024;
+// How often a stopping shard looks at its progress.
+constexpr std::chrono::milliseconds kStopPollPeriod{5};
+
+std::chrono::milliseconds tick_period_for(const SessionConfig& c) {
+    auto shortest = std::min({c.heartbeat_interval, c.heartbeat_timeout, c.send_time_limit,
+                              c.close_timeout, c.cleanup_interval});
+    return std::clamp(shortest / 8, std::chrono::milliseconds{5}, std::chrono::milliseconds{500});
+}
+
+std::uint16_t close_code_for(RemovalReason reason) {
+    switch (reason) {
+        case RemovalReason::replaced: return close_code::kReplaced;
+        case RemovalReason::overflow: return close_code::kPolicyViolation;
+        case RemovalReason::heartbeat_timeout: return close_code::kHeartbeatTimeout;
+        case RemovalReason::send_timeout: return close_code::kSendTimeout;
+        case RemovalReason::server_shutdown: return close_code::kGoingAway;
+        default: return close_code::kNormal;
+    }
+}
+
+}  // namespace
+
+Shard::Shard(std::size_t index, const DispatcherConfig& config)
+    : index_(index),
+      config_(config),
+      work_(io_context_.get_executor()),
+      tick_timer_(io_context_),
+      stop_timer_(io_context_),
+      tick_period_(tick_period_for(config.session)) {}
+
+Shard::~Shard() { join(); }
+
+void Shard::start() {
+    const auto now = Clock::now();
+    stats_.last_turn_ns.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+    next_sweep_ = now + config_.session.cleanup_interval;
+    // The timer is armed before the thread exists, so no other thread touches it.
+    schedule_tick();
+    thread_ = std::thread([this] { io_context_.run(); });
+}
+
+bool Shard::publish(Command&& command) {
+    const Inbox::PushResult result = inbox_.push(std::move(command));
+    if (result.schedule_drain) {
+        boost::asio::post(io_context_, [this] { drain(); });
+    }
+    return result.queued;
+}
+
+// One turn: take everything visible, order it by stamp, deliver up to the budget, and
+// come back through the io_context if more is left so socket I/O is never starved.
+void Shard::drain() {
+    assert(on_shard_thread());
+    collect();
+    for (std::size_t budget = config_.drain_budget; next_ < batch_.size() && budget > 0; --budget) {
+        deliver(batch_[next_]);
+        batch_[next_] = Command{};  // release the payload now, not at the end of the batch
+        ++next_;
+    }
+    if (next_ < batch_.size()) {
+        boost::asio::post(io_context_, [this] { drain(); });
+        return;
+    }
+    batch_.clear();
+    next_ = 0;
+    if (inbox_.finish_drain()) {
+        boost::asio::post(io_context_, [this] { drain(); });
+    }
+}
+
+// Pops until a pass finds every producer empty. Stopping only then is what makes ordering
+// hold across producers: once we have seen a command, everything published before it
+// began is visible to the next pass, so both end up in this batch and the sort orders them.
+void Shard::collect() {
+    const std::size_t first_new = batch_.size();
+    while (batch_.size() - next_ < kMaxBatch) {
+        const std::size_t old = batch_.size();
+        batch_.resize(old + kPopChunk);
+        const std::size_t n = inbox_.pop_bulk(batch_.data() + old, kPopChunk);
+        batch_.resize(old + n);
+        if (n == 0) {
+            break;
+        }
+    }
+    if (batch_.size() == first_new) {
+        return;
+    }
+    stats_.queue_depth_peak.observe(static_cast<std::int64_t>(batch_.size() - next_));
+    std::sort(batch_.begin() + static_cast<std::ptrdiff_t>(next_), batch_.end(),
+              [](const Command& a, const Command& b) { return a.stamp < b.stamp; });
+}
+
+void Shard::deliver(Command& command) {
+    switch (command.kind) {
+        case Command::Kind::send: {
+            stats_.add_published(command.origin);
+            if (phase_ == Phase::closing || phase_ == Phase::stopped) {
+                stats_.add_failed(FailureReason::shutdown);
+                return;
+            }
+            auto it = sessions_.find(command.client_id);
+            if (it == sessions_.end()) {
+                stats_.add_failed(FailureReason::no_session);
+                return;
+            }
+            deliver_to(it->second, command);
+            break;
+        }
+        case Command::Kind::broadcast:
+            // Every shard sees every broadcast; shard 0 alone counts it as published.
+            if (index_ == 0) {
+                stats_.add_published(command.origin);
+            }
+            for (const auto& [id, list] : sessions_) {
+                if (command.client_id.empty() || id != command.client_id) {
+                    deliver_to(list, command);
+                }
+            }
+            break;
+        case Command::Kind::disconnect: {
+            auto it = sessions_.find(command.client_id);
+            if (it == sessions_.end()) {
+                return;
+            }
+            const SessionList doomed = it->second;
+            for (const auto& session : doomed) {
+                remove(*session, RemovalReason::disconnected, command.close_code,
+                       command.payload ? std::string_view(*command.payload) : std::string_view{});
+            }
+            break;
+        }
+    }
+    remove_overflowed();
+}
+
+void Shard::deliver_to(const SessionList& sessions, const Command& command) {
+    for (const auto& session : sessions) {
+        if (!session->deliver(command.payload, command.enqueued)) {
+            overflowed_.push_back(session);
+        }
+    }
+}
+
+// Sessions that overflowed are removed after the delivery loop, never inside it: removal
+// edits the map the loop is walking.
+void Shard::remove_overflowed() {
+    for (const auto& session : overflowed_) {
+        remove(*session, RemovalReason::overflow);
+    }
+    overflowed_.clear();
+}
+
+Shard::Attach Shard::attach(std::shared_ptr<Session> session) {
+    assert(on_shard_thread());
+    if (phase_ != Phase::running) {
+        return Attach::stopping;
+    }
+    auto it = sessions_.find(session->client_id());
+    if (it != sessions_.end() && !it->second.empty()) {
+        if (config_.session.on_duplicate == DuplicatePolicy::replace) {
+            const SessionList old = it->second;
+            for (const auto& s : old) {
+                remove(*s, RemovalReason::replaced);
+            }
+        } else if (it->second.size() >= config_.session.max_per_client) {
+            return Attach::too_many;
+        }
+    }
+    sessions_[session->client_id()].push_back(std::move(session));
+    stats_.sessions.add(1);
+    stats_.connections.add();
+    return Attach::attached;
+}
+
+void Shard::remove(Session& session, RemovalReason reason) {
+    remove(session, reason, close_code_for(reason), to_string(reason));
+}
+
+void Shard::remove(Session& session,
+                   RemovalReason reason,
+                   std::uint16_t code,
+                   std::string_view text) {
+    assert(on_shard_thread());
+    auto it = sessions_.find(session.client_id());
+    if (it == sessions_.end()) {
+        return;  // already removed: every removal happens once
+    }
+    SessionList& list = it->second;
+    auto pos = std::find_if(list.begin(), list.end(), [&](const auto& s) { return s.get() == &session; });
+    if (pos == list.end()) {
+        return;
+    }
+    std::shared_ptr<Session> owned = std::move(*pos);
+    list.erase(pos);
+    if (list.empty()) {
+        sessions_.erase(it);
+    }
+    stats_.sessions.add(-1);
+    stats_.add_cleaned(reason);
+    closing_.emplace(&session, std::move(owned));
+    session.begin_close(reason, code, text);
+}
+
+void Shard::forget(Session& session) {
+    assert(on_shard_thread());
+    closing_.erase(&session);
+}
+
+ClientInfo Shard::lookup(std::string_view client_id) const {
+    assert(on_shard_thread());
+    ClientInfo info{std::string(client_id), false, 0, index_};
+    auto it = sessions_.find(client_id);
+    if (it != sessions_.end()) {
+        info.sessions = it->second.size();
+        info.online = info.sessions > 0;
+    }
+    return info;
+}
+
+std::size_t Shard::session_count() const {
+    return static_cast<std::size_t>(stats_.sessions.load());
+}
+
+void Shard::schedule_tick() {
+    tick_timer_.expires_after(tick_period_);
+    tick_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) {
+            tick();
+        }
+    });
+}
+
+// Heartbeats, send-time limits and closing deadlines, all checked from one timer per
+// shard instead of timers per session.
+void Shard::tick() {
+    const auto now = Clock::now();
+    stats_.last_turn_ns.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+
+    std::vector<std::pair<std::shared_ptr<Session>, RemovalReason>> expired;
+    for (const auto& [id, list] : sessions_) {
+        for (const auto& session : list) {
+            if (auto reason = session->check(now)) {
+                expired.emplace_back(session, *reason);
+            }
+        }
+    }
+    for (const auto& [session, reason] : expired) {
+        remove(*session, reason);
+    }
+
+    std::vector<std::shared_ptr<Session>> overdue;
+    for (const auto& [ptr, session] : closing_) {
+        if (session->close_overdue(now)) {
+            overdue.push_back(session);
+        }
+    }
+    for (const auto& session : overdue) {
+        session->finish_close();
+    }
+
+    if (now >= next_sweep_) {
+        sweep();
+        next_sweep_ = now + config_.session.cleanup_interval;
+    }
+    schedule_tick();
+}
+
+// A safety net: a session still in the map whose socket is gone should have been removed
+// by its failing read or write. Counted apart so a leak in that logic is visible.
+void Shard::sweep() {
+    std::vector<std::shared_ptr<Session>> dead;
+    for (const auto& [id, list] : sessions_) {
+        for (const auto& session : list) {
+            if (session->state() == Session::State::open && !session->socket_open()) {
+                dead.push_back(session);
+            }
+        }
+    }
+    for (const auto& session : dead) {
+        stats_.sweep_removed.add();
+        remove(*session, RemovalReason::peer_closed);
+    }
+}
+
+void Shard::begin_stop(Clock::time_point deadline) {
+    boost::asio::post(io_context_, [this, deadline] {
+        if (phase_ != Phase::running) {
+            return;
+        }
+        phase_ = Phase::draining;
+        stop_deadline_ = deadline;
+        advance_stop();
+    });
+}
+
+bool Shard::all_idle() const {
+    for (const auto& [id, list] : sessions_) {
+        for (const auto& session : list) {
+            if (!session->idle()) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+// Draining: keep delivering until the inbox and every session are empty or the deadline
+// passes. Closing: every session got 1001; wait for the closing handshakes (each bounded
+// by close_timeout). Then report stopped.
+void Shard::advance_stop() {
+    const auto now = Clock::now();
+    if (phase_ == Phase::draining) {
+        const bool drained = inbox_.size_approx() == 0 && next_ == batch_.size() && all_idle();
+        if (drained || now >= stop_deadline_) {
+            phase_ = Phase::closing;
+            std::vector<std::shared_ptr<Session>> all;
+            for (const auto& [id, list] : sessions_) {
+                all.insert(all.end(), list.begin(), list.end());
+            }
+            for (const auto& session : all) {
+                remove(*session, RemovalReason::server_shutdown);
+            }
+        }
+    }
+    if (phase_ == Phase::closing && closing_.empty()) {
+        phase_ = Phase::stopped;
+        stopped_.set_value();  // last touch of shared state: the waiter may join next
+        return;
+    }
+    stop_timer_.expires_after(kStopPollPeriod);
+    stop_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) {
+            advance_stop();
+        }
+    });
+}
+
+bool Shard::wait_stopped(Clock::time_point until) {
+    return stopped_future_.wait_until(until) == std::future_status::ready;
+}
+
+void Shard::join() {
+    work_.reset();
+    io_context_.stop();
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+    // Whatever is still in the inbox will never be delivered: count it.
+    std::vector<Command> left(kPopChunk);
+    while (std::size_t n = inbox_.pop_bulk(left.data(), left.size())) {
+        for (std::size_t i = 0; i < n; ++i) {
+            if (left[i].kind == Command::Kind::send) {
+                stats_.add_failed(FailureReason::shutdown);
+            }
+        }
+    }
+}
+
+}  // namespace shardcast::dispatcher

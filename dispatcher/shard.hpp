@@ -1,0 +1,125 @@
+// Shard: one thread running its own io_context, the Inbox producers post into, and the
+// sessions of the client ids that hash to it. The shard thread is the only thread that
+// reads session state, writes to their sockets or closes them.
+//
+// Thread contract: start(), publish(), begin_stop(), wait_stopped(), join() and the const
+// readers (stats(), inbox().size_approx()) are safe from any thread; everything else runs
+// on the shard thread (asserted in debug builds).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstddef>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "dispatcher/client_info.hpp"
+#include "dispatcher/command.hpp"
+#include "dispatcher/config.hpp"
+#include "dispatcher/inbox.hpp"
+#include "dispatcher/latency_histogram.hpp"
+#include "dispatcher/removal_reason.hpp"
+#include "dispatcher/shard_stats.hpp"
+
+namespace shardcast::dispatcher {
+
+class Session;
+
+class Shard {
+public:
+    Shard(std::size_t index, const DispatcherConfig& config);
+    Shard(const Shard&) = delete;
+    Shard& operator=(const Shard&) = delete;
+    ~Shard();
+
+    std::size_t index() const { return index_; }
+    boost::asio::io_context& io_context() { return io_context_; }
+    const SessionConfig& config() const { return config_.session; }
+    ShardStats& stats() { return stats_; }
+    const ShardStats& stats() const { return stats_; }
+    const LatencyHistogram& latency() const { return latency_; }
+    const Inbox& inbox() const { return inbox_; }
+    bool on_shard_thread() const { return executor_.running_in_this_thread(); }
+    // The tick period: how often heartbeats, send limits and closing deadlines are checked.
+    std::chrono::milliseconds tick_period() const { return tick_period_; }
+
+    // Any thread.
+    void start();
+    // Enqueues a command and wakes the shard if it is not already scheduled to drain.
+    // Never blocks; false only if the queue could not allocate.
+    bool publish(Command&& command);
+    // Starts the graceful stop: deliver what is queued until the deadline, then close every
+    // session with 1001. wait_stopped() returns once every session is closed.
+    void begin_stop(Clock::time_point deadline);
+    bool wait_stopped(Clock::time_point until);
+    // Stops the io_context, joins the thread, and counts what never got delivered.
+    void join();
+
+    // Shard thread.
+    enum class Attach : unsigned char { attached, too_many, stopping };
+    // Adds a session under its client id, applying session.on_duplicate. Refused when the id
+    // already has session.max_per_client sessions (allow mode) or the shard is stopping.
+    Attach attach(std::shared_ptr<Session> session);
+    // Removes a session from the map, counts the reason and starts closing it. Idempotent.
+    void remove(Session& session, RemovalReason reason);
+    void remove(Session& session, RemovalReason reason, std::uint16_t code, std::string_view text);
+    // A closed session leaves the closing list.
+    void forget(Session& session);
+    void record_latency(Clock::duration latency) { latency_.record(latency); }
+    ClientInfo lookup(std::string_view client_id) const;
+    std::size_t session_count() const;
+
+private:
+    struct Hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    using SessionList = std::vector<std::shared_ptr<Session>>;
+    enum class Phase : unsigned char { running, draining, closing, stopped };
+
+    void drain();
+    void collect();
+    void deliver(Command& command);
+    void deliver_to(const SessionList& sessions, const Command& command);
+    void remove_overflowed();
+    void schedule_tick();
+    void tick();
+    void sweep();
+    void advance_stop();
+    bool all_idle() const;
+
+    const std::size_t index_;
+    const DispatcherConfig config_;
+    // Declared first so it is destroyed last: sessions own sockets bound to it.
+    boost::asio::io_context io_context_{1};
+    boost::asio::io_context::executor_type executor_ = io_context_.get_executor();
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+    boost::asio::steady_timer tick_timer_;
+    boost::asio::steady_timer stop_timer_;
+    std::chrono::milliseconds tick_period_;
+    Clock::time_point next_sweep_;
+    std::thread thread_;
+
+    Inbox inbox_;
+    ShardStats stats_;
+    LatencyHistogram latency_;
+
+    std::unordered_map<std::string, SessionList, Hash, std::equal_to<>> sessions_;
+    std::unordered_map<Session*, std::shared_ptr<Session>> closing_;
+    std::vector<Command> batch_;  // drained, sorted by stamp, delivered from next_
+    std::size_t next_ = 0;
+    std::vector<std::shared_ptr<Session>> overflowed_;  // removed after a delivery loop
+
+    Phase phase_ = Phase::running;
+    Clock::time_point stop_deadline_{};
+    std::promise<void> stopped_;
+    std::future<void> stopped_future_ = stopped_.get_future();
+};
+
+}  // namespace shardcast::dispatcher

@@ -1,0 +1,83 @@
+// ShardStats: counters and gauges of one shard. Each field has exactly one writer, the
+// shard thread; any thread may read them (stats API, metrics scrape, log summary).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+#include "dispatcher/failure_reason.hpp"
+#include "dispatcher/publish_kind.hpp"
+#include "dispatcher/removal_reason.hpp"
+
+namespace shardcast::dispatcher {
+
+// A single-writer counter: a relaxed load and store, no locked instruction, because only
+// the owning shard thread ever adds to it.
+class Counter {
+public:
+    void add(std::uint64_t n = 1) {
+        value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+    std::uint64_t load() const { return value_.load(std::memory_order_relaxed); }
+
+private:
+    std::atomic<std::uint64_t> value_{0};
+};
+
+// The largest value seen since the last take(); the shard raises it, a reader takes it.
+class Peak {
+public:
+    void observe(std::int64_t v) {
+        if (v > value_.load(std::memory_order_relaxed)) value_.store(v, std::memory_order_relaxed);
+    }
+    std::int64_t take() { return value_.exchange(0, std::memory_order_relaxed); }
+
+private:
+    std::atomic<std::int64_t> value_{0};
+};
+
+// A single-writer gauge.
+class Gauge {
+public:
+    void set(std::int64_t v) { value_.store(v, std::memory_order_relaxed); }
+    void add(std::int64_t n) { set(load() + n); }
+    std::int64_t load() const { return value_.load(std::memory_order_relaxed); }
+
+private:
+    std::atomic<std::int64_t> value_{0};
+};
+
+struct ShardStats {
+    std::array<Counter, kPublishKindCount> published;  // commands drained, by origin
+    Counter sent;                                      // frames fully written to a socket
+    std::array<Counter, kFailureReasonCount> failed;
+    std::array<Counter, kRemovalReasonCount> cleaned;
+    Counter connections;      // sessions ever attached
+    Counter frames_received;  // frames clients sent (content is dropped)
+    Counter bytes_received;
+    Counter sessions_refused; // upgrades refused: max_per_client reached, or stopping
+    Counter sweep_removed;    // sessions the cleanup sweep found dead: should stay 0
+    Gauge sessions;           // sessions in the shard's map
+    Gauge outbound_bytes;     // bytes queued or in flight in this shard's sessions
+    Peak queue_depth_peak;    // most commands one drain turn found waiting
+    std::atomic<std::int64_t> last_turn_ns{0};  // steady clock of the shard's last tick
+
+    void add_published(PublishKind k) { published[static_cast<std::size_t>(k)].add(); }
+    void add_failed(FailureReason r, std::uint64_t n = 1) {
+        failed[static_cast<std::size_t>(r)].add(n);
+    }
+    void add_cleaned(RemovalReason r) { cleaned[static_cast<std::size_t>(r)].add(); }
+    std::uint64_t failed_total() const {
+        std::uint64_t sum = 0;
+        for (const auto& c : failed) sum += c.load();
+        return sum;
+    }
+    std::uint64_t cleaned_total() const {
+        std::uint64_t sum = 0;
+        for (const auto& c : cleaned) sum += c.load();
+        return sum;
+    }
+};
+
+}  // namespace shardcast::dispatcher

@@ -1,0 +1,508 @@
+// Config loading: the YAML file and "key=value" overrides, turned into the plain config structs
+// with every value checked. The one file that includes yaml-cpp. Main thread, startup only.
+#include "main/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <span>
+#include <string_view>
+#include <system_error>
+#include <tuple>
+#include <utility>
+
+namespace shardcast {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr std::string_view kDurationExpected = "a duration such as 250ms, 30s, 5m or 1h";
+constexpr std::string_view kSizeExpected = "a size such as 512KiB or 1MiB";
+constexpr std::string_view kListenExpected =
+    "host:port such as 0.0.0.0:8080 or [::1]:8080, with a port from 0 to 65535";
+
+// Names in enum order, so an enum's value indexes its name.
+constexpr std::string_view kOverflowNames[] = {"terminate", "drop_oldest"};
+constexpr std::string_view kDuplicateNames[] = {"replace", "allow"};
+constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+
+struct Unit {
+    std::string_view suffix;
+    std::uint64_t factor;
+};
+
+constexpr Unit kDurationUnits[] = {
+    {"ms", 1}, {"", 1'000}, {"s", 1'000}, {"m", 60'000}, {"h", 3'600'000},
+};
+constexpr Unit kSizeUnits[] = {
+    {"", 1},
+    {"B", 1},
+    {"KB", 1'000},
+    {"MB", 1'000'000},
+    {"GB", 1'000'000'000},
+    {"KiB", std::uint64_t{1} << 10},
+    {"MiB", std::uint64_t{1} << 20},
+    {"GiB", std::uint64_t{1} << 30},
+};
+
+// Whole seconds where exact, as the example config writes them, so the text reads back the same.
+std::string format_duration(milliseconds value) {
+    if (value.count() % 1000 == 0) {
+        return std::to_string(value.count() / 1000) + "s";
+    }
+    return std::to_string(value.count()) + "ms";
+}
+
+[[noreturn]] void fail(std::string_view key, std::string_view expected, std::string_view got) {
+    throw ConfigError(std::string(key) + ": expected " + std::string(expected) + ", got \"" +
+                      std::string(got) + "\"");
+}
+
+// For a value of the wrong YAML type: a scalar is quoted, anything else is named by its shape.
+[[noreturn]] void fail_type(std::string_view key,
+                            std::string_view expected,
+                            const YAML::Node& node) {
+    if (node.IsScalar()) {
+        fail(key, expected, node.Scalar());
+    }
+    std::string_view got = node.IsMap() ? "a map" : node.IsSequence() ? "a list" : "nothing";
+    throw ConfigError(std::string(key) + ": expected " + std::string(expected) + ", got " +
+                      std::string(got));
+}
+
+std::string scalar(std::string_view key, const YAML::Node& node, std::string_view expected) {
+    if (!node.IsScalar()) {
+        fail_type(key, expected, node);
+    }
+    return node.Scalar();
+}
+
+std::optional<std::uint64_t> parse_whole(std::string_view text) {
+    std::uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size()) {
+        return std::nullopt;
+    }
+    return value;
+}
+
+// "<digits><unit>" as digits times the unit's factor. Signs, fractions and spaces are errors
+// rather than being rounded or trimmed, so what the server runs with is what was written.
+std::uint64_t parse_amount(std::string_view key,
+                           std::string_view text,
+                           std::span<const Unit> units,
+                           std::uint64_t max,
+                           std::string_view expected,
+                           std::string_view too_large) {
+    std::uint64_t count = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), count);
+    if (ec == std::errc::invalid_argument) {
+        fail(key, expected, text);
+    }
+    std::string_view suffix = text.substr(end - text.data());
+    for (const Unit& unit : units) {
+        if (unit.suffix != suffix) {
+            continue;
+        }
+        if (ec == std::errc::result_out_of_range || count > max / unit.factor) {
+            fail(key, too_large, text);
+        }
+        return count * unit.factor;
+    }
+    fail(key, expected, text);
+}
+
+std::size_t integer_in(std::string_view key,
+                       const YAML::Node& node,
+                       std::size_t low,
+                       std::size_t high) {
+    std::string expected =
+        high == std::numeric_limits<std::size_t>::max()
+            ? "an integer of at least " + std::to_string(low)
+            : "an integer from " + std::to_string(low) + " to " + std::to_string(high);
+    std::string text = scalar(key, node, expected);
+    std::optional<std::uint64_t> value = parse_whole(text);
+    if (!value || *value < low || *value > high) {
+        fail(key, expected, text);
+    }
+    return *value;
+}
+
+milliseconds positive_duration(std::string_view key, const YAML::Node& node) {
+    std::string text = scalar(key, node, kDurationExpected);
+    milliseconds value = parse_duration(std::string(key), text);
+    if (value <= milliseconds::zero()) {
+        fail(key, "a duration greater than 0", text);
+    }
+    return value;
+}
+
+milliseconds duration(std::string_view key, const YAML::Node& node) {
+    return parse_duration(std::string(key), scalar(key, node, kDurationExpected));
+}
+
+std::size_t size_at_least(std::string_view key,
+                          const YAML::Node& node,
+                          std::size_t minimum,
+                          std::string_view minimum_text) {
+    std::string text = scalar(key, node, kSizeExpected);
+    std::size_t value = parse_size(std::string(key), text);
+    if (value < minimum) {
+        fail(key, "a size of at least " + std::string(minimum_text), text);
+    }
+    return value;
+}
+
+// The index of the value among names.
+std::size_t one_of(std::string_view key,
+                   const YAML::Node& node,
+                   std::span<const std::string_view> names) {
+    std::string expected = "one of ";
+    for (std::string_view name : names) {
+        expected.append(name).append(name == names.back() ? "" : ", ");
+    }
+    std::string text = scalar(key, node, expected);
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        if (names[i] == text) {
+            return i;
+        }
+    }
+    fail(key, expected, text);
+}
+
+// Splits at the last colon; an IPv6 host must be bracketed so its own colons stay unambiguous.
+std::pair<std::string, std::uint16_t> parse_listen(std::string_view key, const YAML::Node& node) {
+    std::string text = scalar(key, node, kListenExpected);
+    std::size_t colon = text.rfind(':');
+    if (colon == std::string::npos) {
+        fail(key, kListenExpected, text);
+    }
+    std::string host = text.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    } else if (host.find_first_of("[]:") != std::string::npos) {
+        fail(key, kListenExpected, text);
+    }
+    std::optional<std::uint64_t> port = parse_whole(std::string_view(text).substr(colon + 1));
+    if (host.empty() || !port || *port > std::numeric_limits<std::uint16_t>::max()) {
+        fail(key, kListenExpected, text);
+    }
+    return {host, static_cast<std::uint16_t>(*port)};
+}
+
+// Errors about a key never quote it: they end up in logs.
+std::vector<std::string> parse_api_keys(const std::string& key, const YAML::Node& node) {
+    if (!node.IsSequence()) {
+        std::string_view got = node.IsMap() ? "a map" : node.IsNull() ? "nothing" : "one string";
+        throw ConfigError(key + ": expected a list of keys such as [key1, key2], got " +
+                          std::string(got));
+    }
+    std::vector<std::string> keys;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+        std::string item_key = key + "[" + std::to_string(i) + "]";
+        if (!node[i].IsScalar()) {
+            fail_type(item_key, "a key", node[i]);
+        }
+        const std::string& text = node[i].Scalar();
+        if (text.empty()) {
+            fail(item_key, "a non-empty key", text);
+        }
+        for (unsigned char c : text) {
+            // A space or control character cannot survive an Authorization header intact, so
+            // such a key could never match.
+            if (c <= ' ' || c == 0x7f) {
+                throw ConfigError(item_key +
+                                  ": expected a key without spaces or control characters, got "
+                                  "one with them (not shown)");
+            }
+        }
+        keys.push_back(text);
+    }
+    return keys;
+}
+
+// One leaf key of the file and where its value goes. Sections are the prefixes of these keys.
+struct Field {
+    std::string_view key;
+    void (*apply)(const std::string& key, const YAML::Node& node, Config& config);
+};
+
+constexpr Field kFields[] = {
+    {"listen",
+     [](const auto& key, const auto& node, Config& config) {
+         std::tie(config.transport.host, config.transport.port) = parse_listen(key, node);
+     }},
+    {"shards",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.shards = integer_in(key, node, 1, 256);
+     }},
+    {"session.buffer_limit",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.session.buffer_limit = size_at_least(key, node, 1024, "1KiB");
+     }},
+    {"session.overflow",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.session.overflow =
+             static_cast<dispatcher::OverflowPolicy>(one_of(key, node, kOverflowNames));
+     }},
+    {"session.send_time_limit",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.session.send_time_limit = positive_duration(key, node);
+     }},
+    {"session.heartbeat_interval",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.session.heartbeat_interval = positive_duration(key, node);
+     }},
+    {"session.heartbeat_timeout",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.session.heartbeat_timeout = positive_duration(key, node);
+     }},
+    {"session.cleanup_interval",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.session.cleanup_interval = positive_duration(key, node);
+     }},
+    {"session.on_duplicate",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.session.on_duplicate =
+             static_cast<dispatcher::DuplicatePolicy>(one_of(key, node, kDuplicateNames));
+     }},
+    {"session.max_per_client",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.session.max_per_client =
+             integer_in(key, node, 1, std::numeric_limits<std::size_t>::max());
+     }},
+    {"session.max_message_size",
+     [](const auto& key, const auto& node, Config& config) {
+         // 125 bytes is the largest control frame; a smaller limit would refuse a valid ping.
+         config.dispatcher.session.max_message_size = size_at_least(key, node, 125, "125");
+     }},
+    {"session.close_timeout",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.session.close_timeout = positive_duration(key, node);
+     }},
+    {"http.threads",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.http_threads = integer_in(key, node, 1, 64);
+     }},
+    {"http.max_body",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.max_body = size_at_least(key, node, 1024, "1KiB");
+     }},
+    {"http.idle_timeout",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.http_idle_timeout = positive_duration(key, node);
+     }},
+    {"auth.api_keys",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.api_keys = parse_api_keys(key, node);
+     }},
+    {"shutdown.drain_timeout",
+     [](const auto& key, const auto& node, Config& config) {
+         config.drain_timeout = duration(key, node);
+     }},
+    {"log.level",
+     [](const auto& key, const auto& node, Config& config) {
+         config.log.level = kLogLevels[one_of(key, node, kLogLevels)];
+     }},
+    {"log.summary_interval",
+     [](const auto& key, const auto& node, Config& config) {
+         config.log.summary_interval = duration(key, node);
+     }},
+};
+
+const Field* find_field(std::string_view key) {
+    for (const Field& field : kFields) {
+        if (field.key == key) {
+            return &field;
+        }
+    }
+    return nullptr;
+}
+
+bool is_section(std::string_view key) {
+    for (const Field& field : kFields) {
+        if (field.key.size() > key.size() && field.key.starts_with(key) &&
+            field.key[key.size()] == '.') {
+            return true;
+        }
+    }
+    return false;
+}
+
+void apply_section(const YAML::Node& section, const std::string& prefix, Config& config) {
+    // yaml-cpp keeps both copies of a repeated key; the one meant is anyone's guess.
+    std::set<std::string> seen;
+    for (const auto& entry : section) {
+        if (!entry.first.IsScalar()) {
+            throw ConfigError((prefix.empty() ? "top level" : prefix) +
+                              ": expected plain key names, got a complex key");
+        }
+        std::string key =
+            prefix.empty() ? entry.first.Scalar() : prefix + "." + entry.first.Scalar();
+        if (!seen.insert(key).second) {
+            throw ConfigError(key + ": duplicate key");
+        }
+        if (const Field* field = find_field(key)) {
+            field->apply(key, entry.second, config);
+        } else if (!is_section(key)) {
+            throw ConfigError(key + ": unknown key");
+        } else if (entry.second.IsMap()) {
+            apply_section(entry.second, key, config);
+        } else if (!entry.second.IsNull()) {
+            // An empty section is allowed: it is what commenting out every key in it leaves.
+            fail_type(key, "a map of settings", entry.second);
+        }
+    }
+}
+
+// Checks between keys, once each has its own valid value.
+void check_relations(const Config& config) {
+    const auto& session = config.dispatcher.session;
+    // A timeout no longer than the interval would drop a healthy client before its first pong.
+    if (session.heartbeat_timeout <= session.heartbeat_interval) {
+        fail("session.heartbeat_timeout",
+             "a duration greater than session.heartbeat_interval (" +
+                 format_duration(session.heartbeat_interval) + ")",
+             format_duration(session.heartbeat_timeout));
+    }
+}
+
+YAML::Node read_file(const std::filesystem::path& path) {
+    std::string name = "config file \"" + path.string() + "\"";
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+        throw ConfigError(name + ": is a directory");
+    }
+    std::ifstream in(path);
+    if (!in) {
+        throw ConfigError(name + ": " + std::strerror(errno));
+    }
+    YAML::Node root;
+    try {
+        root = YAML::Load(in);
+    } catch (const YAML::Exception& e) {
+        std::string where = e.mark.is_null() ? ""
+                                             : ": line " + std::to_string(e.mark.line + 1) +
+                                                   ", column " + std::to_string(e.mark.column + 1);
+        throw ConfigError(name + where + ": " + e.msg);
+    }
+    if (root.IsNull()) {
+        return YAML::Node(YAML::NodeType::Map);
+    }
+    if (!root.IsMap()) {
+        throw ConfigError(name + ": expected a map of settings at the top level");
+    }
+    return root;
+}
+
+std::vector<std::string> split(std::string_view text, char separator) {
+    std::vector<std::string> parts;
+    for (std::size_t start = 0, end = 0; end != std::string_view::npos; start = end + 1) {
+        end = text.find(separator, start);
+        parts.emplace_back(text.substr(start, end - start));
+    }
+    return parts;
+}
+
+// Writes "dotted.key=value" into the tree, so the value then meets the same checks and errors
+// as one read from the file. It replaces whatever the file had on that path.
+void apply_override(YAML::Node& root, const std::string& text) {
+    std::size_t equals = text.find('=');
+    std::string key = text.substr(0, equals);
+    std::vector<std::string> parts = split(key, '.');
+    if (equals == std::string::npos ||
+        std::any_of(parts.begin(), parts.end(), [](const auto& part) { return part.empty(); })) {
+        throw ConfigError("override \"" + text +
+                          "\": expected dotted.key=value, such as session.buffer_limit=2MiB");
+    }
+    std::string value = text.substr(equals + 1);
+
+    // Copies of a YAML::Node share its data and assigning to one writes through, so walking down
+    // rebinds with reset().
+    YAML::Node node = root;
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+        YAML::Node child = node[parts[i]];
+        if (!child.IsMap()) {
+            child = YAML::Node(YAML::NodeType::Map);
+        }
+        node.reset(child);
+    }
+    if (key == "auth.api_keys") {
+        // An empty value clears the list; a key cannot contain a comma.
+        YAML::Node list(YAML::NodeType::Sequence);
+        for (const std::string& item :
+             value.empty() ? std::vector<std::string>{} : split(value, ',')) {
+            list.push_back(item);
+        }
+        node[parts.back()] = list;
+    } else {
+        node[parts.back()] = value;
+    }
+}
+
+}  // namespace
+
+Config load_config(const std::optional<std::filesystem::path>& file,
+                   const std::vector<std::string>& overrides) {
+    YAML::Node root = file ? read_file(*file) : YAML::Node(YAML::NodeType::Map);
+    for (const std::string& text : overrides) {
+        apply_override(root, text);
+    }
+    Config config;
+    apply_section(root, "", config);
+    check_relations(config);
+    return config;
+}
+
+milliseconds parse_duration(const std::string& key, const std::string& text) {
+    constexpr auto max = static_cast<std::uint64_t>(std::numeric_limits<milliseconds::rep>::max());
+    return milliseconds(static_cast<milliseconds::rep>(
+        parse_amount(key, text, kDurationUnits, max, kDurationExpected, "a shorter duration")));
+}
+
+std::size_t parse_size(const std::string& key, const std::string& text) {
+    return parse_amount(key, text, kSizeUnits, std::numeric_limits<std::size_t>::max(),
+                        kSizeExpected, "a smaller size");
+}
+
+std::string describe(const Config& config) {
+    const auto& transport = config.transport;
+    const auto& session = config.dispatcher.session;
+    std::string line;
+    auto add = [&line](std::string_view key, std::string_view value) {
+        line.append(line.empty() ? "" : " ").append(key).append("=").append(value);
+    };
+    bool bracket = transport.host.find(':') != std::string::npos;
+    add("listen", (bracket ? "[" + transport.host + "]" : transport.host) + ":" +
+                      std::to_string(transport.port));
+    add("shards", std::to_string(config.dispatcher.shards));
+    add("session.buffer_limit", std::to_string(session.buffer_limit));
+    add("session.overflow", kOverflowNames[static_cast<std::size_t>(session.overflow)]);
+    add("session.send_time_limit", format_duration(session.send_time_limit));
+    add("session.heartbeat_interval", format_duration(session.heartbeat_interval));
+    add("session.heartbeat_timeout", format_duration(session.heartbeat_timeout));
+    add("session.cleanup_interval", format_duration(session.cleanup_interval));
+    add("session.on_duplicate", kDuplicateNames[static_cast<std::size_t>(session.on_duplicate)]);
+    add("session.max_per_client", std::to_string(session.max_per_client));
+    add("session.max_message_size", std::to_string(session.max_message_size));
+    add("session.close_timeout", format_duration(session.close_timeout));
+    add("http.threads", std::to_string(transport.http_threads));
+    add("http.max_body", std::to_string(transport.max_body));
+    add("http.idle_timeout", format_duration(transport.http_idle_timeout));
+    // Only the count: keys are secrets and this line goes to the log.
+    std::size_t keys = transport.api_keys.size();
+    add("auth.api_keys", "<" + std::to_string(keys) + (keys == 1 ? " key>" : " keys>"));
+    add("shutdown.drain_timeout", format_duration(config.drain_timeout));
+    add("log.level", config.log.level);
+    add("log.summary_interval", format_duration(config.log.summary_interval));
+    return line;
+}
+
+}  // namespace shardcast

@@ -1,0 +1,128 @@
+// shardcast: pushes messages to WebSocket clients by client id.
+//
+// Threads: one per shard (sockets and sessions), http.threads for accepting and the HTTP
+// API, and this main thread, which only loads the config, waits for SIGINT/SIGTERM, logs
+// the periodic summary and runs the shutdown, in the reverse order of startup.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <csignal>
+#include <cstdio>
+#include <functional>
+#include <optional>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "dispatcher/dispatcher.hpp"
+#include "main/config.hpp"
+#include "main/summary.hpp"
+#include "transport/server.hpp"
+
+namespace net = boost::asio;
+
+namespace {
+
+constexpr const char* kVersion = SHARDCAST_VERSION " (" SHARDCAST_REVISION ")";
+
+// Every client is a descriptor: lift the soft limit to the hard one.
+void raise_descriptor_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
+int serve(const shardcast::Config& config) {
+    if (config.transport.api_keys.empty()) {
+        spdlog::warn("auth.api_keys is empty: anyone who can reach the port can publish");
+    }
+    raise_descriptor_limit();
+
+    shardcast::dispatcher::Dispatcher dispatcher(config.dispatcher);
+    dispatcher.start();
+    shardcast::transport::Server server(config.transport, dispatcher);
+    try {
+        server.start();
+    } catch (const std::system_error& e) {
+        spdlog::error("{}", e.what());
+        dispatcher.stop(std::chrono::milliseconds{0});
+        return 1;
+    }
+    spdlog::info("listening on {}:{} with {} shards", config.transport.host, server.port(),
+                 dispatcher.shard_count());
+
+    net::io_context io_context;
+    net::signal_set signals(io_context, SIGINT, SIGTERM);
+    signals.async_wait([&](boost::system::error_code ec, int signal) {
+        if (!ec) {
+            spdlog::info("received signal {}: draining for up to {} ms", signal,
+                         config.drain_timeout.count());
+            io_context.stop();
+        }
+    });
+    shardcast::Summary summary(dispatcher, server.stats());
+    net::steady_timer timer(io_context);
+    std::function<void()> schedule_summary = [&] {
+        timer.expires_after(config.log.summary_interval);
+        timer.async_wait([&](boost::system::error_code ec) {
+            if (ec) return;
+            spdlog::info("{}", summary.next());
+            schedule_summary();
+        });
+    };
+    if (config.log.summary_interval.count() > 0) {
+        schedule_summary();
+    }
+    io_context.run();
+
+    // Mirror of startup: stop taking work, let the shards drain, then stop the HTTP threads.
+    server.stop_accepting();
+    dispatcher.stop(config.drain_timeout);
+    server.stop();
+    spdlog::info("stopped: {}", summary.next());
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"shardcast: pushes messages to WebSocket clients by client id"};
+    std::optional<std::string> config_file;
+    std::optional<std::string> listen;
+    std::optional<std::string> shards;
+    std::vector<std::string> overrides;
+    bool check_only = false;
+    app.add_option("-c,--config", config_file, "YAML configuration file");
+    app.add_option("-l,--listen", listen, "host:port to serve on (key: listen)");
+    app.add_option("--shards", shards, "number of shards (key: shards)");
+    app.add_option("-s,--set", overrides, "override any key, e.g. -s session.buffer_limit=2MiB");
+    app.add_flag("--check-config", check_only, "validate the configuration and exit");
+    app.set_version_flag("-v,--version", std::string("shardcast ") + kVersion);
+    CLI11_PARSE(app, argc, argv);
+
+    if (listen) overrides.insert(overrides.begin(), "listen=" + *listen);
+    if (shards) overrides.insert(overrides.begin(), "shards=" + *shards);
+
+    shardcast::Config config;
+    try {
+        config = shardcast::load_config(config_file ? std::optional<std::filesystem::path>(*config_file)
+                                                    : std::nullopt,
+                                        overrides);
+    } catch (const shardcast::ConfigError& e) {
+        std::fprintf(stderr, "shardcast: configuration error: %s\n", e.what());
+        return 2;
+    }
+
+    spdlog::set_default_logger(spdlog::stderr_color_mt("shardcast"));
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    spdlog::set_level(spdlog::level::from_str(config.log.level));
+    spdlog::info("shardcast {} config: {}", kVersion, shardcast::describe(config));
+    if (check_only) {
+        return 0;
+    }
+    return serve(config);
+}

@@ -1,0 +1,31 @@
+// Summary: the periodic one-line log of what the dispatcher did since the last line.
+// Used from one thread (the main thread's timer).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "dispatcher/dispatcher.hpp"
+#include "transport/http_stats.hpp"
+
+namespace shardcast {
+
+class Summary {
+public:
+    Summary(dispatcher::Dispatcher& dispatcher, const transport::HttpStats& http)
+        : dispatcher_(dispatcher), http_(http) {}
+
+    // "sessions=… sent=+… failed=+… cleaned=+… rejected=+… max_queue_depth=…": counters as
+    // increments since the previous call, the queue depth as the peak over that interval.
+    std::string next();
+
+private:
+    dispatcher::Dispatcher& dispatcher_;
+    const transport::HttpStats& http_;
+    std::uint64_t sent_ = 0;
+    std::uint64_t failed_ = 0;
+    std::uint64_t cleaned_ = 0;
+    std::uint64_t rejected_ = 0;
+};
+
+}  // namespace shardcast

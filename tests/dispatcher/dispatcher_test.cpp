@@ -1,0 +1,229 @@
+// The dispatcher with in-memory sessions: routing, policies and counters, one behaviour
+// per test. Socket-level behaviour is covered in tests/integration.
+#include "dispatcher/dispatcher.hpp"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <string>
+
+#include "dispatcher/close_code.hpp"
+#include "tests/support/sink_session.hpp"
+#include "tests/support/wait.hpp"
+
+namespace shardcast::dispatcher {
+namespace {
+
+using test::SinkSession;
+using test::wait_until;
+using namespace std::chrono_literals;
+
+DispatcherConfig config_with(std::size_t shards) {
+    DispatcherConfig config;
+    config.shards = shards;
+    return config;
+}
+
+std::uint64_t failed(const Dispatcher& d, FailureReason reason) {
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < d.shard_count(); ++i) {
+        n += d.shard(i).stats().failed[static_cast<std::size_t>(reason)].load();
+    }
+    return n;
+}
+
+std::uint64_t cleaned(const Dispatcher& d, RemovalReason reason) {
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < d.shard_count(); ++i) {
+        n += d.shard(i).stats().cleaned[static_cast<std::size_t>(reason)].load();
+    }
+    return n;
+}
+
+TEST(DispatcherTest, SendReachesTheSessionOfTheId) {
+    Dispatcher d(config_with(2));
+    d.start();
+    auto a = SinkSession::open(d.shard_for("a"), "a");
+    auto b = SinkSession::open(d.shard_for("b"), "b");
+    d.send("a", make_payload("for a"));
+    ASSERT_TRUE(wait_until([&] { return a->received_count() == 1; }, 5s));
+    EXPECT_EQ(a->received(), std::vector<std::string>{"for a"});
+    EXPECT_EQ(b->received_count(), 0u);
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, SendToUnknownIdIsCountedAsNoSession) {
+    Dispatcher d(config_with(2));
+    d.start();
+    d.send("nobody", make_payload("x"));
+    d.send("nobody", make_payload("y"));
+    ASSERT_TRUE(wait_until([&] { return failed(d, FailureReason::no_session) == 2; }, 5s));
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, BroadcastSharesOnePayloadAcrossSessionsAndShards) {
+    Dispatcher d(config_with(3));
+    d.start();
+    std::vector<std::shared_ptr<SinkSession>> sessions;
+    for (int i = 0; i < 12; ++i) {
+        std::string id = "c" + std::to_string(i);
+        sessions.push_back(SinkSession::open(d.shard_for(id), id));
+    }
+    Payload payload = make_payload("hello all");
+    d.broadcast(payload);
+    for (auto& s : sessions) {
+        ASSERT_TRUE(wait_until([&] { return s->received_count() == 1; }, 5s));
+        EXPECT_EQ(s->received_addresses().front(), payload.get()) << "payload was copied";
+    }
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, BroadcastSkipsTheExceptedId) {
+    Dispatcher d(config_with(2));
+    d.start();
+    auto a = SinkSession::open(d.shard_for("a"), "a");
+    auto b = SinkSession::open(d.shard_for("b"), "b");
+    d.broadcast(make_payload("not for a"), "a");
+    d.send("a", make_payload("marker"));
+    ASSERT_TRUE(wait_until([&] { return b->received_count() == 1 && a->received_count() == 1; }, 5s));
+    EXPECT_EQ(a->received(), std::vector<std::string>{"marker"});
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, DuplicateIdReplacesOldSessionWith4001) {
+    Dispatcher d(config_with(2));
+    d.start();
+    auto old_session = SinkSession::open(d.shard_for("dup"), "dup");
+    auto new_session = SinkSession::open(d.shard_for("dup"), "dup");
+    EXPECT_EQ(old_session->close_code(), close_code::kReplaced);
+    d.send("dup", make_payload("to new"));
+    ASSERT_TRUE(wait_until([&] { return new_session->received_count() == 1; }, 5s));
+    EXPECT_EQ(old_session->received_count(), 0u);
+    EXPECT_EQ(cleaned(d, RemovalReason::replaced), 1u);
+    EXPECT_EQ(d.online(), 1u);
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, AllowModeDeliversToEverySessionUpToTheLimit) {
+    DispatcherConfig config = config_with(1);
+    config.session.on_duplicate = DuplicatePolicy::allow;
+    config.session.max_per_client = 2;
+    Dispatcher d(config);
+    d.start();
+    auto first = SinkSession::open(d.shard(0), "multi");
+    auto second = SinkSession::open(d.shard(0), "multi");
+    auto third = SinkSession::open(d.shard(0), "multi");  // over the limit: refused
+    EXPECT_EQ(d.online(), 2u);
+    d.send("multi", make_payload("both"));
+    ASSERT_TRUE(wait_until([&] { return first->received_count() == 1 && second->received_count() == 1; }, 5s));
+    EXPECT_EQ(third->received_count(), 0u);
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, DisconnectClosesWithTheGivenCode) {
+    Dispatcher d(config_with(2));
+    d.start();
+    auto s = SinkSession::open(d.shard_for("kick"), "kick");
+    d.disconnect("kick", 4100, "bye");
+    ASSERT_TRUE(wait_until([&] { return s->close_code() == 4100; }, 5s));
+    ASSERT_TRUE(wait_until([&] { return d.online() == 0; }, 5s));
+    EXPECT_EQ(cleaned(d, RemovalReason::disconnected), 1u);
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, OverflowTerminateClosesWith1008) {
+    DispatcherConfig config = config_with(1);
+    config.session.buffer_limit = 10;
+    Dispatcher d(config);
+    d.start();
+    auto s = SinkSession::open(d.shard(0), "slow", /*hold_writes=*/true);
+    d.send("slow", make_payload("in flight"));  // held: the buffer stays full behind it
+    d.send("slow", make_payload("123456"));
+    d.send("slow", make_payload("7890123"));    // 6 + 7 > 10
+    ASSERT_TRUE(wait_until([&] { return s->close_code() == close_code::kPolicyViolation; }, 5s));
+    EXPECT_EQ(cleaned(d, RemovalReason::overflow), 1u);
+    EXPECT_EQ(d.online(), 0u);
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, OverflowDropOldestKeepsNewestAndCountsDrops) {
+    DispatcherConfig config = config_with(1);
+    config.session.buffer_limit = 10;
+    config.session.overflow = OverflowPolicy::drop_oldest;
+    Dispatcher d(config);
+    d.start();
+    auto s = SinkSession::open(d.shard(0), "slow", /*hold_writes=*/true);
+    d.send("slow", make_payload("first"));  // in flight, never dropped
+    for (int i = 0; i < 5; ++i) d.send("slow", make_payload("msg-" + std::to_string(i)));
+    ASSERT_TRUE(wait_until([&] { return failed(d, FailureReason::overflow_dropped) == 3; }, 5s));
+    s->release_all();
+    ASSERT_TRUE(wait_until([&] { return s->received_count() == 3; }, 5s));
+    EXPECT_EQ(s->received(), (std::vector<std::string>{"first", "msg-3", "msg-4"}));
+    EXPECT_EQ(d.online(), 1u);
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, StuckWriteHitsSendTimeLimit) {
+    DispatcherConfig config = config_with(1);
+    config.session.send_time_limit = 100ms;
+    Dispatcher d(config);
+    d.start();
+    auto s = SinkSession::open(d.shard(0), "stuck", /*hold_writes=*/true);
+    d.send("stuck", make_payload("never completes"));
+    ASSERT_TRUE(wait_until([&] { return cleaned(d, RemovalReason::send_timeout) == 1; }, 5s));
+    EXPECT_TRUE(s->aborted());
+    EXPECT_EQ(failed(d, FailureReason::send_timeout), 1u);
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, SilentSessionHitsHeartbeatTimeout) {
+    DispatcherConfig config = config_with(1);
+    config.session.heartbeat_interval = 50ms;
+    config.session.heartbeat_timeout = 200ms;
+    Dispatcher d(config);
+    d.start();
+    auto s = SinkSession::open(d.shard(0), "silent");
+    ASSERT_TRUE(wait_until([&] { return cleaned(d, RemovalReason::heartbeat_timeout) == 1; }, 5s));
+    EXPECT_EQ(s->close_code(), close_code::kHeartbeatTimeout);
+    EXPECT_EQ(d.online(), 0u);
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, LookupAnswersOnTheShardThread) {
+    Dispatcher d(config_with(2));
+    d.start();
+    auto s = SinkSession::open(d.shard_for("who"), "who");
+    std::promise<ClientInfo> answer;
+    d.lookup("who", [&](ClientInfo info) { answer.set_value(info); });
+    ClientInfo info = answer.get_future().get();
+    EXPECT_TRUE(info.online);
+    EXPECT_EQ(info.sessions, 1u);
+    EXPECT_EQ(info.shard, d.router().shard_of("who"));
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, StopFlushesQueuedMessagesThenCloses1001) {
+    Dispatcher d(config_with(2));
+    d.start();
+    auto s = SinkSession::open(d.shard_for("drain"), "drain");
+    for (int i = 0; i < 100; ++i) d.send("drain", make_payload(std::to_string(i)));
+    d.stop(5s);
+    EXPECT_EQ(s->received_count(), 100u);
+    EXPECT_EQ(s->close_code(), close_code::kGoingAway);
+    EXPECT_EQ(cleaned(d, RemovalReason::server_shutdown), 1u);
+    EXPECT_FALSE(d.send("drain", make_payload("late")));
+}
+
+TEST(DispatcherTest, StopCountsWhatTheDeadlineCutOff) {
+    Dispatcher d(config_with(1));
+    d.start();
+    auto s = SinkSession::open(d.shard(0), "held", /*hold_writes=*/true);
+    for (int i = 0; i < 10; ++i) d.send("held", make_payload(std::to_string(i)));
+    ASSERT_TRUE(wait_until([&] { return s->received_count() == 1; }, 5s));
+    d.stop(50ms);
+    // One write stays in flight; the 9 queued behind it are failed as shutdown.
+    EXPECT_EQ(failed(d, FailureReason::shutdown), 9u);
+}
+
+}  // namespace
+}  // namespace shardcast::dispatcher

@@ -1,0 +1,198 @@
+// The HTTP publish API over real sockets: each answer as specified, bad input rejected with
+// a precise error and a counter, and the server serving everyone else throughout.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <string>
+
+#include "tests/integration/test_server.hpp"
+#include "tests/support/clients.hpp"
+#include "tests/support/wait.hpp"
+
+namespace shardcast::test {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+json::value parse(const std::string& body) { return json::parse(body); }
+
+// The "error" text of a JSON error answer.
+std::string error_of(const HttpClient::Response& response) {
+    return std::string(parse(response.body).as_object().at("error").as_string());
+}
+
+class HttpApiTest : public ::testing::Test {
+protected:
+    TestServer server_;
+    ClientLoop loop_;
+    HttpClient http_{server_.port()};
+
+    std::shared_ptr<WsClient> connect(const std::string& id) {
+        auto client = WsClient::start(loop_, server_.port(), "/ws/" + id);
+        EXPECT_TRUE(client->wait_open(10s)) << id;
+        return client;
+    }
+};
+
+TEST_F(HttpApiTest, SendDeliversStringDataAsItsText) {
+    auto client = connect("alice");
+    auto response = http_.post("/api/v1/send", R"({"to":"alice","data":"hi alice"})");
+    EXPECT_EQ(response.status, 202);
+    EXPECT_EQ(parse(response.body), parse(R"({"accepted":1})"));
+    EXPECT_EQ(response.content_type, "application/json");
+    ASSERT_TRUE(client->wait_messages(1, 5s));
+    EXPECT_EQ(client->messages().front(), "hi alice");
+}
+
+TEST_F(HttpApiTest, SendDeliversOtherJsonAsSerialisedJson) {
+    auto client = connect("bob");
+    ASSERT_EQ(http_.post("/api/v1/send", R"({"to":"bob","data":{"n": [1, 2.5, true, null]}})").status, 202);
+    ASSERT_TRUE(client->wait_messages(1, 5s));
+    EXPECT_EQ(parse(client->messages().front()), parse(R"({"n":[1,2.5,true,null]})"));
+}
+
+TEST_F(HttpApiTest, SendToOfflineIdIsAcceptedAndCountedAsNoSession) {
+    EXPECT_EQ(http_.post("/api/v1/send", R"({"to":"ghost","data":"x"})").status, 202);
+    ASSERT_TRUE(wait_until([&] { return server_.failed(dispatcher::FailureReason::no_session) == 1; }, 5s));
+}
+
+TEST_F(HttpApiTest, BroadcastReachesAllButTheExceptedClient) {
+    auto a = connect("a");
+    auto b = connect("b");
+    auto c = connect("c");
+    EXPECT_EQ(http_.post("/api/v1/broadcast", R"({"data":"news","except":"b"})").status, 202);
+    ASSERT_TRUE(a->wait_messages(1, 5s));
+    ASSERT_TRUE(c->wait_messages(1, 5s));
+    http_.post("/api/v1/send", R"({"to":"b","data":"marker"})");
+    ASSERT_TRUE(b->wait_messages(1, 5s));
+    EXPECT_EQ(b->messages(), std::vector<std::string>{"marker"});
+}
+
+TEST_F(HttpApiTest, BatchPublishesGoodLinesInOrderAndReportsBadOnes) {
+    auto a = connect("a");
+    auto b = connect("b");
+    const std::string body =
+        "{\"to\":\"a\",\"data\":\"1\"}\n"
+        "{\"to\":\"a\",\"data\":\"2\"\n"  // line 2: truncated JSON
+        "\n"
+        "{\"to\":\"*\",\"data\":\"all\"}\r\n"
+        "{\"to\":\"bad id!\",\"data\":\"x\"}\n"  // line 5: invalid id
+        "{\"data\":\"no to\"}\n"                  // line 6: missing field
+        "{\"to\":\"a\",\"data\":\"3\"}";
+    auto response = http_.post("/api/v1/batch", body);
+    ASSERT_EQ(response.status, 202) << response.body;
+    auto answer = parse(response.body).as_object();
+    EXPECT_EQ(answer["accepted"].as_int64(), 3);
+    EXPECT_EQ(answer["rejected"].as_int64(), 3);
+    auto& errors = answer["errors"].as_array();
+    ASSERT_EQ(errors.size(), 3u);
+    EXPECT_EQ(errors[0].as_object().at("line").as_int64(), 2);
+    EXPECT_EQ(errors[1].as_object().at("line").as_int64(), 5);
+    EXPECT_EQ(errors[2].as_object().at("line").as_int64(), 6);
+    EXPECT_NE(std::string(errors[2].as_object().at("error").as_string()).find("\"to\""), std::string::npos);
+    ASSERT_TRUE(a->wait_messages(3, 5s));
+    EXPECT_EQ(a->messages(), (std::vector<std::string>{"1", "all", "3"}));
+    ASSERT_TRUE(b->wait_messages(1, 5s));
+    EXPECT_EQ(b->messages(), std::vector<std::string>{"all"});
+}
+
+TEST_F(HttpApiTest, EmptyBatchIsABadRequest) {
+    auto response = http_.post("/api/v1/batch", "\n \n");
+    EXPECT_EQ(response.status, 400);
+    EXPECT_NE(response.body.find("empty batch"), std::string::npos);
+}
+
+TEST_F(HttpApiTest, ClientLookupReportsOnlineStateAndShard) {
+    auto client = connect("look");
+    auto response = http_.get("/api/v1/clients/look");
+    ASSERT_EQ(response.status, 200);
+    auto info = parse(response.body).as_object();
+    EXPECT_EQ(info["id"].as_string(), "look");
+    EXPECT_TRUE(info["online"].as_bool());
+    EXPECT_EQ(info["sessions"].as_int64(), 1);
+    EXPECT_EQ(info["shard"].as_int64(),
+              static_cast<std::int64_t>(server_.dispatcher().router().shard_of("look")));
+    auto offline = parse(http_.get("/api/v1/clients/nobody").body).as_object();
+    EXPECT_FALSE(offline["online"].as_bool());
+    EXPECT_EQ(offline["sessions"].as_int64(), 0);
+}
+
+TEST_F(HttpApiTest, StatsHaveTotalsAndPerShardFigures) {
+    auto client = connect("st");
+    http_.post("/api/v1/send", R"({"to":"st","data":"x"})");
+    ASSERT_TRUE(client->wait_messages(1, 5s));
+    auto response = http_.get("/api/v1/stats");
+    ASSERT_EQ(response.status, 200);
+    auto stats = parse(response.body).as_object();
+    EXPECT_EQ(stats["totals"].as_object()["online"].as_int64(), 1);
+    EXPECT_EQ(stats["totals"].as_object()["sent"].as_int64(), 1);
+    EXPECT_EQ(stats["shards"].as_array().size(), server_.dispatcher().shard_count());
+}
+
+TEST_F(HttpApiTest, HealthAndReadiness) {
+    EXPECT_EQ(http_.get("/healthz").status, 200);
+    EXPECT_EQ(http_.get("/readyz").status, 200);
+    server_.server().stop_accepting();
+    EXPECT_EQ(http_.get("/readyz").status, 503);
+}
+
+TEST_F(HttpApiTest, MalformedJsonIsRejectedNamingTheProblem) {
+    auto response = http_.post("/api/v1/send", R"({"to":"a","data":)");
+    EXPECT_EQ(response.status, 400);
+    EXPECT_EQ(error_of(response).rfind("malformed JSON at byte 17", 0), 0u) << response.body;
+    auto wrong_type = http_.post("/api/v1/send", R"({"to":5,"data":"x"})");
+    EXPECT_EQ(wrong_type.status, 400);
+    EXPECT_EQ(error_of(wrong_type), "\"to\" must be a string");
+    auto unknown = http_.post("/api/v1/send", R"({"to":"a","data":"x","tO":"b"})");
+    EXPECT_EQ(unknown.status, 400);
+    EXPECT_EQ(error_of(unknown), "unknown field \"tO\"");
+    auto not_object = http_.post("/api/v1/broadcast", R"([1,2])");
+    EXPECT_EQ(not_object.status, 400);
+}
+
+TEST_F(HttpApiTest, UnknownRouteIs404AndWrongMethodIs405) {
+    auto missing = http_.get("/api/v2/whatever");
+    EXPECT_EQ(missing.status, 404);
+    EXPECT_NE(missing.body.find("no route"), std::string::npos);
+    auto wrong = http_.get("/api/v1/send");
+    EXPECT_EQ(wrong.status, 405);
+    bool allow = false;
+    for (const auto& [name, value] : wrong.headers) allow |= (name == "Allow" && value == "POST");
+    EXPECT_TRUE(allow) << "405 without Allow: POST";
+}
+
+TEST_F(HttpApiTest, OversizedBodyIs413BeforeTheBodyIsRead) {
+    // Content-Length says 1 GiB but no body follows: only the header can have decided.
+    const std::string answer = raw_exchange(server_.port(),
+                                            "POST /api/v1/send HTTP/1.1\r\nHost: x\r\n"
+                                            "Content-Length: 1073741824\r\n\r\n",
+                                            5s);
+    EXPECT_EQ(answer.rfind("HTTP/1.1 413", 0), 0u) << answer;
+    EXPECT_NE(answer.find("http.max_body"), std::string::npos);
+}
+
+TEST_F(HttpApiTest, MalformedHttpGetsA400AndTheServerKeepsServing) {
+    auto client = connect("steady");
+    const std::string answer = raw_exchange(server_.port(), "THIS IS NOT HTTP\r\n\r\n", 5s);
+    EXPECT_EQ(answer.rfind("HTTP/1.1 400", 0), 0u) << answer;
+    ASSERT_EQ(http_.post("/api/v1/send", R"({"to":"steady","data":"still here"})").status, 202);
+    ASSERT_TRUE(client->wait_messages(1, 5s));
+    EXPECT_GE(server_.server().stats().rejected(), 1u);
+}
+
+TEST(HttpApiAuthTest, ApiKeysGuardPublishAndStatsButNotHealth) {
+    auto transport = test_transport_config();
+    transport.api_keys = {"k1", "k2"};
+    TestServer server(test_dispatcher_config(), transport);
+    HttpClient http(server.port());
+    EXPECT_EQ(http.post("/api/v1/send", R"({"to":"a","data":"x"})").status, 401);
+    EXPECT_EQ(http.post("/api/v1/send", R"({"to":"a","data":"x"})", {{"Authorization", "Bearer nope"}}).status, 401);
+    EXPECT_EQ(http.get("/api/v1/stats").status, 401);
+    EXPECT_EQ(http.post("/api/v1/send", R"({"to":"a","data":"x"})", {{"Authorization", "Bearer k2"}}).status, 202);
+    EXPECT_EQ(http.get("/api/v1/stats", {{"Authorization", "Bearer k1"}}).status, 200);
+    EXPECT_EQ(http.get("/healthz").status, 200);
+}
+
+}  // namespace
+}  // namespace shardcast::test

@@ -1,0 +1,109 @@
+// The shardcast binary as an operator runs it: flags, config errors that name the key, and
+// the graceful stop on SIGTERM seen from clients and from /readyz.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <string>
+
+#include "dispatcher/close_code.hpp"
+#include "tests/support/clients.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/wait.hpp"
+
+namespace shardcast::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string out_file(const std::string& name) { return ::testing::TempDir() + name + ".out"; }
+
+// Starts the binary on an ephemeral loopback port and returns the port it logged.
+std::uint16_t start_and_find_port(Process& process) {
+    std::smatch match;
+    const std::regex listening(R"(listening on 127\.0\.0\.1:(\d+))");
+    std::string output;
+    const bool found = wait_until(
+        [&] {
+            output = process.output();
+            return std::regex_search(output, match, listening);
+        },
+        20s);
+    if (!found) {
+        ADD_FAILURE() << "server did not start: " << output;
+        return 0;
+    }
+    return static_cast<std::uint16_t>(std::stoi(match[1]));
+}
+
+TEST(ServerBinaryTest, VersionFlagPrintsTheVersion) {
+    Process p({SHARDCAST_BINARY, "--version"}, out_file("version"));
+    ASSERT_EQ(p.wait(10s), 0);
+    EXPECT_EQ(p.output().rfind("shardcast 0.", 0), 0u) << p.output();
+}
+
+TEST(ServerBinaryTest, BadOverrideStopsStartupNamingTheKey) {
+    Process p({SHARDCAST_BINARY, "-s", "session.buffer_limit=lots"}, out_file("bad_override"));
+    ASSERT_EQ(p.wait(10s), 2);
+    EXPECT_NE(p.output().find("session.buffer_limit"), std::string::npos) << p.output();
+}
+
+TEST(ServerBinaryTest, UnknownKeyInFileStopsStartupNamingTheKey) {
+    const std::string path = ::testing::TempDir() + "typo.yaml";
+    std::ofstream(path) << "session:\n  bufer_limit: 1MiB\n";
+    Process p({SHARDCAST_BINARY, "--config", path}, out_file("typo"));
+    ASSERT_EQ(p.wait(10s), 2);
+    EXPECT_NE(p.output().find("session.bufer_limit: unknown key"), std::string::npos) << p.output();
+}
+
+TEST(ServerBinaryTest, ShippedExampleConfigIsValid) {
+    Process p({SHARDCAST_BINARY, "--config", SHARDCAST_SOURCE_DIR "/deploy/shardcast.yaml",
+               "--check-config"},
+              out_file("example"));
+    ASSERT_EQ(p.wait(10s), 0) << p.output();
+}
+
+TEST(ServerBinaryTest, PortInUseIsAClearStartupError) {
+    Process first({SHARDCAST_BINARY, "--listen", "127.0.0.1:0"}, out_file("first"));
+    const std::uint16_t port = start_and_find_port(first);
+    ASSERT_NE(port, 0);
+    Process second({SHARDCAST_BINARY, "--listen", "127.0.0.1:" + std::to_string(port)},
+                   out_file("second"));
+    ASSERT_EQ(second.wait(10s), 1);
+    EXPECT_NE(second.output().find("listen on 127.0.0.1:" + std::to_string(port)), std::string::npos)
+        << second.output();
+}
+
+TEST(ServerBinaryTest, SigtermDrainsQueuedMessagesAndCloses1001) {
+    Process server({SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "--shards", "2", "-s",
+                    "shutdown.drain_timeout=3s", "-s", "session.send_time_limit=30s"},
+                   out_file("sigterm"));
+    const std::uint16_t port = start_and_find_port(server);
+    ASSERT_NE(port, 0);
+    ClientLoop loop;
+    auto client = WsClient::start(loop, port, "/ws/listener");
+    ASSERT_TRUE(client->wait_open(5s));
+    // A stalled client keeps the drain busy until the deadline, so the drain is observable.
+    StalledClient stalled(port, "/ws/stalled");
+    HttpClient http(port);
+    ASSERT_EQ(http.get("/readyz").status, 200);
+    const std::string chunk(512 * 1024, 'z');
+    for (int i = 0; i < 16; ++i) {
+        ASSERT_EQ(http.post("/api/v1/send", R"({"to":"stalled","data":")" + chunk + "\"}").status, 202);
+    }
+    for (int i = 0; i < 100; ++i) {
+        ASSERT_EQ(http.post("/api/v1/send", R"({"to":"listener","data":")" + std::to_string(i) + "\"}").status, 202);
+    }
+
+    server.signal(SIGTERM);
+    ASSERT_TRUE(wait_until([&] { return http.get("/readyz").status == 503; }, 5s));
+    EXPECT_EQ(http.post("/api/v1/send", R"({"to":"listener","data":"late"})").status, 503);
+
+    ASSERT_TRUE(client->wait_closed(10s));
+    EXPECT_EQ(client->close_info()->code, dispatcher::close_code::kGoingAway);
+    EXPECT_EQ(client->message_count(), 100u);
+    ASSERT_EQ(server.wait(15s), 0) << server.output();
+    EXPECT_NE(server.output().find("stopped"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace shardcast::test

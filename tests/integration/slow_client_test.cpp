@@ -1,0 +1,112 @@
+// Slow and half-open clients over real sockets: the overflow policy, the send time limit and
+// the heartbeat each remove the bad client, while a client on the same shard keeps receiving.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/integration/test_server.hpp"
+#include "tests/support/clients.hpp"
+#include "tests/support/wait.hpp"
+
+namespace shardcast::test {
+namespace {
+
+using namespace std::chrono_literals;
+using dispatcher::make_payload;
+using dispatcher::RemovalReason;
+
+// An id that lives on the same shard as `other`, so the test proves the shard stays healthy.
+std::string neighbour_of(const TestServer& server, const std::string& other) {
+    const auto& router = const_cast<TestServer&>(server).dispatcher().router();
+    for (int i = 0;; ++i) {
+        std::string id = "neighbour-" + std::to_string(i);
+        if (router.shard_of(id) == router.shard_of(other)) return id;
+    }
+}
+
+// Floods the stalled client while sending numbered messages to the neighbour, which must
+// get every one of them.
+void flood_and_check_neighbour(TestServer& server,
+                               const std::string& slow_id,
+                               WsClient& neighbour,
+                               const dispatcher::Payload& chunk,
+                               int chunks) {
+    for (int i = 0; i < chunks; ++i) {
+        server.dispatcher().send(slow_id, chunk);
+        server.dispatcher().send(neighbour_of(server, slow_id), make_payload(std::to_string(i)));
+    }
+    ASSERT_TRUE(neighbour.wait_messages(static_cast<std::size_t>(chunks), 30s))
+        << neighbour.message_count();
+    const auto got = neighbour.messages();
+    for (int i = 0; i < chunks; ++i) ASSERT_EQ(got[i], std::to_string(i));
+}
+
+TEST(SlowClientTest, OverflowTerminatesTheSlowClientOnly) {
+    auto config = test_dispatcher_config();
+    config.session.buffer_limit = 256 * 1024;
+    config.session.close_timeout = 200ms;
+    TestServer server(config);
+    ClientLoop loop;
+    StalledClient slow(server.port(), "/ws/slow");
+    auto neighbour = WsClient::start(loop, server.port(), "/ws/" + neighbour_of(server, "slow"));
+    ASSERT_TRUE(neighbour->wait_open(5s));
+
+    flood_and_check_neighbour(server, "slow", *neighbour, make_payload(std::string(64 * 1024, 'x')), 300);
+    ASSERT_TRUE(wait_until([&] { return server.cleaned(RemovalReason::overflow) == 1; }, 10s));
+    EXPECT_TRUE(slow.wait_server_closed(10s));
+    EXPECT_EQ(server.dispatcher().online(), 1u);
+    EXPECT_TRUE(neighbour->is_open());
+}
+
+TEST(SlowClientTest, OverflowDropOldestKeepsTheSlowClientAndCountsDrops) {
+    auto config = test_dispatcher_config();
+    config.session.buffer_limit = 256 * 1024;
+    config.session.overflow = dispatcher::OverflowPolicy::drop_oldest;
+    config.session.send_time_limit = 60s;
+    TestServer server(config);
+    ClientLoop loop;
+    StalledClient slow(server.port(), "/ws/slow");
+    auto neighbour = WsClient::start(loop, server.port(), "/ws/" + neighbour_of(server, "slow"));
+    ASSERT_TRUE(neighbour->wait_open(5s));
+
+    flood_and_check_neighbour(server, "slow", *neighbour, make_payload(std::string(64 * 1024, 'x')), 300);
+    ASSERT_TRUE(wait_until([&] { return server.failed(dispatcher::FailureReason::overflow_dropped) > 0; }, 10s));
+    EXPECT_EQ(server.cleaned(RemovalReason::overflow), 0u);
+    EXPECT_EQ(server.dispatcher().online(), 2u);
+}
+
+TEST(SlowClientTest, StuckWriteHitsTheSendTimeLimit) {
+    auto config = test_dispatcher_config();
+    config.session.buffer_limit = 256 * 1024 * 1024;
+    config.session.send_time_limit = 300ms;
+    TestServer server(config);
+    ClientLoop loop;
+    StalledClient slow(server.port(), "/ws/stuck");
+    auto neighbour = WsClient::start(loop, server.port(), "/ws/" + neighbour_of(server, "stuck"));
+    ASSERT_TRUE(neighbour->wait_open(5s));
+
+    flood_and_check_neighbour(server, "stuck", *neighbour, make_payload(std::string(1024 * 1024, 'y')), 40);
+    ASSERT_TRUE(wait_until([&] { return server.cleaned(RemovalReason::send_timeout) == 1; }, 10s));
+    EXPECT_TRUE(slow.wait_server_closed(10s));
+    EXPECT_GE(server.failed(dispatcher::FailureReason::send_timeout), 1u);
+    EXPECT_TRUE(neighbour->is_open());
+}
+
+TEST(SlowClientTest, HalfOpenClientIsRemovedAfterTheHeartbeatTimeout) {
+    auto config = test_dispatcher_config();
+    config.session.heartbeat_interval = 100ms;
+    config.session.heartbeat_timeout = 400ms;
+    TestServer server(config);
+    ClientLoop loop;
+    StalledClient silent(server.port(), "/ws/silent");
+    auto healthy = WsClient::start(loop, server.port(), "/ws/healthy");
+    ASSERT_TRUE(healthy->wait_open(5s));
+    ASSERT_TRUE(wait_until([&] { return server.cleaned(RemovalReason::heartbeat_timeout) == 1; }, 10s));
+    EXPECT_TRUE(silent.wait_server_closed(10s));
+    // The client that answers pings is still there.
+    EXPECT_EQ(server.dispatcher().online(), 1u);
+    EXPECT_TRUE(healthy->is_open());
+}
+
+}  // namespace
+}  // namespace shardcast::test

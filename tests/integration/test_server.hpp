@@ -1,0 +1,81 @@
+// TestServer: the real dispatcher and transport, in this process, on 127.0.0.1 and an
+// ephemeral port. Tests reach it only through sockets, as any client would.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "dispatcher/dispatcher.hpp"
+#include "transport/server.hpp"
+
+namespace shardcast::test {
+
+inline dispatcher::DispatcherConfig test_dispatcher_config() {
+    dispatcher::DispatcherConfig config;
+    config.shards = 2;
+    return config;
+}
+
+inline transport::TransportConfig test_transport_config() {
+    transport::TransportConfig config;
+    config.host = "127.0.0.1";
+    config.port = 0;
+    config.http_threads = 2;
+    return config;
+}
+
+class TestServer {
+public:
+    explicit TestServer(dispatcher::DispatcherConfig d = test_dispatcher_config(),
+                        transport::TransportConfig t = test_transport_config())
+        : dispatcher_(std::move(d)), server_(std::move(t), dispatcher_) {
+        dispatcher_.start();
+        server_.start();
+    }
+    ~TestServer() { stop(); }
+
+    // The same order as the binary: stop taking work, drain, stop the HTTP threads.
+    void stop(std::chrono::milliseconds drain = std::chrono::milliseconds{2000}) {
+        if (stopped_) return;
+        stopped_ = true;
+        server_.stop_accepting();
+        dispatcher_.stop(drain);
+        server_.stop();
+    }
+
+    std::uint16_t port() const { return server_.port(); }
+    dispatcher::Dispatcher& dispatcher() { return dispatcher_; }
+    transport::Server& server() { return server_; }
+
+    std::uint64_t failed(dispatcher::FailureReason reason) const {
+        std::uint64_t n = 0;
+        for (std::size_t i = 0; i < dispatcher_.shard_count(); ++i)
+            n += dispatcher_.shard(i).stats().failed[static_cast<std::size_t>(reason)].load();
+        return n;
+    }
+    std::uint64_t failed_total() const {
+        std::uint64_t n = 0;
+        for (std::size_t i = 0; i < dispatcher_.shard_count(); ++i)
+            n += dispatcher_.shard(i).stats().failed_total();
+        return n;
+    }
+    std::uint64_t cleaned(dispatcher::RemovalReason reason) const {
+        std::uint64_t n = 0;
+        for (std::size_t i = 0; i < dispatcher_.shard_count(); ++i)
+            n += dispatcher_.shard(i).stats().cleaned[static_cast<std::size_t>(reason)].load();
+        return n;
+    }
+    std::uint64_t sent() const {
+        std::uint64_t n = 0;
+        for (std::size_t i = 0; i < dispatcher_.shard_count(); ++i)
+            n += dispatcher_.shard(i).stats().sent.load();
+        return n;
+    }
+
+private:
+    dispatcher::Dispatcher dispatcher_;
+    transport::Server server_;
+    bool stopped_ = false;
+};
+
+}  // namespace shardcast::test

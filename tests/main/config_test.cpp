@@ -1,0 +1,450 @@
+// Tests of the config loader: defaults, the YAML file, overrides, and the error message for
+// each kind of bad value.
+#include "main/config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#ifndef SHARDCAST_SOURCE_DIR
+#error "SHARDCAST_SOURCE_DIR must name the source tree, to find deploy/shardcast.yaml"
+#endif
+
+namespace shardcast {
+namespace {
+
+using namespace std::chrono_literals;
+using dispatcher::DuplicatePolicy;
+using dispatcher::OverflowPolicy;
+
+// Loads with the given overrides and returns the error message, or "no error".
+std::string error_of(const std::vector<std::string>& overrides) {
+    try {
+        load_config(std::nullopt, overrides);
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "no error";
+}
+
+// Each test writes its own file, named after the test and the process so parallel runs
+// do not collide.
+class ConfigFileTest : public ::testing::Test {
+  protected:
+    void TearDown() override { std::filesystem::remove(path_); }
+
+    const std::filesystem::path& write(const std::string& yaml) {
+        std::ofstream(path_) << yaml;
+        return path_;
+    }
+
+    std::string error_of_file(const std::string& yaml) {
+        try {
+            load_config(write(yaml), {});
+        } catch (const ConfigError& e) {
+            return e.what();
+        }
+        return "no error";
+    }
+
+    std::filesystem::path path_ =
+        std::filesystem::temp_directory_path() /
+        ("shardcast_config_test_" +
+         std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
+         std::to_string(::getpid()) + ".yaml");
+};
+
+TEST(ConfigDefaultsTest, NoFileAndNoOverridesGiveStructDefaults) {
+    Config config = load_config(std::nullopt, {});
+    const auto& session = config.dispatcher.session;
+    EXPECT_EQ(config.transport.host, "0.0.0.0");
+    EXPECT_EQ(config.transport.port, 8080);
+    EXPECT_EQ(config.dispatcher.shards, dispatcher::DispatcherConfig::default_shards());
+    EXPECT_EQ(session.buffer_limit, 1024u * 1024u);
+    EXPECT_EQ(session.overflow, OverflowPolicy::terminate);
+    EXPECT_EQ(session.send_time_limit, 10s);
+    EXPECT_EQ(session.heartbeat_interval, 25s);
+    EXPECT_EQ(session.heartbeat_timeout, 60s);
+    EXPECT_EQ(session.cleanup_interval, 30s);
+    EXPECT_EQ(session.on_duplicate, DuplicatePolicy::replace);
+    EXPECT_EQ(session.max_per_client, 8u);
+    EXPECT_EQ(session.max_message_size, 64u * 1024u);
+    EXPECT_EQ(session.close_timeout, 2s);
+    EXPECT_EQ(config.transport.http_threads, 1u);
+    EXPECT_EQ(config.transport.max_body, 4u * 1024u * 1024u);
+    EXPECT_EQ(config.transport.http_idle_timeout, 60s);
+    EXPECT_TRUE(config.transport.api_keys.empty());
+    EXPECT_EQ(config.drain_timeout, 5s);
+    EXPECT_EQ(config.log.level, "info");
+    EXPECT_EQ(config.log.summary_interval, 30s);
+}
+
+TEST_F(ConfigFileTest, EveryKeyIsReadFromTheFile) {
+    Config config = load_config(write(R"(
+listen: "127.0.0.1:9000"
+shards: 3
+session:
+  buffer_limit: 2MiB
+  overflow: drop_oldest
+  send_time_limit: 1500ms
+  heartbeat_interval: 5s
+  heartbeat_timeout: 1m
+  cleanup_interval: 2m
+  on_duplicate: allow
+  max_per_client: 4
+  max_message_size: 16KB
+  close_timeout: 3
+http:
+  threads: 2
+  max_body: 1MB
+  idle_timeout: 1h
+auth:
+  api_keys: [alpha, beta]
+shutdown:
+  drain_timeout: 0s
+log:
+  level: debug
+  summary_interval: 0
+)"),
+                                {});
+    const auto& session = config.dispatcher.session;
+    EXPECT_EQ(config.transport.host, "127.0.0.1");
+    EXPECT_EQ(config.transport.port, 9000);
+    EXPECT_EQ(config.dispatcher.shards, 3u);
+    EXPECT_EQ(session.buffer_limit, 2u * 1024u * 1024u);
+    EXPECT_EQ(session.overflow, OverflowPolicy::drop_oldest);
+    EXPECT_EQ(session.send_time_limit, 1500ms);
+    EXPECT_EQ(session.heartbeat_interval, 5s);
+    EXPECT_EQ(session.heartbeat_timeout, 60s);
+    EXPECT_EQ(session.cleanup_interval, 120s);
+    EXPECT_EQ(session.on_duplicate, DuplicatePolicy::allow);
+    EXPECT_EQ(session.max_per_client, 4u);
+    EXPECT_EQ(session.max_message_size, 16'000u);
+    EXPECT_EQ(session.close_timeout, 3s);
+    EXPECT_EQ(config.transport.http_threads, 2u);
+    EXPECT_EQ(config.transport.max_body, 1'000'000u);
+    EXPECT_EQ(config.transport.http_idle_timeout, 3600s);
+    EXPECT_EQ(config.transport.api_keys, (std::vector<std::string>{"alpha", "beta"}));
+    EXPECT_EQ(config.drain_timeout, 0ms);
+    EXPECT_EQ(config.log.level, "debug");
+    EXPECT_EQ(config.log.summary_interval, 0ms);
+}
+
+TEST_F(ConfigFileTest, EmptyFileGivesDefaults) {
+    EXPECT_EQ(describe(load_config(write(""), {})), describe(load_config(std::nullopt, {})));
+}
+
+TEST_F(ConfigFileTest, EmptySectionGivesDefaults) {
+    Config config = load_config(write("session:\nlog:\n"), {});
+    EXPECT_EQ(config.dispatcher.session.buffer_limit, 1024u * 1024u);
+    EXPECT_EQ(config.log.level, "info");
+}
+
+TEST(ConfigExampleTest, DeployExampleLoadsAndMatchesDefaults) {
+    const auto example = std::filesystem::path(SHARDCAST_SOURCE_DIR) / "deploy" / "shardcast.yaml";
+    EXPECT_EQ(describe(load_config(example, {})), describe(load_config(std::nullopt, {})));
+}
+
+TEST(ParseDurationTest, ReadsEachUnit) {
+    EXPECT_EQ(parse_duration("k", "250ms"), 250ms);
+    EXPECT_EQ(parse_duration("k", "30s"), 30s);
+    EXPECT_EQ(parse_duration("k", "5m"), 5min);
+    EXPECT_EQ(parse_duration("k", "1h"), 1h);
+}
+
+TEST(ParseDurationTest, BareNumberIsSeconds) { EXPECT_EQ(parse_duration("k", "7"), 7s); }
+
+TEST(ParseDurationTest, RejectsNegative) { EXPECT_THROW(parse_duration("k", "-1s"), ConfigError); }
+
+TEST(ParseDurationTest, RejectsEmpty) { EXPECT_THROW(parse_duration("k", ""), ConfigError); }
+
+TEST(ParseDurationTest, RejectsGarbage) {
+    for (const char* text : {"soon", "1.5s", "10 s", "10sec", "s", "+5s", "1d", "1h30m"}) {
+        EXPECT_THROW(parse_duration("k", text), ConfigError) << text;
+    }
+}
+
+TEST(ParseDurationTest, RejectsOverflow) {
+    EXPECT_EQ(parse_duration("k", "2562047788015h"), 9'223'372'036'854'000'000ms);
+    EXPECT_THROW(parse_duration("k", "2562047788016h"), ConfigError);
+    EXPECT_THROW(parse_duration("k", "99999999999999999999ms"), ConfigError);
+}
+
+TEST(ParseDurationTest, ErrorNamesKeyAndValue) {
+    try {
+        parse_duration("session.send_time_limit", "soon");
+        FAIL() << "no error";
+    } catch (const ConfigError& e) {
+        EXPECT_STREQ(e.what(),
+                     "session.send_time_limit: expected a duration such as 250ms, 30s, 5m or 1h, "
+                     "got \"soon\"");
+    }
+}
+
+TEST(ParseSizeTest, BareNumberIsBytes) {
+    EXPECT_EQ(parse_size("k", "1048576"), 1048576u);
+    EXPECT_EQ(parse_size("k", "100B"), 100u);
+}
+
+TEST(ParseSizeTest, BinaryUnitsArePowersOf1024) {
+    EXPECT_EQ(parse_size("k", "512KiB"), 512u * 1024u);
+    EXPECT_EQ(parse_size("k", "1MiB"), 1024u * 1024u);
+    EXPECT_EQ(parse_size("k", "1GiB"), 1024u * 1024u * 1024u);
+}
+
+TEST(ParseSizeTest, DecimalUnitsArePowersOf1000) {
+    EXPECT_EQ(parse_size("k", "64KB"), 64'000u);
+    EXPECT_EQ(parse_size("k", "4MB"), 4'000'000u);
+    EXPECT_EQ(parse_size("k", "2GB"), 2'000'000'000u);
+}
+
+TEST(ParseSizeTest, RejectsFractional) { EXPECT_THROW(parse_size("k", "1.5MiB"), ConfigError); }
+
+TEST(ParseSizeTest, RejectsNegative) { EXPECT_THROW(parse_size("k", "-1KiB"), ConfigError); }
+
+TEST(ParseSizeTest, RejectsGarbage) {
+    for (const char* text : {"", "lots", "MiB", "1 MiB", "1mib", "1TiB", "1KiBx"}) {
+        EXPECT_THROW(parse_size("k", text), ConfigError) << text;
+    }
+}
+
+TEST(ParseSizeTest, RejectsOverflow) {
+    EXPECT_EQ(parse_size("k", "18446744073709551615"), 18446744073709551615u);
+    EXPECT_THROW(parse_size("k", "18446744073709551616"), ConfigError);
+    EXPECT_THROW(parse_size("k", "17179869184GiB"), ConfigError);
+}
+
+TEST(ConfigErrorTest, BadDurationNamesKey) {
+    EXPECT_EQ(error_of({"session.heartbeat_interval=soon"}),
+              "session.heartbeat_interval: expected a duration such as 250ms, 30s, 5m or 1h, "
+              "got \"soon\"");
+}
+
+TEST(ConfigErrorTest, ZeroDurationRejectedWhereItMustBePositive) {
+    EXPECT_EQ(error_of({"http.idle_timeout=0s"}),
+              "http.idle_timeout: expected a duration greater than 0, got \"0s\"");
+}
+
+TEST(ConfigErrorTest, ZeroDurationAcceptedWhereItMeansOff) {
+    Config config =
+        load_config(std::nullopt, {"shutdown.drain_timeout=0", "log.summary_interval=0"});
+    EXPECT_EQ(config.drain_timeout, 0ms);
+    EXPECT_EQ(config.log.summary_interval, 0ms);
+}
+
+TEST(ConfigErrorTest, BadSizeNamesKey) {
+    EXPECT_EQ(error_of({"session.buffer_limit=lots"}),
+              "session.buffer_limit: expected a size such as 512KiB or 1MiB, got \"lots\"");
+}
+
+TEST(ConfigErrorTest, SizeBelowMinimumNamesKey) {
+    EXPECT_EQ(error_of({"http.max_body=512"}),
+              "http.max_body: expected a size of at least 1KiB, got \"512\"");
+    EXPECT_EQ(error_of({"session.max_message_size=124"}),
+              "session.max_message_size: expected a size of at least 125, got \"124\"");
+}
+
+TEST(ConfigErrorTest, BadEnumNamesKeyAndChoices) {
+    EXPECT_EQ(error_of({"session.overflow=close"}),
+              "session.overflow: expected one of terminate, drop_oldest, got \"close\"");
+    EXPECT_EQ(error_of({"session.on_duplicate=reject"}),
+              "session.on_duplicate: expected one of replace, allow, got \"reject\"");
+    EXPECT_EQ(error_of({"log.level=verbose"}),
+              "log.level: expected one of trace, debug, info, warn, error, off, got \"verbose\"");
+}
+
+TEST(ConfigErrorTest, IntegerOutOfRangeNamesKey) {
+    EXPECT_EQ(error_of({"shards=0"}), "shards: expected an integer from 1 to 256, got \"0\"");
+    EXPECT_EQ(error_of({"shards=257"}), "shards: expected an integer from 1 to 256, got \"257\"");
+    EXPECT_EQ(error_of({"http.threads=65"}),
+              "http.threads: expected an integer from 1 to 64, got \"65\"");
+    EXPECT_EQ(error_of({"session.max_per_client=0"}),
+              "session.max_per_client: expected an integer of at least 1, got \"0\"");
+    EXPECT_EQ(error_of({"shards=2.5"}), "shards: expected an integer from 1 to 256, got \"2.5\"");
+}
+
+TEST_F(ConfigFileTest, UnknownNestedKeyIsNamed) {
+    EXPECT_EQ(error_of_file("session:\n  bufer_limit: 1MiB\n"), "session.bufer_limit: unknown key");
+}
+
+TEST_F(ConfigFileTest, UnknownTopLevelKeyIsNamed) {
+    EXPECT_EQ(error_of_file("foo: 1\n"), "foo: unknown key");
+}
+
+TEST_F(ConfigFileTest, DuplicateKeyIsNamed) {
+    EXPECT_EQ(error_of_file("log:\n  level: warn\nlog:\n  level: debug\n"), "log: duplicate key");
+}
+
+TEST_F(ConfigFileTest, MapWhereScalarExpectedNamesKey) {
+    EXPECT_EQ(error_of_file("session:\n  buffer_limit:\n    size: 1MiB\n"),
+              "session.buffer_limit: expected a size such as 512KiB or 1MiB, got a map");
+}
+
+TEST_F(ConfigFileTest, ListWhereScalarExpectedNamesKey) {
+    EXPECT_EQ(error_of_file("shards: [1, 2]\n"),
+              "shards: expected an integer from 1 to 256, got a list");
+}
+
+TEST_F(ConfigFileTest, EmptyValueNamesKey) {
+    EXPECT_EQ(error_of_file("listen:\n"),
+              "listen: expected host:port such as 0.0.0.0:8080 or [::1]:8080, with a port from 0 "
+              "to 65535, got nothing");
+}
+
+TEST_F(ConfigFileTest, ScalarWhereSectionExpectedNamesKey) {
+    EXPECT_EQ(error_of_file("session: 5\n"), "session: expected a map of settings, got \"5\"");
+}
+
+TEST_F(ConfigFileTest, HeartbeatTimeoutNotAboveIntervalNamesTimeout) {
+    EXPECT_EQ(error_of_file("session:\n  heartbeat_interval: 30s\n  heartbeat_timeout: 30s\n"),
+              "session.heartbeat_timeout: expected a duration greater than "
+              "session.heartbeat_interval (30s), got \"30s\"");
+}
+
+TEST(ConfigListenTest, SplitsHostAndPort) {
+    Config config = load_config(std::nullopt, {"listen=127.0.0.1:0"});
+    EXPECT_EQ(config.transport.host, "127.0.0.1");
+    EXPECT_EQ(config.transport.port, 0);
+}
+
+TEST(ConfigListenTest, AcceptsBracketedIpv6) {
+    Config config = load_config(std::nullopt, {"listen=[::1]:65535"});
+    EXPECT_EQ(config.transport.host, "::1");
+    EXPECT_EQ(config.transport.port, 65535);
+}
+
+TEST(ConfigListenTest, BadListenNamesKey) {
+    for (const char* text : {"8080", "0.0.0.0", ":8080", "0.0.0.0:", "0.0.0.0:65536",
+                             "0.0.0.0:http", "::1:8080", "[]:8080", "0.0.0.0:-1"}) {
+        EXPECT_EQ(error_of({std::string("listen=") + text}),
+                  "listen: expected host:port such as 0.0.0.0:8080 or [::1]:8080, with a port "
+                  "from 0 to 65535, got \"" +
+                      std::string(text) + "\"");
+    }
+}
+
+TEST_F(ConfigFileTest, ApiKeyMustNotBeEmpty) {
+    EXPECT_EQ(error_of_file("auth:\n  api_keys: [good, \"\"]\n"),
+              "auth.api_keys[1]: expected a non-empty key, got \"\"");
+}
+
+TEST_F(ConfigFileTest, ApiKeyErrorsNeverShowTheKey) {
+    std::string with_space = error_of_file("auth:\n  api_keys: [\"secret one\"]\n");
+    std::string not_a_list = error_of_file("auth:\n  api_keys: secret\n");
+    EXPECT_TRUE(with_space.starts_with("auth.api_keys[0]: expected")) << with_space;
+    EXPECT_TRUE(not_a_list.starts_with("auth.api_keys: expected a list")) << not_a_list;
+    EXPECT_EQ(with_space.find("secret"), std::string::npos) << with_space;
+    EXPECT_EQ(not_a_list.find("secret"), std::string::npos) << not_a_list;
+}
+
+TEST_F(ConfigFileTest, OverridesWinOverTheFile) {
+    Config config = load_config(write("session:\n  buffer_limit: 1MiB\n  overflow: drop_oldest\n"),
+                                {"session.buffer_limit=2MiB", "listen=127.0.0.1:0"});
+    EXPECT_EQ(config.dispatcher.session.buffer_limit, 2u * 1024u * 1024u);
+    EXPECT_EQ(config.dispatcher.session.overflow, OverflowPolicy::drop_oldest);
+    EXPECT_EQ(config.transport.host, "127.0.0.1");
+    EXPECT_EQ(config.transport.port, 0);
+}
+
+TEST(ConfigOverrideTest, LaterOverrideWins) {
+    Config config = load_config(std::nullopt, {"shards=2", "shards=5"});
+    EXPECT_EQ(config.dispatcher.shards, 5u);
+}
+
+TEST(ConfigOverrideTest, ApiKeysAreCommaSeparated) {
+    Config config = load_config(std::nullopt, {"auth.api_keys=a,b"});
+    EXPECT_EQ(config.transport.api_keys, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST_F(ConfigFileTest, EmptyApiKeysOverrideClearsTheList) {
+    Config config = load_config(write("auth:\n  api_keys: [a]\n"), {"auth.api_keys="});
+    EXPECT_TRUE(config.transport.api_keys.empty());
+}
+
+TEST(ConfigOverrideTest, ValidatedLikeTheFile) {
+    EXPECT_EQ(error_of({"session.buffer_limit=2XB"}),
+              "session.buffer_limit: expected a size such as 512KiB or 1MiB, got \"2XB\"");
+    EXPECT_EQ(error_of({"auth.api_keys=a,,b"}),
+              "auth.api_keys[1]: expected a non-empty key, got \"\"");
+}
+
+TEST(ConfigOverrideTest, UnknownKeyIsNamed) {
+    EXPECT_EQ(error_of({"session.bufer_limit=1MiB"}), "session.bufer_limit: unknown key");
+    EXPECT_EQ(error_of({"foo.bar=1"}), "foo: unknown key");
+}
+
+TEST(ConfigOverrideTest, MalformedOverrideIsNamed) {
+    EXPECT_EQ(error_of({"session.buffer_limit"}),
+              "override \"session.buffer_limit\": expected dotted.key=value, such as "
+              "session.buffer_limit=2MiB");
+    EXPECT_EQ(error_of({"=1"}),
+              "override \"=1\": expected dotted.key=value, such as session.buffer_limit=2MiB");
+    EXPECT_EQ(error_of({"session..buffer_limit=1"}),
+              "override \"session..buffer_limit=1\": expected dotted.key=value, such as "
+              "session.buffer_limit=2MiB");
+}
+
+TEST(ConfigFileErrorTest, MissingFileIsNamed) {
+    const std::filesystem::path missing = "/nonexistent/shardcast.yaml";
+    try {
+        load_config(missing, {});
+        FAIL() << "no error";
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(std::string(e.what()),
+                  "config file \"/nonexistent/shardcast.yaml\": No such file or directory");
+    }
+}
+
+TEST(ConfigFileErrorTest, DirectoryIsRejected) {
+    const auto directory = std::filesystem::temp_directory_path();
+    try {
+        load_config(directory, {});
+        FAIL() << "no error";
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(std::string(e.what()),
+                  "config file \"" + directory.string() + "\": is a directory");
+    }
+}
+
+TEST_F(ConfigFileTest, SyntaxErrorNamesFileLineAndColumn) {
+    std::string message = error_of_file("session:\n  buffer_limit: [1MiB\n");
+    EXPECT_TRUE(message.starts_with("config file \"" + path_.string() + "\": line ")) << message;
+    EXPECT_NE(message.find(", column "), std::string::npos) << message;
+}
+
+TEST_F(ConfigFileTest, TopLevelMustBeAMap) {
+    EXPECT_EQ(error_of_file("- listen\n"), "config file \"" + path_.string() +
+                                               "\": expected a map of settings at the top level");
+}
+
+TEST(ConfigDescribeTest, ListsEveryKeyOnOneLine) {
+    Config config = load_config(std::nullopt, {"shards=2", "session.send_time_limit=250ms"});
+    EXPECT_EQ(describe(config),
+              "listen=0.0.0.0:8080 shards=2 session.buffer_limit=1048576 "
+              "session.overflow=terminate session.send_time_limit=250ms "
+              "session.heartbeat_interval=25s session.heartbeat_timeout=60s "
+              "session.cleanup_interval=30s session.on_duplicate=replace "
+              "session.max_per_client=8 session.max_message_size=65536 "
+              "session.close_timeout=2s http.threads=1 http.max_body=4194304 "
+              "http.idle_timeout=60s auth.api_keys=<0 keys> shutdown.drain_timeout=5s "
+              "log.level=info log.summary_interval=30s");
+}
+
+TEST(ConfigDescribeTest, CountsApiKeysWithoutShowingThem) {
+    Config config = load_config(std::nullopt, {"auth.api_keys=first-secret,second-secret"});
+    std::string line = describe(config);
+    EXPECT_NE(line.find("auth.api_keys=<2 keys>"), std::string::npos) << line;
+    EXPECT_EQ(line.find("secret"), std::string::npos) << line;
+}
+
+TEST(ConfigDescribeTest, BracketsIpv6Host) {
+    Config config = load_config(std::nullopt, {"listen=[::1]:9000"});
+    EXPECT_TRUE(describe(config).starts_with("listen=[::1]:9000 ")) << describe(config);
+}
+
+}  // namespace
+}  // namespace shardcast

@@ -1,0 +1,127 @@
+// SinkSession: a dispatcher Session whose "socket" is memory. Writes complete on the next
+// turn of the shard's loop (or when released, in hold mode). It records what it was sent
+// and counts overlapping writes, which the one-writer rule says must never happen.
+//
+// Thread contract: the Session side runs on the shard thread; the accessors used by tests
+// (received(), violations(), close_code(), ...) are safe from any thread.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dispatcher/session.hpp"
+#include "dispatcher/shard.hpp"
+
+namespace shardcast::test {
+
+class SinkSession : public dispatcher::Session {
+public:
+    SinkSession(dispatcher::Shard& shard, std::string client_id, bool hold_writes = false)
+        : Session(shard, std::move(client_id)), hold_writes_(hold_writes) {}
+
+    // Attaches a new session on its shard's thread and opens it; returns once done.
+    static std::shared_ptr<SinkSession> open(dispatcher::Shard& shard,
+                                             std::string client_id,
+                                             bool hold_writes = false) {
+        auto session = std::make_shared<SinkSession>(shard, std::move(client_id), hold_writes);
+        std::promise<void> done;
+        boost::asio::post(shard.io_context(), [&] {
+            if (shard.attach(session) == dispatcher::Shard::Attach::attached) {
+                session->on_open();
+            }
+            done.set_value();
+        });
+        done.get_future().wait();
+        return session;
+    }
+
+    std::vector<std::string> received() const {
+        std::lock_guard lock(mutex_);
+        return received_;
+    }
+    std::vector<const std::string*> received_addresses() const {
+        std::lock_guard lock(mutex_);
+        return addresses_;
+    }
+    std::size_t received_count() const {
+        std::lock_guard lock(mutex_);
+        return received_.size();
+    }
+    int violations() const { return violations_.load(); }
+    int close_code() const { return close_code_.load(); }
+    bool aborted() const { return aborted_.load(); }
+    bool gone() const { return state() == State::closed; }  // read only after shard quiesces
+
+    // Hold mode: completes the write in flight (if any) from the shard thread.
+    void release_one() {
+        boost::asio::post(shard().io_context(), [self = self()] {
+            if (self->held_) {
+                self->held_ = false;
+                self->writing_.store(false);
+                self->on_write_done(true);
+            }
+        });
+    }
+    // Hold mode: stop holding; the write in flight and all later ones complete.
+    void release_all() {
+        boost::asio::post(shard().io_context(), [self = self()] {
+            self->hold_writes_ = false;
+            if (self->held_) {
+                self->held_ = false;
+                self->writing_.store(false);
+                self->on_write_done(true);
+            }
+        });
+    }
+    // Simulates a client that stopped answering: the session hears nothing from now on.
+    bool socket_open() const override { return !aborted_.load(); }
+
+private:
+    std::shared_ptr<SinkSession> self() {
+        return std::static_pointer_cast<SinkSession>(shared_from_this());
+    }
+
+    void start_write(const dispatcher::Payload& payload) override {
+        if (writing_.exchange(true)) {
+            ++violations_;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            received_.push_back(*payload);
+            addresses_.push_back(payload.get());
+        }
+        if (hold_writes_) {
+            held_ = true;
+            return;
+        }
+        boost::asio::post(shard().io_context(), [self = self()] {
+            self->writing_.store(false);
+            self->on_write_done(true);
+        });
+    }
+    void start_ping() override {
+        boost::asio::post(shard().io_context(), [self = self()] { self->on_ping_done(true); });
+    }
+    void start_close(std::uint16_t code, std::string_view) override {
+        close_code_.store(code);
+        boost::asio::post(shard().io_context(), [self = self()] { self->finish_close(); });
+    }
+    void abort() override { aborted_.store(true); }
+
+    bool hold_writes_;
+    bool held_ = false;
+    std::atomic<bool> writing_{false};
+    std::atomic<int> violations_{0};
+    std::atomic<int> close_code_{0};
+    std::atomic<bool> aborted_{false};
+    mutable std::mutex mutex_;
+    std::vector<std::string> received_;
+    std::vector<const std::string*> addresses_;
+};
+
+}  // namespace shardcast::test

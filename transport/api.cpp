@@ -1,0 +1,377 @@
+#include "transport/api.hpp"
+
+#include <boost/json.hpp>
+#include <string>
+
+#include "transport/client_id.hpp"
+
+namespace shardcast::transport {
+namespace json = boost::json;
+namespace {
+
+constexpr std::string_view kWsPrefix = "/ws/";
+constexpr std::string_view kClientPrefix = "/api/v1/clients/";
+// A batch answer lists at most this many line errors; "rejected" still counts them all.
+constexpr std::size_t kMaxListedErrors = 100;
+
+std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+
+ApiResponse error(unsigned status, std::string_view message) {
+    return ApiResponse{status, json_error(message)};
+}
+
+ApiResponse accepted(std::size_t n) {
+    return ApiResponse{202, json::serialize(json::object{{"accepted", n}})};
+}
+
+// Parses text as one JSON value. Returns "" or what is wrong and where.
+std::string parse_json(std::string_view text, json::value& out) {
+    json::stream_parser parser;
+    boost::system::error_code ec;
+    const std::size_t consumed = parser.write(text.data(), text.size(), ec);
+    if (!ec) {
+        parser.finish(ec);
+    }
+    if (ec) {
+        return "malformed JSON at byte " + std::to_string(consumed) + ": " + ec.message();
+    }
+    out = parser.release();
+    return {};
+}
+
+// One message of the publish API: {"to"?, "except"?, "data"}.
+struct Message {
+    std::string to;
+    std::string except;
+    dispatcher::Payload payload;
+};
+
+enum class Shape { send, broadcast, batch_line };
+
+// Checks the fields a shape allows and needs. Returns "" or the problem.
+std::string read_message(std::string_view text, Shape shape, Message& out) {
+    json::value value;
+    if (std::string problem = parse_json(text, value); !problem.empty()) {
+        return problem;
+    }
+    const json::object* object = value.if_object();
+    if (object == nullptr) {
+        return "expected a JSON object";
+    }
+    const json::value* data = nullptr;
+    for (const auto& [key, field] : *object) {
+        if (key == "data") {
+            data = &field;
+        } else if (key == "to" && shape != Shape::broadcast) {
+            const json::string* to = field.if_string();
+            if (to == nullptr) {
+                return "\"to\" must be a string";
+            }
+            out.to.assign(to->data(), to->size());
+        } else if (key == "except" && shape == Shape::broadcast) {
+            const json::string* except = field.if_string();
+            if (except == nullptr) {
+                return "\"except\" must be a string";
+            }
+            out.except.assign(except->data(), except->size());
+            if (!valid_client_id(out.except)) {
+                return "\"except\" is not a valid client id";
+            }
+        } else {
+            return "unknown field \"" + std::string(key) + "\"";
+        }
+    }
+    if (shape != Shape::broadcast) {
+        if (!object->contains("to")) {
+            return "missing field \"to\"";
+        }
+        const bool wildcard = shape == Shape::batch_line && out.to == "*";
+        if (!wildcard && !valid_client_id(out.to)) {
+            return "\"to\" is not a valid client id (1-128 of A-Z a-z 0-9 . _ : @ -)";
+        }
+    }
+    if (data == nullptr) {
+        return "missing field \"data\"";
+    }
+    // A JSON string is delivered as its text; anything else as its serialised JSON.
+    if (const json::string* s = data->if_string()) {
+        out.payload = dispatcher::make_payload(std::string(s->data(), s->size()));
+    } else {
+        out.payload = dispatcher::make_payload(json::serialize(*data));
+    }
+    return {};
+}
+
+template <std::size_t N, typename Name>
+json::object by_reason(const std::array<dispatcher::Counter, N>& counters, Name name) {
+    json::object out;
+    for (std::size_t i = 0; i < N; ++i) {
+        out[name(i)] = counters[i].load();
+    }
+    return out;
+}
+
+// Constant-time comparison: a key check must not leak how much of a guess was right.
+bool same_secret(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) {
+        return false;
+    }
+    unsigned char diff = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+    }
+    return diff == 0;
+}
+
+}  // namespace
+
+Route route_of(std::string_view path) {
+    path = path_of(path);
+    if (path.starts_with(kWsPrefix)) return Route::websocket;
+    if (path == "/api/v1/send") return Route::send;
+    if (path == "/api/v1/broadcast") return Route::broadcast;
+    if (path == "/api/v1/batch") return Route::batch;
+    if (path.starts_with(kClientPrefix)) return Route::client;
+    if (path == "/api/v1/stats") return Route::stats;
+    if (path == "/healthz") return Route::healthz;
+    if (path == "/readyz") return Route::readyz;
+    if (path == "/metrics") return Route::metrics;
+    return Route::unknown;
+}
+
+std::string json_error(std::string_view message) {
+    return json::serialize(json::object{{"error", message}});
+}
+
+Api::Api(const TransportConfig& config,
+         dispatcher::Dispatcher& dispatcher,
+         const std::atomic<bool>& accepting,
+         HttpStats& stats)
+    : config_(config), dispatcher_(dispatcher), accepting_(accepting), stats_(stats) {}
+
+bool Api::authorized(std::string_view authorization) const {
+    if (config_.api_keys.empty()) {
+        return true;
+    }
+    constexpr std::string_view kBearer = "Bearer ";
+    if (!authorization.starts_with(kBearer)) {
+        return false;
+    }
+    const std::string_view key = authorization.substr(kBearer.size());
+    bool match = false;
+    for (const auto& candidate : config_.api_keys) {
+        match |= same_secret(key, candidate);
+    }
+    return match;
+}
+
+std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& later) {
+    const std::string_view path = path_of(request.target);
+    const Route route = route_of(path);
+    const bool get = request.method == "GET";
+    const bool post = request.method == "POST";
+
+    auto only = [](std::string_view allow) {
+        ApiResponse r = error(405, "method not allowed; use " + std::string(allow));
+        r.allow = allow;
+        return r;
+    };
+
+    switch (route) {
+        case Route::healthz:
+            if (!get) return only("GET");
+            return ApiResponse{200, R"({"status":"ok"})"};
+        case Route::readyz:
+            if (!get) return only("GET");
+            return readiness();
+        case Route::metrics:
+            if (!metrics_) return error(404, "metrics are disabled");
+            if (!get) return only("GET");
+            return ApiResponse{200, metrics_(), "text/plain; version=0.0.4; charset=utf-8"};
+        case Route::unknown:
+        case Route::websocket:  // upgrades are taken by the HttpSession before this point
+            return error(404, "no route for " + std::string(path));
+        default:
+            break;
+    }
+
+    // Everything below publishes or reveals clients: it needs a key when keys are set.
+    if (!authorized(request.authorization)) {
+        ApiResponse r = error(401, "missing or invalid API key (Authorization: Bearer <key>)");
+        r.www_authenticate = "Bearer";
+        return r;
+    }
+    switch (route) {
+        case Route::send:
+            if (!post) return only("POST");
+            return send(request.body);
+        case Route::broadcast:
+            if (!post) return only("POST");
+            return broadcast(request.body);
+        case Route::batch:
+            if (!post) return only("POST");
+            return batch(request.body);
+        case Route::stats:
+            if (!get) return only("GET");
+            return stats();
+        case Route::client: {
+            if (!get) return only("GET");
+            const std::string_view id = path.substr(kClientPrefix.size());
+            if (!valid_client_id(id)) {
+                return error(400, "invalid client id (1-128 of A-Z a-z 0-9 . _ : @ -)");
+            }
+            dispatcher_.lookup(id, [later](dispatcher::ClientInfo info) {
+                later(ApiResponse{200, json::serialize(json::object{{"id", info.id},
+                                                                    {"online", info.online},
+                                                                    {"sessions", info.sessions},
+                                                                    {"shard", info.shard}})});
+            });
+            return std::nullopt;
+        }
+        default:
+            return error(404, "no route for " + std::string(path));
+    }
+}
+
+ApiResponse Api::send(std::string_view body) {
+    Message message;
+    if (std::string problem = read_message(body, Shape::send, message); !problem.empty()) {
+        return error(400, problem);
+    }
+    if (!dispatcher_.send(message.to, std::move(message.payload))) {
+        return error(503, "shutting down");
+    }
+    return accepted(1);
+}
+
+ApiResponse Api::broadcast(std::string_view body) {
+    Message message;
+    if (std::string problem = read_message(body, Shape::broadcast, message); !problem.empty()) {
+        return error(400, problem);
+    }
+    if (!dispatcher_.broadcast(std::move(message.payload), message.except)) {
+        return error(503, "shutting down");
+    }
+    return accepted(1);
+}
+
+// NDJSON: each line is published on its own, in order, so lines to one client keep their
+// order; a bad line is reported and skipped, never fails the lines around it.
+ApiResponse Api::batch(std::string_view body) {
+    std::size_t accepted_count = 0;
+    std::size_t rejected = 0;
+    std::size_t line_number = 0;
+    json::array errors;
+    auto reject = [&](std::string problem) {
+        ++rejected;
+        if (errors.size() < kMaxListedErrors) {
+            errors.push_back(json::object{{"line", line_number}, {"error", problem}});
+        }
+    };
+    while (!body.empty()) {
+        ++line_number;
+        const std::size_t end = body.find('\n');
+        std::string_view line = body.substr(0, end);
+        body = end == std::string_view::npos ? std::string_view{} : body.substr(end + 1);
+        if (line.ends_with('\r')) {
+            line.remove_suffix(1);
+        }
+        if (line.find_first_not_of(" \t") == std::string_view::npos) {
+            continue;
+        }
+        Message message;
+        if (std::string problem = read_message(line, Shape::batch_line, message); !problem.empty()) {
+            reject(std::move(problem));
+            continue;
+        }
+        const bool queued =
+            message.to == "*"
+                ? dispatcher_.broadcast(std::move(message.payload), {}, dispatcher::PublishKind::batch)
+                : dispatcher_.send(message.to, std::move(message.payload),
+                                   dispatcher::PublishKind::batch);
+        if (!queued) {
+            reject("shutting down");
+            continue;
+        }
+        ++accepted_count;
+    }
+    if (accepted_count == 0 && rejected == 0) {
+        return error(400, "empty batch: expected one JSON object per line");
+    }
+    stats_.record_rejected_batch_lines(rejected);
+    return ApiResponse{202, json::serialize(json::object{{"accepted", accepted_count},
+                                                         {"rejected", rejected},
+                                                         {"errors", std::move(errors)}})};
+}
+
+ApiResponse Api::stats() const {
+    using dispatcher::FailureReason;
+    using dispatcher::PublishKind;
+    using dispatcher::RemovalReason;
+    auto failure_name = [](std::size_t i) { return to_string(FailureReason(i)); };
+    auto removal_name = [](std::size_t i) { return to_string(RemovalReason(i)); };
+    auto kind_name = [](std::size_t i) { return to_string(PublishKind(i)); };
+
+    json::array shards;
+    std::uint64_t sent = 0, failed = 0, cleaned = 0, connections = 0, frames = 0;
+    std::int64_t online = 0, outbound = 0;
+    std::array<std::uint64_t, dispatcher::kFailureReasonCount> failed_by{};
+    std::array<std::uint64_t, dispatcher::kRemovalReasonCount> cleaned_by{};
+    std::array<std::uint64_t, dispatcher::kPublishKindCount> published_by{};
+    for (std::size_t i = 0; i < dispatcher_.shard_count(); ++i) {
+        const dispatcher::Shard& shard = dispatcher_.shard(i);
+        const dispatcher::ShardStats& s = shard.stats();
+        shards.push_back(json::object{
+            {"shard", i},
+            {"sessions", s.sessions.load()},
+            {"queue_depth", shard.inbox().size_approx()},
+            {"outbound_bytes", s.outbound_bytes.load()},
+            {"sent", s.sent.load()},
+            {"failed", by_reason(s.failed, failure_name)},
+            {"cleaned", by_reason(s.cleaned, removal_name)},
+            {"published", by_reason(s.published, kind_name)},
+            {"connections", s.connections.load()},
+            {"frames_received", s.frames_received.load()},
+        });
+        sent += s.sent.load();
+        failed += s.failed_total();
+        cleaned += s.cleaned_total();
+        connections += s.connections.load();
+        frames += s.frames_received.load();
+        online += s.sessions.load();
+        outbound += s.outbound_bytes.load();
+        for (std::size_t r = 0; r < failed_by.size(); ++r) failed_by[r] += s.failed[r].load();
+        for (std::size_t r = 0; r < cleaned_by.size(); ++r) cleaned_by[r] += s.cleaned[r].load();
+        for (std::size_t k = 0; k < published_by.size(); ++k) published_by[k] += s.published[k].load();
+    }
+    auto named = [](const auto& values, auto name) {
+        json::object out;
+        for (std::size_t i = 0; i < values.size(); ++i) out[name(i)] = values[i];
+        return out;
+    };
+    json::object totals{
+        {"online", online},
+        {"sent", sent},
+        {"failed", failed},
+        {"cleaned", cleaned},
+        {"connections", connections},
+        {"frames_received", frames},
+        {"outbound_bytes", outbound},
+        {"failed_by_reason", named(failed_by, failure_name)},
+        {"cleaned_by_reason", named(cleaned_by, removal_name)},
+        {"published", named(published_by, kind_name)},
+        {"http_rejected", stats_.rejected()},
+        {"batch_lines_rejected", stats_.rejected_batch_lines()},
+    };
+    return ApiResponse{200, json::serialize(json::object{{"totals", std::move(totals)},
+                                                         {"shards", std::move(shards)}})};
+}
+
+ApiResponse Api::readiness() const {
+    if (accepting_.load(std::memory_order_acquire) && dispatcher_.ready()) {
+        return ApiResponse{200, R"({"status":"ready"})"};
+    }
+    return ApiResponse{503, R"({"status":"not ready"})"};
+}
+
+}  // namespace shardcast::transport

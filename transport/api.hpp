@@ -1,0 +1,76 @@
+// Api: the HTTP publish, lookup, stats and health endpoints, independent of Beast. The
+// HttpSession parses the request, calls handle(), and writes what comes back.
+//
+// Thread contract: handle() may be called from any HTTP thread concurrently. It answers at
+// once, or (for client lookups) later by calling the given function on the client's shard
+// thread; the caller must then move back to its own executor.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "dispatcher/dispatcher.hpp"
+#include "transport/http_stats.hpp"
+#include "transport/transport_config.hpp"
+
+namespace shardcast::transport {
+
+struct ApiRequest {
+    std::string_view method;
+    std::string_view target;  // path and query
+    std::string_view body;
+    std::string_view authorization;
+};
+
+struct ApiResponse {
+    ApiResponse() = default;
+    ApiResponse(unsigned s, std::string b, std::string_view type = "application/json")
+        : status(s), body(std::move(b)), content_type(type) {}
+
+    unsigned status = 200;
+    std::string body;
+    std::string_view content_type = "application/json";
+    std::string_view allow;             // set with 405
+    std::string_view www_authenticate;  // set with 401
+};
+
+// Which route a path names, for counting; shared with the HttpSession.
+Route route_of(std::string_view path);
+
+// {"error":"<message>"} with the message escaped.
+std::string json_error(std::string_view message);
+
+class Api {
+public:
+    using Reply = std::function<void(ApiResponse)>;
+
+    Api(const TransportConfig& config,
+        dispatcher::Dispatcher& dispatcher,
+        const std::atomic<bool>& accepting,
+        HttpStats& stats);
+
+    // Answers the request now, or returns nullopt and calls later(...) once the answer exists.
+    std::optional<ApiResponse> handle(const ApiRequest& request, const Reply& later);
+
+    // The body of GET /metrics is supplied by the metrics module when it is enabled.
+    void set_metrics(std::function<std::string()> render) { metrics_ = std::move(render); }
+
+private:
+    bool authorized(std::string_view authorization) const;
+    ApiResponse send(std::string_view body);
+    ApiResponse broadcast(std::string_view body);
+    ApiResponse batch(std::string_view body);
+    ApiResponse stats() const;
+    ApiResponse readiness() const;
+
+    const TransportConfig& config_;
+    dispatcher::Dispatcher& dispatcher_;
+    const std::atomic<bool>& accepting_;
+    HttpStats& stats_;
+    std::function<std::string()> metrics_;
+};
+
+}  // namespace shardcast::transport

@@ -1,0 +1,196 @@
+// HttpSession: one keep-alive HTTP connection on an HTTP thread. Reads the header first so
+// an oversized body is refused before it is read, then the body, then answers through the
+// Api or hands a WebSocket upgrade to the shard that owns the client id.
+#include "transport/http_session.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <memory>
+#include <optional>
+#include <spdlog/spdlog.h>
+
+#include "transport/client_id.hpp"
+#include "transport/ws_connection.hpp"
+
+namespace shardcast::transport {
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+constexpr std::uint32_t kHeaderLimit = 16 * 1024;
+constexpr std::string_view kWsPrefix = "/ws/";
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+public:
+    HttpSession(tcp::socket socket, HttpContext& context)
+        : stream_(std::move(socket)), context_(context) {}
+
+    void run() {
+        net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+    }
+
+private:
+    void do_read() {
+        parser_.emplace();
+        parser_->header_limit(kHeaderLimit);
+        parser_->body_limit(context_.config.max_body);
+        stream_.expires_after(context_.config.http_idle_timeout);
+        http::async_read_header(stream_, buffer_, *parser_,
+                                [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                    self->on_header(ec);
+                                });
+    }
+
+    void on_header(beast::error_code ec) {
+        if (ec) {
+            return on_read_failed(ec);
+        }
+        const auto& request = parser_->get();
+        route_ = route_of(request.target());
+        // Decided from the header alone: the body is never read, so the connection closes.
+        if (auto length = parser_->content_length(); length && *length > context_.config.max_body) {
+            return respond(ApiResponse{413, json_error("request body of " + std::to_string(*length) +
+                                                       " bytes exceeds http.max_body (" +
+                                                       std::to_string(context_.config.max_body) +
+                                                       " bytes)")},
+                           true);
+        }
+        if (beast::iequals(request[http::field::expect], "100-continue")) {
+            auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                           request.version());
+            http::async_write(stream_, *go_on,
+                              [self = shared_from_this(), go_on](beast::error_code ec, std::size_t) {
+                                  if (!ec) self->do_read_body();
+                              });
+            return;
+        }
+        do_read_body();
+    }
+
+    void do_read_body() {
+        http::async_read(stream_, buffer_, *parser_,
+                         [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             if (ec) return self->on_read_failed(ec);
+                             self->handle();
+                         });
+    }
+
+    void on_read_failed(beast::error_code ec) {
+        // A client that leaves between requests, or idles out, is not an error.
+        if (ec == http::error::end_of_stream || ec == net::error::eof ||
+            ec == beast::error::timeout || ec == net::error::operation_aborted ||
+            ec == net::error::connection_reset) {
+            return do_close();
+        }
+        if (ec == http::error::body_limit) {
+            return respond(ApiResponse{413, json_error("request body exceeds http.max_body (" +
+                                                       std::to_string(context_.config.max_body) +
+                                                       " bytes)")},
+                           true);
+        }
+        if (ec == http::error::header_limit) {
+            return respond(ApiResponse{431, json_error("request header fields too large")}, true);
+        }
+        route_ = Route::unknown;
+        respond(ApiResponse{400, json_error("malformed HTTP request: " + ec.message())}, true);
+    }
+
+    void handle() {
+        auto& request = parser_->get();
+        if (route_ == Route::websocket) {
+            return upgrade();
+        }
+        const ApiRequest api_request{request.method_string(), request.target(), request.body(),
+                                     request[http::field::authorization]};
+        auto reply_later = [self = shared_from_this()](ApiResponse response) {
+            net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+                self->respond(std::move(response), false);
+            });
+        };
+        if (auto response = context_.api.handle(api_request, reply_later)) {
+            respond(std::move(*response), false);
+        }
+    }
+
+    void upgrade() {
+        auto& request = parser_->get();
+        std::string_view path = request.target();
+        path = path.substr(0, path.find('?'));
+        const std::string_view id = path.substr(kWsPrefix.size());
+        if (!valid_client_id(id)) {
+            return respond(ApiResponse{400, json_error("invalid client id: expected 1-128 of "
+                                                       "A-Z a-z 0-9 . _ : @ -")},
+                           true);
+        }
+        if (request.method() != http::verb::get) {
+            ApiResponse response{405, json_error("method not allowed; use GET")};
+            response.allow = "GET";
+            return respond(std::move(response), true);
+        }
+        if (!beast::websocket::is_upgrade(request)) {
+            return respond(ApiResponse{426, json_error("expected a WebSocket upgrade")}, true);
+        }
+        if (!context_.accepting.load(std::memory_order_acquire) ||
+            !context_.dispatcher.accepting()) {
+            return respond(ApiResponse{503, json_error("shutting down")}, true);
+        }
+        context_.stats.record(Route::websocket, 101);
+        stream_.expires_never();
+        hand_off(context_.dispatcher.shard_for(id), std::string(id), stream_.release_socket(),
+                 parser_->release());
+    }
+
+    void respond(ApiResponse response, bool close) {
+        context_.stats.record(route_, response.status);
+        const auto& request = parser_->get();
+        if (response.status >= 400 && response.status < 500) {
+            spdlog::warn("rejected {} {}: {} {}", std::string_view(request.method_string()),
+                         std::string_view(request.target()), response.status, response.body);
+        }
+        response_ = {};
+        response_.version(request.version() == 10 ? 10 : 11);
+        response_.result(response.status);
+        response_.set(http::field::server, "shardcast");
+        response_.set(http::field::content_type, response.content_type);
+        if (!response.allow.empty()) response_.set(http::field::allow, response.allow);
+        if (!response.www_authenticate.empty()) {
+            response_.set(http::field::www_authenticate, response.www_authenticate);
+        }
+        if (response.status == 426) response_.set(http::field::upgrade, "websocket");
+        response_.body() = std::move(response.body);
+        response_.keep_alive(!close && request.keep_alive());
+        response_.prepare_payload();
+        http::async_write(stream_, response_,
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec) return;
+                              if (!self->response_.keep_alive()) return self->do_close();
+                              self->do_read();
+                          });
+    }
+
+    void do_close() {
+        beast::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    HttpContext& context_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    http::response<http::string_body> response_;
+    Route route_ = Route::unknown;
+};
+
+}  // namespace
+
+void start_http_session(tcp::socket socket, HttpContext& context) {
+    std::make_shared<HttpSession>(std::move(socket), context)->run();
+}
+
+}  // namespace shardcast::transport

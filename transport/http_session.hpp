@@ -1,0 +1,26 @@
+// One HTTP/1.1 connection: reads requests, answers the API, or hands an upgrade to a shard.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "dispatcher/dispatcher.hpp"
+#include "transport/api.hpp"
+#include "transport/http_stats.hpp"
+#include "transport/transport_config.hpp"
+
+namespace shardcast::transport {
+
+// What every HTTP session shares; owned by the Server and outliving every session.
+struct HttpContext {
+    const TransportConfig& config;
+    dispatcher::Dispatcher& dispatcher;
+    Api& api;
+    HttpStats& stats;
+    const std::atomic<bool>& accepting;
+};
+
+// Starts serving an accepted socket. Runs on the socket's executor (an HTTP thread's strand).
+void start_http_session(boost::asio::ip::tcp::socket socket, HttpContext& context);
+
+}  // namespace shardcast::transport

@@ -1,0 +1,74 @@
+// HttpStats: requests answered, by route and status code. Written by every HTTP thread
+// (relaxed atomic adds: the API path is far from the per-message hot path) and read by
+// the stats API, the log summary and the metrics scrape.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace shardcast::transport {
+
+enum class Route : unsigned char {
+    websocket, send, broadcast, batch, client, stats, healthz, readyz, metrics, unknown
+};
+inline constexpr std::size_t kRouteCount = 10;
+
+constexpr std::string_view to_string(Route route) {
+    switch (route) {
+        case Route::websocket: return "websocket";
+        case Route::send: return "send";
+        case Route::broadcast: return "broadcast";
+        case Route::batch: return "batch";
+        case Route::client: return "client";
+        case Route::stats: return "stats";
+        case Route::healthz: return "healthz";
+        case Route::readyz: return "readyz";
+        case Route::metrics: return "metrics";
+        case Route::unknown: return "unknown";
+    }
+    return "unknown";
+}
+
+class HttpStats {
+public:
+    // The status codes the server answers with; anything else is counted as 0 ("other").
+    static constexpr std::array<unsigned, 14> kStatuses = {
+        0, 101, 200, 202, 400, 401, 404, 405, 409, 413, 426, 431, 500, 503};
+
+    void record(Route route, unsigned status) {
+        std::size_t s = 0;
+        for (std::size_t i = 1; i < kStatuses.size(); ++i) {
+            if (kStatuses[i] == status) s = i;
+        }
+        counts_[static_cast<std::size_t>(route)][s].fetch_add(1, std::memory_order_relaxed);
+    }
+    void record_rejected_batch_lines(std::uint64_t n) {
+        rejected_batch_lines_.fetch_add(n, std::memory_order_relaxed);
+    }
+
+    std::uint64_t count(Route route, std::size_t status_index) const {
+        return counts_[static_cast<std::size_t>(route)][status_index].load(std::memory_order_relaxed);
+    }
+    std::uint64_t rejected_batch_lines() const {
+        return rejected_batch_lines_.load(std::memory_order_relaxed);
+    }
+    // Requests answered with a 4xx status, all routes.
+    std::uint64_t rejected() const {
+        std::uint64_t sum = 0;
+        for (std::size_t r = 0; r < kRouteCount; ++r) {
+            for (std::size_t s = 0; s < kStatuses.size(); ++s) {
+                if (kStatuses[s] >= 400 && kStatuses[s] < 500) sum += count(Route(r), s);
+            }
+        }
+        return sum;
+    }
+
+private:
+    std::array<std::array<std::atomic<std::uint64_t>, kStatuses.size()>, kRouteCount> counts_{};
+    std::atomic<std::uint64_t> rejected_batch_lines_{0};
+};
+
+}  // namespace shardcast::transport

@@ -1,0 +1,69 @@
+#include "transport/listener.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <spdlog/spdlog.h>
+#include <string>
+#include <system_error>
+
+namespace shardcast::transport {
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+void throw_on(const boost::system::error_code& ec, const char* what, const tcp::endpoint& endpoint) {
+    if (ec) {
+        throw std::system_error(ec, std::string("listen on ") + endpoint.address().to_string() +
+                                        ":" + std::to_string(endpoint.port()) + ": " + what);
+    }
+}
+
+}  // namespace
+
+Listener::Listener(net::io_context& io_context, const tcp::endpoint& endpoint, HttpContext& context)
+    : io_context_(io_context), acceptor_(net::make_strand(io_context)), context_(context) {
+    boost::system::error_code ec;
+    acceptor_.open(endpoint.protocol(), ec);
+    throw_on(ec, "open", endpoint);
+    acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    throw_on(ec, "set_option", endpoint);
+    acceptor_.bind(endpoint, ec);
+    throw_on(ec, "bind", endpoint);
+    acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    throw_on(ec, "listen", endpoint);
+}
+
+void Listener::run() { do_accept(); }
+
+void Listener::close() {
+    net::post(acceptor_.get_executor(), [self = shared_from_this()] {
+        boost::system::error_code ignored;
+        self->acceptor_.close(ignored);
+    });
+}
+
+void Listener::do_accept() {
+    // Each connection gets its own strand, so HTTP threads > 1 never run one session twice.
+    acceptor_.async_accept(net::make_strand(io_context_),
+                           [self = shared_from_this()](boost::system::error_code ec, tcp::socket s) {
+                               self->on_accept(ec, std::move(s));
+                           });
+}
+
+void Listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) {
+        return;  // closed by close()
+    }
+    if (ec) {
+        // Out of descriptors and the like: say so, and keep accepting.
+        spdlog::warn("accept: {}", ec.message());
+    } else {
+        // Pushes are small and latency matters: do not let Nagle hold them back.
+        socket.set_option(tcp::no_delay(true), ec);
+        start_http_session(std::move(socket), context_);
+    }
+    do_accept();
+}
+
+}  // namespace shardcast::transport

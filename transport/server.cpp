@@ -1,0 +1,76 @@
+#include "transport/server.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <thread>
+#include <vector>
+
+#include "transport/listener.hpp"
+
+namespace shardcast::transport {
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+struct Server::Impl {
+    Impl(TransportConfig c, dispatcher::Dispatcher& d)
+        : config(std::move(c)),
+          dispatcher(d),
+          api(config, dispatcher, accepting, stats),
+          context{config, dispatcher, api, stats, accepting} {}
+
+    TransportConfig config;
+    dispatcher::Dispatcher& dispatcher;
+    std::atomic<bool> accepting{false};
+    HttpStats stats;
+    Api api;
+    HttpContext context;
+    // After the members sessions point to, so sessions die before them.
+    net::io_context io_context;
+    std::shared_ptr<Listener> listener;
+    std::vector<std::thread> threads;
+};
+
+Server::Server(TransportConfig config, dispatcher::Dispatcher& dispatcher)
+    : impl_(std::make_unique<Impl>(std::move(config), dispatcher)) {}
+
+Server::~Server() { stop(); }
+
+void Server::start() {
+    tcp::resolver resolver(impl_->io_context);
+    boost::system::error_code ec;
+    auto results = resolver.resolve(impl_->config.host, std::to_string(impl_->config.port),
+                                    tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+    if (ec || results.empty()) {
+        throw std::system_error(ec, "listen: cannot resolve host \"" + impl_->config.host + "\"");
+    }
+    impl_->listener =
+        std::make_shared<Listener>(impl_->io_context, results.begin()->endpoint(), impl_->context);
+    impl_->listener->run();
+    impl_->accepting.store(true, std::memory_order_release);
+    for (std::size_t i = 0; i < impl_->config.http_threads; ++i) {
+        impl_->threads.emplace_back([this] { impl_->io_context.run(); });
+    }
+}
+
+std::uint16_t Server::port() const { return impl_->listener->local_endpoint().port(); }
+
+void Server::stop_accepting() {
+    impl_->accepting.store(false, std::memory_order_release);
+    if (impl_->listener) {
+        impl_->listener->close();
+    }
+}
+
+void Server::stop() {
+    stop_accepting();
+    impl_->io_context.stop();
+    for (auto& thread : impl_->threads) {
+        thread.join();
+    }
+    impl_->threads.clear();
+}
+
+Api& Server::api() { return impl_->api; }
+const HttpStats& Server::stats() const { return impl_->stats; }
+
+}  // namespace shardcast::transport

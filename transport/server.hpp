@@ -1,0 +1,39 @@
+// Server: the WebSocket + HTTP front end on one port. Owns the HTTP threads, the listener,
+// the Api and its counters; delivers upgrades to the dispatcher's shards.
+// Thread contract: start(), stop_accepting() and stop() are called from the main thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "dispatcher/dispatcher.hpp"
+#include "transport/api.hpp"
+#include "transport/http_stats.hpp"
+#include "transport/transport_config.hpp"
+
+namespace shardcast::transport {
+
+class Server {
+public:
+    Server(TransportConfig config, dispatcher::Dispatcher& dispatcher);
+    ~Server();
+
+    // Binds the port and starts the HTTP threads. Throws std::system_error naming the
+    // address when the port cannot be bound.
+    void start();
+    // The bound port (useful with port 0).
+    std::uint16_t port() const;
+    // Stops accepting connections and upgrades; /readyz answers 503 from now on.
+    void stop_accepting();
+    // Stops the HTTP threads. Call after the dispatcher has drained.
+    void stop();
+
+    Api& api();
+    const HttpStats& stats() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shardcast::transport

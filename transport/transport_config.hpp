@@ -1,0 +1,25 @@
+// Configuration of the WebSocket/HTTP front end. Plain values, read-only once running.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace shardcast::transport {
+
+struct TransportConfig {
+    std::string host = "0.0.0.0";
+    std::uint16_t port = 8080;
+    // Threads that accept connections and serve the HTTP API (publishing runs here).
+    std::size_t http_threads = 1;
+    // Largest request body; larger ones get 413, decided from the headers.
+    std::size_t max_body = 4 * 1024 * 1024;
+    // An HTTP connection idle this long between requests is closed.
+    std::chrono::milliseconds http_idle_timeout{60'000};
+    // When non-empty, publish, lookup and stats calls need "Authorization: Bearer <key>".
+    std::vector<std::string> api_keys;
+};
+
+}  // namespace shardcast::transport

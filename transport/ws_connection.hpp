@@ -1,0 +1,25 @@
+// The hand-off of an upgrade request from an HTTP thread to the shard that owns its client id.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <string>
+
+namespace shardcast::dispatcher {
+class Shard;
+}
+
+namespace shardcast::transport {
+
+using UpgradeRequest = boost::beast::http::request<boost::beast::http::string_body>;
+
+// Called on the HTTP thread that read the upgrade request. Moves the socket onto the
+// shard's io_context; the shard thread then attaches the session, finishes the WebSocket
+// handshake and owns the connection from there on.
+void hand_off(dispatcher::Shard& shard,
+              std::string client_id,
+              boost::asio::ip::tcp::socket socket,
+              UpgradeRequest request);
+
+}  // namespace shardcast::transport
