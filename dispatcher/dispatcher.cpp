@@ -86,7 +86,9 @@ bool Dispatcher::broadcast(Payload payload, std::string_view except, PublishKind
     return queued;
 }
 
-bool Dispatcher::disconnect(std::string_view client_id, std::uint16_t code, std::string_view reason) {
+bool Dispatcher::disconnect(std::string_view client_id,
+                            std::uint16_t code,
+                            std::string_view reason) {
     if (!accepting()) {
         return false;
     }

@@ -19,12 +19,18 @@ inline constexpr std::size_t kFailureReasonCount = 6;
 
 constexpr std::string_view to_string(FailureReason reason) {
     switch (reason) {
-        case FailureReason::no_session: return "no_session";
-        case FailureReason::overflow_dropped: return "overflow_dropped";
-        case FailureReason::session_closed: return "session_closed";
-        case FailureReason::write_error: return "write_error";
-        case FailureReason::send_timeout: return "send_timeout";
-        case FailureReason::shutdown: return "shutdown";
+        case FailureReason::no_session:
+            return "no_session";
+        case FailureReason::overflow_dropped:
+            return "overflow_dropped";
+        case FailureReason::session_closed:
+            return "session_closed";
+        case FailureReason::write_error:
+            return "write_error";
+        case FailureReason::send_timeout:
+            return "send_timeout";
+        case FailureReason::shutdown:
+            return "shutdown";
     }
     return "unknown";
 }

@@ -2,11 +2,11 @@
 // push() is safe from any thread and never blocks; everything else runs on the shard thread.
 #pragma once
 
+#include <concurrentqueue/concurrentqueue.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-
-#include <concurrentqueue/concurrentqueue.h>
 
 #include "dispatcher/command.hpp"
 
@@ -32,7 +32,9 @@ public:
     }
 
     // Shard thread. Moves up to max commands into out; 0 means every producer looked empty.
-    std::size_t pop_bulk(Command* out, std::size_t max) { return queue_.try_dequeue_bulk(out, max); }
+    std::size_t pop_bulk(Command* out, std::size_t max) {
+        return queue_.try_dequeue_bulk(out, max);
+    }
 
     // Shard thread, at the end of a drain turn. Returns true when commands arrived after the
     // last pop and no producer has posted a drain for them, so the shard must drain again.

@@ -17,7 +17,7 @@ public:
     // Upper bounds in seconds, as Prometheus "le" buckets (the last, +Inf, is implicit).
     static constexpr std::array<double, 16> kBounds = {
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-        0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,   10.0};
+        0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
 
     void record(std::chrono::nanoseconds latency) {
         const double seconds = std::chrono::duration<double>(latency).count();

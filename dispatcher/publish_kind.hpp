@@ -12,9 +12,12 @@ inline constexpr std::size_t kPublishKindCount = 3;
 
 constexpr std::string_view to_string(PublishKind kind) {
     switch (kind) {
-        case PublishKind::send: return "send";
-        case PublishKind::broadcast: return "broadcast";
-        case PublishKind::batch: return "batch";
+        case PublishKind::send:
+            return "send";
+        case PublishKind::broadcast:
+            return "broadcast";
+        case PublishKind::batch:
+            return "batch";
     }
     return "unknown";
 }

@@ -23,16 +23,26 @@ inline constexpr std::size_t kRemovalReasonCount = 10;
 
 constexpr std::string_view to_string(RemovalReason reason) {
     switch (reason) {
-        case RemovalReason::peer_closed: return "peer_closed";
-        case RemovalReason::write_error: return "write_error";
-        case RemovalReason::read_error: return "read_error";
-        case RemovalReason::heartbeat_timeout: return "heartbeat_timeout";
-        case RemovalReason::overflow: return "overflow";
-        case RemovalReason::send_timeout: return "send_timeout";
-        case RemovalReason::replaced: return "replaced";
-        case RemovalReason::disconnected: return "disconnected";
-        case RemovalReason::server_shutdown: return "server_shutdown";
-        case RemovalReason::handshake_failed: return "handshake_failed";
+        case RemovalReason::peer_closed:
+            return "peer_closed";
+        case RemovalReason::write_error:
+            return "write_error";
+        case RemovalReason::read_error:
+            return "read_error";
+        case RemovalReason::heartbeat_timeout:
+            return "heartbeat_timeout";
+        case RemovalReason::overflow:
+            return "overflow";
+        case RemovalReason::send_timeout:
+            return "send_timeout";
+        case RemovalReason::replaced:
+            return "replaced";
+        case RemovalReason::disconnected:
+            return "disconnected";
+        case RemovalReason::server_shutdown:
+            return "server_shutdown";
+        case RemovalReason::handshake_failed:
+            return "handshake_failed";
     }
     return "unknown";
 }

@@ -103,7 +103,7 @@ void Session::begin_close(RemovalReason reason, std::uint16_t code, std::string_
     stats.outbound_bytes.add(-static_cast<std::int64_t>(queue_.bytes()));
     const std::size_t dropped = queue_.clear();
     stats.add_failed(reason == RemovalReason::server_shutdown ? FailureReason::shutdown
-                                                             : FailureReason::session_closed,
+                                                              : FailureReason::session_closed,
                      dropped);
     // A write stuck past its limit will never complete well: count it now. Any other
     // write in flight is counted by its own completion.

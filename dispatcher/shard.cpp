@@ -25,12 +25,18 @@ std::chrono::milliseconds tick_period_for(const SessionConfig& c) {
 
 std::uint16_t close_code_for(RemovalReason reason) {
     switch (reason) {
-        case RemovalReason::replaced: return close_code::kReplaced;
-        case RemovalReason::overflow: return close_code::kPolicyViolation;
-        case RemovalReason::heartbeat_timeout: return close_code::kHeartbeatTimeout;
-        case RemovalReason::send_timeout: return close_code::kSendTimeout;
-        case RemovalReason::server_shutdown: return close_code::kGoingAway;
-        default: return close_code::kNormal;
+        case RemovalReason::replaced:
+            return close_code::kReplaced;
+        case RemovalReason::overflow:
+            return close_code::kPolicyViolation;
+        case RemovalReason::heartbeat_timeout:
+            return close_code::kHeartbeatTimeout;
+        case RemovalReason::send_timeout:
+            return close_code::kSendTimeout;
+        case RemovalReason::server_shutdown:
+            return close_code::kGoingAway;
+        default:
+            return close_code::kNormal;
     }
 }
 
@@ -202,7 +208,8 @@ void Shard::remove(Session& session,
         return;  // already removed: every removal happens once
     }
     SessionList& list = it->second;
-    auto pos = std::find_if(list.begin(), list.end(), [&](const auto& s) { return s.get() == &session; });
+    auto pos =
+        std::find_if(list.begin(), list.end(), [&](const auto& s) { return s.get() == &session; });
     if (pos == list.end()) {
         return;
     }

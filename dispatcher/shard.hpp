@@ -78,7 +78,9 @@ public:
 private:
     struct Hash {
         using is_transparent = void;
-        std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+        std::size_t operator()(std::string_view s) const {
+            return std::hash<std::string_view>{}(s);
+        }
     };
     using SessionList = std::vector<std::shared_ptr<Session>>;
     enum class Phase : unsigned char { running, draining, closing, stopped };

@@ -56,11 +56,11 @@ struct ShardStats {
     Counter connections;      // sessions ever attached
     Counter frames_received;  // frames clients sent (content is dropped)
     Counter bytes_received;
-    Counter sessions_refused; // upgrades refused: max_per_client reached, or stopping
-    Counter sweep_removed;    // sessions the cleanup sweep found dead: should stay 0
-    Gauge sessions;           // sessions in the shard's map
-    Gauge outbound_bytes;     // bytes queued or in flight in this shard's sessions
-    Peak queue_depth_peak;    // most commands one drain turn found waiting
+    Counter sessions_refused;  // upgrades refused: max_per_client reached, or stopping
+    Counter sweep_removed;     // sessions the cleanup sweep found dead: should stay 0
+    Gauge sessions;            // sessions in the shard's map
+    Gauge outbound_bytes;      // bytes queued or in flight in this shard's sessions
+    Peak queue_depth_peak;     // most commands one drain turn found waiting
     std::atomic<std::int64_t> last_turn_ns{0};  // steady clock of the shard's last tick
 
     void add_published(PublishKind k) { published[static_cast<std::size_t>(k)].add(); }

@@ -16,7 +16,7 @@
 namespace shardcast {
 
 struct LogConfig {
-    std::string level = "info";                    // trace|debug|info|warn|error|off
+    std::string level = "info";                          // trace|debug|info|warn|error|off
     std::chrono::milliseconds summary_interval{30'000};  // 0 turns the summary line off
 };
 

@@ -3,6 +3,8 @@
 // Threads: one per shard (sockets and sessions), http.threads for accepting and the HTTP
 // API, and this main thread, which only loads the config, waits for SIGINT/SIGTERM, logs
 // the periodic summary and runs the shutdown, in the reverse order of startup.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -13,8 +15,6 @@
 #include <cstdio>
 #include <functional>
 #include <optional>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "dispatcher/dispatcher.hpp"
 #include "main/config.hpp"
@@ -109,9 +109,9 @@ int main(int argc, char** argv) {
 
     shardcast::Config config;
     try {
-        config = shardcast::load_config(config_file ? std::optional<std::filesystem::path>(*config_file)
-                                                    : std::nullopt,
-                                        overrides);
+        config = shardcast::load_config(
+            config_file ? std::optional<std::filesystem::path>(*config_file) : std::nullopt,
+            overrides);
     } catch (const shardcast::ConfigError& e) {
         std::fprintf(stderr, "shardcast: configuration error: %s\n", e.what());
         return 2;

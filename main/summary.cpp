@@ -1,7 +1,8 @@
 #include "main/summary.hpp"
 
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace shardcast {
 
@@ -16,10 +17,10 @@ std::string Summary::next() {
         depth = std::max(depth, stats.queue_depth_peak.take());
     }
     const std::uint64_t rejected = http_.rejected();
-    std::string line = fmt::format(
-        "sessions={} sent=+{} failed=+{} cleaned=+{} rejected=+{} max_queue_depth={}",
-        dispatcher_.online(), sent - sent_, failed - failed_, cleaned - cleaned_,
-        rejected - rejected_, depth);
+    std::string line =
+        fmt::format("sessions={} sent=+{} failed=+{} cleaned=+{} rejected=+{} max_queue_depth={}",
+                    dispatcher_.online(), sent - sent_, failed - failed_, cleaned - cleaned_,
+                    rejected - rejected_, depth);
     sent_ = sent;
     failed_ = failed;
     cleaned_ = cleaned;

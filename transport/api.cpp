@@ -280,15 +280,16 @@ ApiResponse Api::batch(std::string_view body) {
             continue;
         }
         Message message;
-        if (std::string problem = read_message(line, Shape::batch_line, message); !problem.empty()) {
+        if (std::string problem = read_message(line, Shape::batch_line, message);
+            !problem.empty()) {
             reject(std::move(problem));
             continue;
         }
-        const bool queued =
-            message.to == "*"
-                ? dispatcher_.broadcast(std::move(message.payload), {}, dispatcher::PublishKind::batch)
-                : dispatcher_.send(message.to, std::move(message.payload),
-                                   dispatcher::PublishKind::batch);
+        const bool queued = message.to == "*"
+                                ? dispatcher_.broadcast(std::move(message.payload), {},
+                                                        dispatcher::PublishKind::batch)
+                                : dispatcher_.send(message.to, std::move(message.payload),
+                                                   dispatcher::PublishKind::batch);
         if (!queued) {
             reject("shutting down");
             continue;
@@ -342,7 +343,8 @@ ApiResponse Api::stats() const {
         outbound += s.outbound_bytes.load();
         for (std::size_t r = 0; r < failed_by.size(); ++r) failed_by[r] += s.failed[r].load();
         for (std::size_t r = 0; r < cleaned_by.size(); ++r) cleaned_by[r] += s.cleaned[r].load();
-        for (std::size_t k = 0; k < published_by.size(); ++k) published_by[k] += s.published[k].load();
+        for (std::size_t k = 0; k < published_by.size(); ++k)
+            published_by[k] += s.published[k].load();
     }
     auto named = [](const auto& values, auto name) {
         json::object out;

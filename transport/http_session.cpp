@@ -3,6 +3,8 @@
 // Api or hands a WebSocket upgrade to the shard that owns the client id.
 #include "transport/http_session.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
@@ -10,7 +12,6 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <memory>
 #include <optional>
-#include <spdlog/spdlog.h>
 
 #include "transport/client_id.hpp"
 #include "transport/ws_connection.hpp"
@@ -55,19 +56,20 @@ private:
         route_ = route_of(request.target());
         // Decided from the header alone: the body is never read, so the connection closes.
         if (auto length = parser_->content_length(); length && *length > context_.config.max_body) {
-            return respond(ApiResponse{413, json_error("request body of " + std::to_string(*length) +
-                                                       " bytes exceeds http.max_body (" +
-                                                       std::to_string(context_.config.max_body) +
-                                                       " bytes)")},
-                           true);
+            return respond(
+                ApiResponse{413, json_error("request body of " + std::to_string(*length) +
+                                            " bytes exceeds http.max_body (" +
+                                            std::to_string(context_.config.max_body) + " bytes)")},
+                true);
         }
         if (beast::iequals(request[http::field::expect], "100-continue")) {
             auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
-                                                                           request.version());
-            http::async_write(stream_, *go_on,
-                              [self = shared_from_this(), go_on](beast::error_code ec, std::size_t) {
-                                  if (!ec) self->do_read_body();
-                              });
+                                                                            request.version());
+            http::async_write(
+                stream_, *go_on,
+                [self = shared_from_this(), go_on](beast::error_code ec, std::size_t) {
+                    if (!ec) self->do_read_body();
+                });
             return;
         }
         do_read_body();
@@ -89,10 +91,10 @@ private:
             return do_close();
         }
         if (ec == http::error::body_limit) {
-            return respond(ApiResponse{413, json_error("request body exceeds http.max_body (" +
-                                                       std::to_string(context_.config.max_body) +
-                                                       " bytes)")},
-                           true);
+            return respond(
+                ApiResponse{413, json_error("request body exceeds http.max_body (" +
+                                            std::to_string(context_.config.max_body) + " bytes)")},
+                true);
         }
         if (ec == http::error::header_limit) {
             return respond(ApiResponse{431, json_error("request header fields too large")}, true);
@@ -109,9 +111,10 @@ private:
         const ApiRequest api_request{request.method_string(), request.target(), request.body(),
                                      request[http::field::authorization]};
         auto reply_later = [self = shared_from_this()](ApiResponse response) {
-            net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
-                self->respond(std::move(response), false);
-            });
+            net::post(self->stream_.get_executor(),
+                      [self, response = std::move(response)]() mutable {
+                          self->respond(std::move(response), false);
+                      });
         };
         if (auto response = context_.api.handle(api_request, reply_later)) {
             respond(std::move(*response), false);

@@ -12,22 +12,41 @@
 namespace shardcast::transport {
 
 enum class Route : unsigned char {
-    websocket, send, broadcast, batch, client, stats, healthz, readyz, metrics, unknown
+    websocket,
+    send,
+    broadcast,
+    batch,
+    client,
+    stats,
+    healthz,
+    readyz,
+    metrics,
+    unknown
 };
 inline constexpr std::size_t kRouteCount = 10;
 
 constexpr std::string_view to_string(Route route) {
     switch (route) {
-        case Route::websocket: return "websocket";
-        case Route::send: return "send";
-        case Route::broadcast: return "broadcast";
-        case Route::batch: return "batch";
-        case Route::client: return "client";
-        case Route::stats: return "stats";
-        case Route::healthz: return "healthz";
-        case Route::readyz: return "readyz";
-        case Route::metrics: return "metrics";
-        case Route::unknown: return "unknown";
+        case Route::websocket:
+            return "websocket";
+        case Route::send:
+            return "send";
+        case Route::broadcast:
+            return "broadcast";
+        case Route::batch:
+            return "batch";
+        case Route::client:
+            return "client";
+        case Route::stats:
+            return "stats";
+        case Route::healthz:
+            return "healthz";
+        case Route::readyz:
+            return "readyz";
+        case Route::metrics:
+            return "metrics";
+        case Route::unknown:
+            return "unknown";
     }
     return "unknown";
 }
@@ -35,8 +54,8 @@ constexpr std::string_view to_string(Route route) {
 class HttpStats {
 public:
     // The status codes the server answers with; anything else is counted as 0 ("other").
-    static constexpr std::array<unsigned, 14> kStatuses = {
-        0, 101, 200, 202, 400, 401, 404, 405, 409, 413, 426, 431, 500, 503};
+    static constexpr std::array<unsigned, 14> kStatuses = {0,   101, 200, 202, 400, 401, 404,
+                                                           405, 409, 413, 426, 431, 500, 503};
 
     void record(Route route, unsigned status) {
         std::size_t s = 0;
@@ -50,7 +69,8 @@ public:
     }
 
     std::uint64_t count(Route route, std::size_t status_index) const {
-        return counts_[static_cast<std::size_t>(route)][status_index].load(std::memory_order_relaxed);
+        return counts_[static_cast<std::size_t>(route)][status_index].load(
+            std::memory_order_relaxed);
     }
     std::uint64_t rejected_batch_lines() const {
         return rejected_batch_lines_.load(std::memory_order_relaxed);

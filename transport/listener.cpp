@@ -1,8 +1,9 @@
 #include "transport/listener.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
-#include <spdlog/spdlog.h>
 #include <string>
 #include <system_error>
 
@@ -12,7 +13,9 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-void throw_on(const boost::system::error_code& ec, const char* what, const tcp::endpoint& endpoint) {
+void throw_on(const boost::system::error_code& ec,
+              const char* what,
+              const tcp::endpoint& endpoint) {
     if (ec) {
         throw std::system_error(ec, std::string("listen on ") + endpoint.address().to_string() +
                                         ":" + std::to_string(endpoint.port()) + ": " + what);
@@ -45,10 +48,11 @@ void Listener::close() {
 
 void Listener::do_accept() {
     // Each connection gets its own strand, so HTTP threads > 1 never run one session twice.
-    acceptor_.async_accept(net::make_strand(io_context_),
-                           [self = shared_from_this()](boost::system::error_code ec, tcp::socket s) {
-                               self->on_accept(ec, std::move(s));
-                           });
+    acceptor_.async_accept(
+        net::make_strand(io_context_),
+        [self = shared_from_this()](boost::system::error_code ec, tcp::socket s) {
+            self->on_accept(ec, std::move(s));
+        });
 }
 
 void Listener::on_accept(boost::system::error_code ec, tcp::socket socket) {

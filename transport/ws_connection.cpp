@@ -3,12 +3,13 @@
 // Thread contract: after hand_off, every member runs on the shard thread.
 #include "transport/ws_connection.hpp"
 
+#include <unistd.h>
+
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket.hpp>
 #include <memory>
-#include <unistd.h>
 
 #include "dispatcher/session.hpp"
 #include "dispatcher/shard.hpp"
@@ -44,9 +45,8 @@ public:
             refuse(std::move(request), result);
             return;
         }
-        ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
-            res.set(http::field::server, "shardcast");
-        }));
+        ws_.set_option(websocket::stream_base::decorator(
+            [](websocket::response_type& res) { res.set(http::field::server, "shardcast"); }));
         ws_.read_message_max(shard().config().max_message_size);
         ws_.auto_fragment(false);
         ws_.text(true);
@@ -68,7 +68,8 @@ private:
     void refuse(UpgradeRequest request, dispatcher::Shard::Attach result) {
         const bool stopping = result == dispatcher::Shard::Attach::stopping;
         auto res = std::make_shared<http::response<http::string_body>>(
-            stopping ? http::status::service_unavailable : http::status::conflict, request.version());
+            stopping ? http::status::service_unavailable : http::status::conflict,
+            request.version());
         res->set(http::field::server, "shardcast");
         res->set(http::field::content_type, "application/json");
         res->body() = json_error(stopping ? "shutting down"

@@ -118,7 +118,8 @@ TEST(DispatcherConcurrencyTest, BroadcastsAndSendsFromManyThreadsAllArrive) {
         for (auto& s : sessions) n += s->received_count();
         return n;
     };
-    ASSERT_TRUE(wait_until([&] { return total() == expected; }, 30s)) << total() << " of " << expected;
+    ASSERT_TRUE(wait_until([&] { return total() == expected; }, 30s))
+        << total() << " of " << expected;
     for (auto& s : sessions) EXPECT_EQ(s->violations(), 0);
     d.stop(1s);
 }

@@ -85,7 +85,8 @@ TEST(DispatcherTest, BroadcastSkipsTheExceptedId) {
     auto b = SinkSession::open(d.shard_for("b"), "b");
     d.broadcast(make_payload("not for a"), "a");
     d.send("a", make_payload("marker"));
-    ASSERT_TRUE(wait_until([&] { return b->received_count() == 1 && a->received_count() == 1; }, 5s));
+    ASSERT_TRUE(
+        wait_until([&] { return b->received_count() == 1 && a->received_count() == 1; }, 5s));
     EXPECT_EQ(a->received(), std::vector<std::string>{"marker"});
     d.stop(1s);
 }
@@ -115,7 +116,8 @@ TEST(DispatcherTest, AllowModeDeliversToEverySessionUpToTheLimit) {
     auto third = SinkSession::open(d.shard(0), "multi");  // over the limit: refused
     EXPECT_EQ(d.online(), 2u);
     d.send("multi", make_payload("both"));
-    ASSERT_TRUE(wait_until([&] { return first->received_count() == 1 && second->received_count() == 1; }, 5s));
+    ASSERT_TRUE(wait_until(
+        [&] { return first->received_count() == 1 && second->received_count() == 1; }, 5s));
     EXPECT_EQ(third->received_count(), 0u);
     d.stop(1s);
 }
@@ -139,7 +141,7 @@ TEST(DispatcherTest, OverflowTerminateClosesWith1008) {
     auto s = SinkSession::open(d.shard(0), "slow", /*hold_writes=*/true);
     d.send("slow", make_payload("in flight"));  // held: the buffer stays full behind it
     d.send("slow", make_payload("123456"));
-    d.send("slow", make_payload("7890123"));    // 6 + 7 > 10
+    d.send("slow", make_payload("7890123"));  // 6 + 7 > 10
     ASSERT_TRUE(wait_until([&] { return s->close_code() == close_code::kPolicyViolation; }, 5s));
     EXPECT_EQ(cleaned(d, RemovalReason::overflow), 1u);
     EXPECT_EQ(d.online(), 0u);

@@ -47,14 +47,17 @@ TEST_F(HttpApiTest, SendDeliversStringDataAsItsText) {
 
 TEST_F(HttpApiTest, SendDeliversOtherJsonAsSerialisedJson) {
     auto client = connect("bob");
-    ASSERT_EQ(http_.post("/api/v1/send", R"({"to":"bob","data":{"n": [1, 2.5, true, null]}})").status, 202);
+    ASSERT_EQ(
+        http_.post("/api/v1/send", R"({"to":"bob","data":{"n": [1, 2.5, true, null]}})").status,
+        202);
     ASSERT_TRUE(client->wait_messages(1, 5s));
     EXPECT_EQ(parse(client->messages().front()), parse(R"({"n":[1,2.5,true,null]})"));
 }
 
 TEST_F(HttpApiTest, SendToOfflineIdIsAcceptedAndCountedAsNoSession) {
     EXPECT_EQ(http_.post("/api/v1/send", R"({"to":"ghost","data":"x"})").status, 202);
-    ASSERT_TRUE(wait_until([&] { return server_.failed(dispatcher::FailureReason::no_session) == 1; }, 5s));
+    ASSERT_TRUE(
+        wait_until([&] { return server_.failed(dispatcher::FailureReason::no_session) == 1; }, 5s));
 }
 
 TEST_F(HttpApiTest, BroadcastReachesAllButTheExceptedClient) {
@@ -78,7 +81,7 @@ TEST_F(HttpApiTest, BatchPublishesGoodLinesInOrderAndReportsBadOnes) {
         "\n"
         "{\"to\":\"*\",\"data\":\"all\"}\r\n"
         "{\"to\":\"bad id!\",\"data\":\"x\"}\n"  // line 5: invalid id
-        "{\"data\":\"no to\"}\n"                  // line 6: missing field
+        "{\"data\":\"no to\"}\n"                 // line 6: missing field
         "{\"to\":\"a\",\"data\":\"3\"}";
     auto response = http_.post("/api/v1/batch", body);
     ASSERT_EQ(response.status, 202) << response.body;
@@ -90,7 +93,8 @@ TEST_F(HttpApiTest, BatchPublishesGoodLinesInOrderAndReportsBadOnes) {
     EXPECT_EQ(errors[0].as_object().at("line").as_int64(), 2);
     EXPECT_EQ(errors[1].as_object().at("line").as_int64(), 5);
     EXPECT_EQ(errors[2].as_object().at("line").as_int64(), 6);
-    EXPECT_NE(std::string(errors[2].as_object().at("error").as_string()).find("\"to\""), std::string::npos);
+    EXPECT_NE(std::string(errors[2].as_object().at("error").as_string()).find("\"to\""),
+              std::string::npos);
     ASSERT_TRUE(a->wait_messages(3, 5s));
     EXPECT_EQ(a->messages(), (std::vector<std::string>{"1", "all", "3"}));
     ASSERT_TRUE(b->wait_messages(1, 5s));
@@ -187,9 +191,15 @@ TEST(HttpApiAuthTest, ApiKeysGuardPublishAndStatsButNotHealth) {
     TestServer server(test_dispatcher_config(), transport);
     HttpClient http(server.port());
     EXPECT_EQ(http.post("/api/v1/send", R"({"to":"a","data":"x"})").status, 401);
-    EXPECT_EQ(http.post("/api/v1/send", R"({"to":"a","data":"x"})", {{"Authorization", "Bearer nope"}}).status, 401);
+    EXPECT_EQ(
+        http.post("/api/v1/send", R"({"to":"a","data":"x"})", {{"Authorization", "Bearer nope"}})
+            .status,
+        401);
     EXPECT_EQ(http.get("/api/v1/stats").status, 401);
-    EXPECT_EQ(http.post("/api/v1/send", R"({"to":"a","data":"x"})", {{"Authorization", "Bearer k2"}}).status, 202);
+    EXPECT_EQ(
+        http.post("/api/v1/send", R"({"to":"a","data":"x"})", {{"Authorization", "Bearer k2"}})
+            .status,
+        202);
     EXPECT_EQ(http.get("/api/v1/stats", {{"Authorization", "Bearer k1"}}).status, 200);
     EXPECT_EQ(http.get("/healthz").status, 200);
 }

@@ -46,7 +46,8 @@ TEST(ScenariosTest, TwoThousandClientsConnectAtOnceAndAllGetABroadcast) {
         for (auto& c : clients) n += c->is_open();
         return n;
     };
-    ASSERT_TRUE(wait_until([&] { return open_count() == kClients; }, 120s)) << open_count() << " open";
+    ASSERT_TRUE(wait_until([&] { return open_count() == kClients; }, 120s))
+        << open_count() << " open";
     ASSERT_TRUE(wait_until([&] { return server.dispatcher().online() == kClients; }, 30s));
 
     HttpClient http(server.port());
@@ -113,7 +114,8 @@ TEST(ScenariosTest, ChurningClientsGetEveryMessageSentWhileConnectedAndLeaveNoSt
                 }
                 // Sent while connected: every one must arrive, in order, on this connection.
                 for (int j = 0; j < kPerRound; ++j) {
-                    server.dispatcher().send(id, make_payload(std::to_string(r) + "/" + std::to_string(j)));
+                    server.dispatcher().send(
+                        id, make_payload(std::to_string(r) + "/" + std::to_string(j)));
                 }
                 auto mine = [&] {
                     std::vector<std::string> out;
@@ -178,8 +180,9 @@ TEST(ScenariosTest, SixteenProducersPushOneHundredThousandMessagesToOneHundredCl
             std::vector<long> seq(kClients, 0);
             for (int i = p; i < kMessages; i += kProducers) {
                 const int c = (i / kProducers + p) % kClients;
-                server.dispatcher().send("hf-" + std::to_string(c),
-                                         make_payload(std::to_string(p) + ":" + std::to_string(seq[c]++)));
+                server.dispatcher().send(
+                    "hf-" + std::to_string(c),
+                    make_payload(std::to_string(p) + ":" + std::to_string(seq[c]++)));
             }
         });
     }

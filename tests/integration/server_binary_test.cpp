@@ -2,7 +2,6 @@
 // the graceful stop on SIGTERM seen from clients and from /readyz.
 #include <gtest/gtest.h>
 
-#include <regex>
 #include <string>
 
 #include "dispatcher/close_code.hpp"
@@ -15,24 +14,29 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string out_file(const std::string& name) { return ::testing::TempDir() + name + ".out"; }
+// Per test process, so parallel runs of the suite never read each other's output.
+std::string out_file(const std::string& name) {
+    return ::testing::TempDir() + "shardcast-" + name + "." + std::to_string(::getpid()) + ".out";
+}
 
 // Starts the binary on an ephemeral loopback port and returns the port it logged.
 std::uint16_t start_and_find_port(Process& process) {
-    std::smatch match;
-    const std::regex listening(R"(listening on 127\.0\.0\.1:(\d+))");
+    constexpr std::string_view kListening = "listening on 127.0.0.1:";
     std::string output;
+    std::size_t at = std::string::npos;
     const bool found = wait_until(
         [&] {
             output = process.output();
-            return std::regex_search(output, match, listening);
+            at = output.find(kListening);
+            return at != std::string::npos &&
+                   output.find(' ', at + kListening.size()) != std::string::npos;
         },
         20s);
     if (!found) {
         ADD_FAILURE() << "server did not start: " << output;
         return 0;
     }
-    return static_cast<std::uint16_t>(std::stoi(match[1]));
+    return static_cast<std::uint16_t>(std::stoi(output.substr(at + kListening.size())));
 }
 
 TEST(ServerBinaryTest, VersionFlagPrintsTheVersion) {
@@ -48,7 +52,7 @@ TEST(ServerBinaryTest, BadOverrideStopsStartupNamingTheKey) {
 }
 
 TEST(ServerBinaryTest, UnknownKeyInFileStopsStartupNamingTheKey) {
-    const std::string path = ::testing::TempDir() + "typo.yaml";
+    const std::string path = out_file("typo") + ".yaml";
     std::ofstream(path) << "session:\n  bufer_limit: 1MiB\n";
     Process p({SHARDCAST_BINARY, "--config", path}, out_file("typo"));
     ASSERT_EQ(p.wait(10s), 2);
@@ -69,7 +73,8 @@ TEST(ServerBinaryTest, PortInUseIsAClearStartupError) {
     Process second({SHARDCAST_BINARY, "--listen", "127.0.0.1:" + std::to_string(port)},
                    out_file("second"));
     ASSERT_EQ(second.wait(10s), 1);
-    EXPECT_NE(second.output().find("listen on 127.0.0.1:" + std::to_string(port)), std::string::npos)
+    EXPECT_NE(second.output().find("listen on 127.0.0.1:" + std::to_string(port)),
+              std::string::npos)
         << second.output();
 }
 
@@ -88,10 +93,14 @@ TEST(ServerBinaryTest, SigtermDrainsQueuedMessagesAndCloses1001) {
     ASSERT_EQ(http.get("/readyz").status, 200);
     const std::string chunk(512 * 1024, 'z');
     for (int i = 0; i < 16; ++i) {
-        ASSERT_EQ(http.post("/api/v1/send", R"({"to":"stalled","data":")" + chunk + "\"}").status, 202);
+        ASSERT_EQ(http.post("/api/v1/send", R"({"to":"stalled","data":")" + chunk + "\"}").status,
+                  202);
     }
     for (int i = 0; i < 100; ++i) {
-        ASSERT_EQ(http.post("/api/v1/send", R"({"to":"listener","data":")" + std::to_string(i) + "\"}").status, 202);
+        ASSERT_EQ(
+            http.post("/api/v1/send", R"({"to":"listener","data":")" + std::to_string(i) + "\"}")
+                .status,
+            202);
     }
 
     server.signal(SIGTERM);

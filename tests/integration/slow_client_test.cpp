@@ -51,7 +51,8 @@ TEST(SlowClientTest, OverflowTerminatesTheSlowClientOnly) {
     auto neighbour = WsClient::start(loop, server.port(), "/ws/" + neighbour_of(server, "slow"));
     ASSERT_TRUE(neighbour->wait_open(5s));
 
-    flood_and_check_neighbour(server, "slow", *neighbour, make_payload(std::string(64 * 1024, 'x')), 300);
+    flood_and_check_neighbour(server, "slow", *neighbour, make_payload(std::string(64 * 1024, 'x')),
+                              300);
     ASSERT_TRUE(wait_until([&] { return server.cleaned(RemovalReason::overflow) == 1; }, 10s));
     EXPECT_TRUE(slow.wait_server_closed(10s));
     EXPECT_EQ(server.dispatcher().online(), 1u);
@@ -69,8 +70,10 @@ TEST(SlowClientTest, OverflowDropOldestKeepsTheSlowClientAndCountsDrops) {
     auto neighbour = WsClient::start(loop, server.port(), "/ws/" + neighbour_of(server, "slow"));
     ASSERT_TRUE(neighbour->wait_open(5s));
 
-    flood_and_check_neighbour(server, "slow", *neighbour, make_payload(std::string(64 * 1024, 'x')), 300);
-    ASSERT_TRUE(wait_until([&] { return server.failed(dispatcher::FailureReason::overflow_dropped) > 0; }, 10s));
+    flood_and_check_neighbour(server, "slow", *neighbour, make_payload(std::string(64 * 1024, 'x')),
+                              300);
+    ASSERT_TRUE(wait_until(
+        [&] { return server.failed(dispatcher::FailureReason::overflow_dropped) > 0; }, 10s));
     EXPECT_EQ(server.cleaned(RemovalReason::overflow), 0u);
     EXPECT_EQ(server.dispatcher().online(), 2u);
 }
@@ -85,7 +88,8 @@ TEST(SlowClientTest, StuckWriteHitsTheSendTimeLimit) {
     auto neighbour = WsClient::start(loop, server.port(), "/ws/" + neighbour_of(server, "stuck"));
     ASSERT_TRUE(neighbour->wait_open(5s));
 
-    flood_and_check_neighbour(server, "stuck", *neighbour, make_payload(std::string(1024 * 1024, 'y')), 40);
+    flood_and_check_neighbour(server, "stuck", *neighbour,
+                              make_payload(std::string(1024 * 1024, 'y')), 40);
     ASSERT_TRUE(wait_until([&] { return server.cleaned(RemovalReason::send_timeout) == 1; }, 10s));
     EXPECT_TRUE(slow.wait_server_closed(10s));
     EXPECT_GE(server.failed(dispatcher::FailureReason::send_timeout), 1u);
@@ -101,7 +105,8 @@ TEST(SlowClientTest, HalfOpenClientIsRemovedAfterTheHeartbeatTimeout) {
     StalledClient silent(server.port(), "/ws/silent");
     auto healthy = WsClient::start(loop, server.port(), "/ws/healthy");
     ASSERT_TRUE(healthy->wait_open(5s));
-    ASSERT_TRUE(wait_until([&] { return server.cleaned(RemovalReason::heartbeat_timeout) == 1; }, 10s));
+    ASSERT_TRUE(
+        wait_until([&] { return server.cleaned(RemovalReason::heartbeat_timeout) == 1; }, 10s));
     EXPECT_TRUE(silent.wait_server_closed(10s));
     // The client that answers pings is still there.
     EXPECT_EQ(server.dispatcher().online(), 1u);

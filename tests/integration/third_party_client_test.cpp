@@ -18,7 +18,8 @@ namespace json = boost::json;
 
 TEST(ThirdPartyClientTest, PythonWebsocketsReceivesTextJsonUnicodeAndLargeMessages) {
     TestServer server;
-    const std::string out = ::testing::TempDir() + "python_client.out";
+    const std::string out =
+        ::testing::TempDir() + "shardcast-python-client." + std::to_string(::getpid()) + ".out";
     Process python({"/usr/bin/python3", SHARDCAST_SOURCE_DIR "/tests/integration/python_client.py",
                     "ws://127.0.0.1:" + std::to_string(server.port()) + "/ws/py-1", "4"},
                    out);

@@ -19,7 +19,8 @@ namespace close_code = dispatcher::close_code;
 TEST(WebSocketTest, InvalidClientIdIsRefusedWith400BeforeUpgrade) {
     TestServer server;
     ClientLoop loop;
-    for (const std::string& bad : std::vector<std::string>{"/ws/has%20space", "/ws/", "/ws/" + std::string(129, 'x'), "/ws/a/b"}) {
+    for (const std::string& bad : std::vector<std::string>{
+             "/ws/has%20space", "/ws/", "/ws/" + std::string(129, 'x'), "/ws/a/b"}) {
         auto client = WsClient::start(loop, server.port(), bad);
         ASSERT_TRUE(client->wait_closed(5s)) << bad;
         EXPECT_EQ(client->refused_status(), 400) << bad;

@@ -34,7 +34,7 @@ std::string error_of(const std::vector<std::string>& overrides) {
 // Each test writes its own file, named after the test and the process so parallel runs
 // do not collide.
 class ConfigFileTest : public ::testing::Test {
-  protected:
+protected:
     void TearDown() override { std::filesystem::remove(path_); }
 
     const std::filesystem::path& write(const std::string& yaml) {

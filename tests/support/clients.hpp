@@ -17,7 +17,8 @@
 
 namespace shardcast::test {
 
-// Extra request headers, sent in the order given.
+// Extra request headers, in order. Each replaces any header of that name the client would set
+// itself (Host, for instance), except Content-Length, which HttpClient always computes.
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 namespace detail {
@@ -27,17 +28,17 @@ class WsConnection;
 
 // Runs one io_context on its own thread for any number of WsClients; nothing else runs there.
 // The destructor closes every client's socket, waits for their handlers to finish and joins
-// the thread, so it stays prompt with thousands of clients open. Create and destroy it on one
-// thread, and do not start clients on it while it is being destroyed. A WsClient may outlive
-// its loop: it then only reports what it recorded.
+// the thread, so it stays prompt with thousands of clients open. Do not destroy it from an
+// on_message callback (its own thread), nor start clients on it while it is being destroyed.
+// A WsClient may outlive its loop: it then only reports what it recorded.
 class ClientLoop {
-  public:
+public:
     ClientLoop();
     ClientLoop(const ClientLoop&) = delete;
     ClientLoop& operator=(const ClientLoop&) = delete;
     ~ClientLoop();
 
-  private:
+private:
     friend class WsClient;
 
     std::shared_ptr<detail::LoopCore> core_;
@@ -57,7 +58,7 @@ struct CloseInfo {
 // touched on the loop thread, and sends and closes are posted there. Dropping the last
 // handle closes the socket without a close handshake.
 class WsClient {
-  public:
+public:
     static std::shared_ptr<WsClient> start(ClientLoop& loop,
                                            std::uint16_t port,
                                            std::string target,
@@ -75,8 +76,9 @@ class WsClient {
     // else 0; refused_body() is that response's body.
     int refused_status() const;
     std::string refused_body() const;
-    // The last error text (connect, upgrade, read or write), "" if none. A clean close by
-    // either side leaves it empty.
+    // The last error text (connect, upgrade, read or write), "" if none. A close handshake
+    // that completes leaves it empty; a reset after the server's close frame is reported here
+    // while close_info() still carries the frame's code.
     std::string error() const;
 
     std::vector<std::string> messages() const;
@@ -88,9 +90,10 @@ class WsClient {
     bool wait_messages(std::size_t count, std::chrono::milliseconds timeout) const;
 
     // Set once the connection has ended, however it ended. code and reason come from the
-    // server's close frame; code is 0 when the socket ended without one (EOF, reset, abort())
-    // and when it never opened (refused upgrade, failed connect). After close(), code is the
-    // one the server echoed.
+    // server's close frame whenever one arrived, even if the TCP teardown after it failed;
+    // code is 0 when the socket ended without one (EOF, reset, abort()) and when it never
+    // opened (refused upgrade, failed connect). After close(), code is the one the server
+    // echoed.
     std::optional<CloseInfo> close_info() const;
     bool wait_closed(std::chrono::milliseconds timeout) const;
 
@@ -98,18 +101,18 @@ class WsClient {
     // upgrade completes go out right after it; those queued after close() are dropped.
     void send_text(std::string text);
     void send_binary(std::string bytes);
-    // Starts a clean close handshake once the queued messages are written.
+    // Starts a clean close handshake once the queued messages are written. Messages the
+    // server sends after that are read past and not recorded, as Beast's close does.
     void close(std::uint16_t code = 1000);
     // Closes the TCP socket at once, without a close frame: a client that vanished.
     void abort();
 
     // Called on the loop thread for every message, before it is recorded, so a test waiting on
     // message_count() sees its effects. It applies to messages that arrive after it is set:
-    // set it before asking the server to send anything. It must not throw, and must not
-    // call on_message() itself.
+    // set it before asking the server to send anything. It must not throw.
     void on_message(std::function<void(const std::string&)> callback);
 
-  private:
+private:
     explicit WsClient(std::shared_ptr<detail::WsConnection> connection);
 
     std::shared_ptr<detail::WsConnection> connection_;
@@ -122,7 +125,7 @@ class WsClient {
 // Thread contract: not thread-safe; use each HttpClient from one thread at a time. It runs
 // its own io_context inside each call, so it needs no ClientLoop.
 class HttpClient {
-  public:
+public:
     struct Response {
         int status = 0;  // 0 when no response arrived; error then says why
         std::string body;
@@ -153,7 +156,7 @@ class HttpClient {
     // TCP connections opened so far; stays 1 while keep-alive holds.
     std::size_t connection_count() const;
 
-  private:
+private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
@@ -171,7 +174,7 @@ std::string raw_exchange(std::uint16_t port,
 //
 // Thread contract: not thread-safe; use each StalledClient from one thread at a time.
 class StalledClient {
-  public:
+public:
     // Throws std::runtime_error when the connect fails or the server does not answer 101
     // within 5 seconds.
     StalledClient(std::uint16_t port, const std::string& target, const HeaderList& headers = {});
@@ -193,7 +196,7 @@ class StalledClient {
     // Sends bytes as they are, e.g. a frame header announcing a payload that never follows.
     bool send_raw(std::string_view bytes);
 
-  private:
+private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

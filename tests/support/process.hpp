@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -22,6 +23,8 @@ class Process {
 public:
     Process(std::vector<std::string> argv, std::string output_path)
         : output_path_(std::move(output_path)) {
+        // Emptied here, before the child exists, so output() never shows a previous run's text.
+        std::ofstream(output_path_, std::ios::trunc).flush();
         std::vector<char*> args;
         for (auto& a : argv) args.push_back(a.data());
         args.push_back(nullptr);
@@ -29,7 +32,7 @@ public:
         if (pid_ < 0) throw std::runtime_error("fork failed");
         if (pid_ == 0) {
             // Only async-signal-safe calls between fork and exec: the parent has threads.
-            const int out = ::open(output_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            const int out = ::open(output_path_.c_str(), O_WRONLY | O_APPEND);
             if (out >= 0) {
                 ::dup2(out, STDOUT_FILENO);
                 ::dup2(out, STDERR_FILENO);
@@ -45,6 +48,7 @@ public:
             ::kill(pid_, SIGKILL);
             ::waitpid(pid_, nullptr, 0);
         }
+        std::remove(output_path_.c_str());
     }
 
     void signal(int sig) { ::kill(pid_, sig); }
