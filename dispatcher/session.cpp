@@ -15,10 +15,6 @@ Session::Session(Shard& shard, std::string client_id)
 
 bool Session::on_shard_thread() const { return shard_.on_shard_thread(); }
 
-std::size_t Session::outbound_bytes() const {
-    return queue_.bytes() + (in_flight_.payload ? in_flight_.payload->size() : 0);
-}
-
 bool Session::deliver(const Payload& payload, Clock::time_point enqueued) {
     assert(on_shard_thread());
     const SessionConfig& config = shard_.config();

@@ -40,8 +40,6 @@ public:
     const std::string& client_id() const { return client_id_; }
     Shard& shard() const { return shard_; }
     State state() const { return state_; }
-    // Bytes queued plus the write in flight.
-    std::size_t outbound_bytes() const;
     // Nothing queued and no write in flight.
     bool idle() const { return queue_.empty() && !in_flight_.payload; }
 

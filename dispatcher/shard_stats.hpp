@@ -56,7 +56,8 @@ struct ShardStats {
     Counter connections;      // sessions ever attached
     Counter frames_received;  // frames clients sent (content is dropped)
     Counter bytes_received;
-    Counter sessions_refused;  // upgrades refused: max_per_client reached, or stopping
+    Counter refused_too_many;  // upgrades refused: the id already has max_per_client sessions
+    Counter refused_stopping;  // upgrades refused: the shard is stopping
     Counter sweep_removed;     // sessions the cleanup sweep found dead: should stay 0
     Gauge sessions;            // sessions in the shard's map
     Gauge outbound_bytes;      // bytes queued or in flight in this shard's sessions

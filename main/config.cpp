@@ -31,6 +31,7 @@ constexpr std::string_view kListenExpected =
 // Names in enum order, so an enum's value indexes its name.
 constexpr std::string_view kOverflowNames[] = {"terminate", "drop_oldest"};
 constexpr std::string_view kDuplicateNames[] = {"replace", "allow"};
+constexpr std::string_view kBooleans[] = {"false", "true"};
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
 
 struct Unit {
@@ -307,6 +308,20 @@ constexpr Field kFields[] = {
      [](const auto& key, const auto& node, Config& config) {
          config.drain_timeout = duration(key, node);
      }},
+    {"metrics.enabled",
+     [](const auto& key, const auto& node, Config& config) {
+         config.metrics_enabled = one_of(key, node, kBooleans) == 1;
+     }},
+    {"metrics.listen",
+     [](const auto& key, const auto& node, Config& config) {
+         // Empty means no separate port: /metrics is then served on the main port only.
+         if (node.IsScalar() && node.Scalar().empty()) {
+             config.transport.metrics_listen.reset();
+             return;
+         }
+         auto [host, port] = parse_listen(key, node);
+         config.transport.metrics_listen = transport::Endpoint{std::move(host), port};
+     }},
     {"log.level",
      [](const auto& key, const auto& node, Config& config) {
          config.log.level = kLogLevels[one_of(key, node, kLogLevels)];
@@ -479,9 +494,11 @@ std::string describe(const Config& config) {
     auto add = [&line](std::string_view key, std::string_view value) {
         line.append(line.empty() ? "" : " ").append(key).append("=").append(value);
     };
-    bool bracket = transport.host.find(':') != std::string::npos;
-    add("listen", (bracket ? "[" + transport.host + "]" : transport.host) + ":" +
-                      std::to_string(transport.port));
+    auto endpoint = [](const std::string& host, std::uint16_t port) {
+        bool bracket = host.find(':') != std::string::npos;
+        return (bracket ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    };
+    add("listen", endpoint(transport.host, transport.port));
     add("shards", std::to_string(config.dispatcher.shards));
     add("session.buffer_limit", std::to_string(session.buffer_limit));
     add("session.overflow", kOverflowNames[static_cast<std::size_t>(session.overflow)]);
@@ -500,6 +517,10 @@ std::string describe(const Config& config) {
     std::size_t keys = transport.api_keys.size();
     add("auth.api_keys", "<" + std::to_string(keys) + (keys == 1 ? " key>" : " keys>"));
     add("shutdown.drain_timeout", format_duration(config.drain_timeout));
+    add("metrics.enabled", kBooleans[config.metrics_enabled ? 1 : 0]);
+    add("metrics.listen", transport.metrics_listen
+                              ? endpoint(transport.metrics_listen->host, transport.metrics_listen->port)
+                              : "");
     add("log.level", config.log.level);
     add("log.summary_interval", format_duration(config.log.summary_interval));
     return line;

@@ -19,6 +19,7 @@
 #include "dispatcher/dispatcher.hpp"
 #include "main/config.hpp"
 #include "main/summary.hpp"
+#include "metrics/collector.hpp"
 #include "transport/server.hpp"
 
 namespace net = boost::asio;
@@ -45,6 +46,11 @@ int serve(const shardcast::Config& config) {
     shardcast::dispatcher::Dispatcher dispatcher(config.dispatcher);
     dispatcher.start();
     shardcast::transport::Server server(config.transport, dispatcher);
+    const shardcast::metrics::Collector collector(dispatcher, server.stats(),
+                                                  {SHARDCAST_VERSION, SHARDCAST_REVISION});
+    if (config.metrics_enabled) {
+        server.api().set_metrics([&collector] { return collector.text(); });
+    }
     try {
         server.start();
     } catch (const std::system_error& e) {
@@ -54,6 +60,9 @@ int serve(const shardcast::Config& config) {
     }
     spdlog::info("listening on {}:{} with {} shards", config.transport.host, server.port(),
                  dispatcher.shard_count());
+    if (auto port = server.metrics_port()) {
+        spdlog::info("metrics on {}:{}", config.transport.metrics_listen->host, *port);
+    }
 
     net::io_context io_context;
     net::signal_set signals(io_context, SIGINT, SIGTERM);

@@ -9,7 +9,6 @@ namespace shardcast::transport {
 namespace json = boost::json;
 namespace {
 
-constexpr std::string_view kWsPrefix = "/ws/";
 constexpr std::string_view kClientPrefix = "/api/v1/clients/";
 // A batch answer lists at most this many line errors; "rejected" still counts them all.
 constexpr std::size_t kMaxListedErrors = 100;
@@ -333,6 +332,10 @@ ApiResponse Api::stats() const {
             {"published", by_reason(s.published, kind_name)},
             {"connections", s.connections.load()},
             {"frames_received", s.frames_received.load()},
+            {"sessions_refused", s.refused_too_many.load() + s.refused_stopping.load()},
+            {"sweep_removed", s.sweep_removed.load()},
+            {"delivery_latency", json::object{{"count", shard.latency().count()},
+                                              {"sum_seconds", shard.latency().sum_seconds()}}},
         });
         sent += s.sent.load();
         failed += s.failed_total();

@@ -37,6 +37,9 @@ struct ApiResponse {
     std::string_view www_authenticate;  // set with 401
 };
 
+// The path prefix of WebSocket upgrades: /ws/{clientId}.
+inline constexpr std::string_view kWsPrefix = "/ws/";
+
 // Which route a path names, for counting; shared with the HttpSession.
 Route route_of(std::string_view path);
 

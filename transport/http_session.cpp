@@ -25,7 +25,6 @@ using tcp = net::ip::tcp;
 namespace {
 
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;
-constexpr std::string_view kWsPrefix = "/ws/";
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
 public:
@@ -105,6 +104,10 @@ private:
 
     void handle() {
         auto& request = parser_->get();
+        if (context_.metrics_only && route_ != Route::metrics && route_ != Route::healthz) {
+            return respond(ApiResponse{404, json_error("this port serves only /metrics and /healthz")},
+                           false);
+        }
         if (route_ == Route::websocket) {
             return upgrade();
         }
@@ -127,20 +130,24 @@ private:
         path = path.substr(0, path.find('?'));
         const std::string_view id = path.substr(kWsPrefix.size());
         if (!valid_client_id(id)) {
+            context_.stats.record_refusal(UpgradeRefusal::invalid_client_id);
             return respond(ApiResponse{400, json_error("invalid client id: expected 1-128 of "
                                                        "A-Z a-z 0-9 . _ : @ -")},
                            true);
         }
         if (request.method() != http::verb::get) {
+            context_.stats.record_refusal(UpgradeRefusal::not_upgrade);
             ApiResponse response{405, json_error("method not allowed; use GET")};
             response.allow = "GET";
             return respond(std::move(response), true);
         }
         if (!beast::websocket::is_upgrade(request)) {
+            context_.stats.record_refusal(UpgradeRefusal::not_upgrade);
             return respond(ApiResponse{426, json_error("expected a WebSocket upgrade")}, true);
         }
         if (!context_.accepting.load(std::memory_order_acquire) ||
             !context_.dispatcher.accepting()) {
+            context_.stats.record_refusal(UpgradeRefusal::shutting_down);
             return respond(ApiResponse{503, json_error("shutting down")}, true);
         }
         context_.stats.record(Route::websocket, 101);

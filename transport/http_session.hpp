@@ -18,6 +18,8 @@ struct HttpContext {
     Api& api;
     HttpStats& stats;
     const std::atomic<bool>& accepting;
+    // The separate metrics port: everything but /metrics and /healthz is 404 there.
+    bool metrics_only = false;
 };
 
 // Starts serving an accepted socket. Runs on the socket's executor (an HTTP thread's strand).

@@ -51,6 +51,10 @@ constexpr std::string_view to_string(Route route) {
     return "unknown";
 }
 
+// Why an upgrade request on /ws/{clientId} was answered without a WebSocket.
+enum class UpgradeRefusal : unsigned char { invalid_client_id, not_upgrade, shutting_down };
+inline constexpr std::size_t kUpgradeRefusalCount = 3;
+
 class HttpStats {
 public:
     // The status codes the server answers with; anything else is counted as 0 ("other").
@@ -63,6 +67,12 @@ public:
             if (kStatuses[i] == status) s = i;
         }
         counts_[static_cast<std::size_t>(route)][s].fetch_add(1, std::memory_order_relaxed);
+    }
+    void record_refusal(UpgradeRefusal reason) {
+        refusals_[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+    }
+    std::uint64_t refusals(UpgradeRefusal reason) const {
+        return refusals_[static_cast<std::size_t>(reason)].load(std::memory_order_relaxed);
     }
     void record_rejected_batch_lines(std::uint64_t n) {
         rejected_batch_lines_.fetch_add(n, std::memory_order_relaxed);
@@ -89,6 +99,7 @@ public:
 private:
     std::array<std::array<std::atomic<std::uint64_t>, kStatuses.size()>, kRouteCount> counts_{};
     std::atomic<std::uint64_t> rejected_batch_lines_{0};
+    std::array<std::atomic<std::uint64_t>, kUpgradeRefusalCount> refusals_{};
 };
 
 }  // namespace shardcast::transport

@@ -16,7 +16,8 @@ struct Server::Impl {
         : config(std::move(c)),
           dispatcher(d),
           api(config, dispatcher, accepting, stats),
-          context{config, dispatcher, api, stats, accepting} {}
+          context{config, dispatcher, api, stats, accepting},
+          metrics_context{config, dispatcher, api, stats, accepting, true} {}
 
     TransportConfig config;
     dispatcher::Dispatcher& dispatcher;
@@ -24,9 +25,11 @@ struct Server::Impl {
     HttpStats stats;
     Api api;
     HttpContext context;
+    HttpContext metrics_context;
     // After the members sessions point to, so sessions die before them.
     net::io_context io_context;
     std::shared_ptr<Listener> listener;
+    std::shared_ptr<Listener> metrics_listener;
     std::vector<std::thread> threads;
 };
 
@@ -35,16 +38,31 @@ Server::Server(TransportConfig config, dispatcher::Dispatcher& dispatcher)
 
 Server::~Server() { stop(); }
 
-void Server::start() {
-    tcp::resolver resolver(impl_->io_context);
+namespace {
+
+tcp::endpoint resolve(net::io_context& io_context, const Endpoint& where, const char* key) {
+    tcp::resolver resolver(io_context);
     boost::system::error_code ec;
-    auto results = resolver.resolve(impl_->config.host, std::to_string(impl_->config.port),
+    auto results = resolver.resolve(where.host, std::to_string(where.port),
                                     tcp::resolver::passive | tcp::resolver::numeric_service, ec);
     if (ec || results.empty()) {
-        throw std::system_error(ec, "listen: cannot resolve host \"" + impl_->config.host + "\"");
+        throw std::system_error(ec, std::string(key) + ": cannot resolve host \"" + where.host + "\"");
     }
-    impl_->listener =
-        std::make_shared<Listener>(impl_->io_context, results.begin()->endpoint(), impl_->context);
+    return results.begin()->endpoint();
+}
+
+}  // namespace
+
+void Server::start() {
+    const Endpoint main{impl_->config.host, impl_->config.port};
+    impl_->listener = std::make_shared<Listener>(
+        impl_->io_context, resolve(impl_->io_context, main, "listen"), impl_->context);
+    if (impl_->config.metrics_listen) {
+        impl_->metrics_listener = std::make_shared<Listener>(
+            impl_->io_context, resolve(impl_->io_context, *impl_->config.metrics_listen, "metrics.listen"),
+            impl_->metrics_context);
+        impl_->metrics_listener->run();
+    }
     impl_->listener->run();
     impl_->accepting.store(true, std::memory_order_release);
     for (std::size_t i = 0; i < impl_->config.http_threads; ++i) {
@@ -54,8 +72,14 @@ void Server::start() {
 
 std::uint16_t Server::port() const { return impl_->listener->local_endpoint().port(); }
 
+std::optional<std::uint16_t> Server::metrics_port() const {
+    if (!impl_->metrics_listener) return std::nullopt;
+    return impl_->metrics_listener->local_endpoint().port();
+}
+
 void Server::stop_accepting() {
     impl_->accepting.store(false, std::memory_order_release);
+    // The metrics port stays open: a drain is exactly when the scrape matters.
     if (impl_->listener) {
         impl_->listener->close();
     }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "dispatcher/dispatcher.hpp"
 #include "transport/api.hpp"
@@ -18,11 +19,13 @@ public:
     Server(TransportConfig config, dispatcher::Dispatcher& dispatcher);
     ~Server();
 
-    // Binds the port and starts the HTTP threads. Throws std::system_error naming the
+    // Binds the port(s) and starts the HTTP threads. Throws std::system_error naming the
     // address when the port cannot be bound.
     void start();
     // The bound port (useful with port 0).
     std::uint16_t port() const;
+    // The bound metrics-only port, when TransportConfig::metrics_listen is set.
+    std::optional<std::uint16_t> metrics_port() const;
     // Stops accepting connections and upgrades; /readyz answers 503 from now on.
     void stop_accepting();
     // Stops the HTTP threads. Call after the dispatcher has drained.

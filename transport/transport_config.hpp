@@ -4,10 +4,16 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace shardcast::transport {
+
+struct Endpoint {
+    std::string host;
+    std::uint16_t port = 0;
+};
 
 struct TransportConfig {
     std::string host = "0.0.0.0";
@@ -20,6 +26,9 @@ struct TransportConfig {
     std::chrono::milliseconds http_idle_timeout{60'000};
     // When non-empty, publish, lookup and stats calls need "Authorization: Bearer <key>".
     std::vector<std::string> api_keys;
+    // When set, a second port that serves only GET /metrics and GET /healthz, so the scrape
+    // can live on an internal address while the main port faces clients.
+    std::optional<Endpoint> metrics_listen;
 };
 
 }  // namespace shardcast::transport

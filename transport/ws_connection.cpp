@@ -77,7 +77,8 @@ private:
                                             "(session.max_per_client)");
         res->keep_alive(false);
         res->prepare_payload();
-        shard().stats().sessions_refused.add();
+        auto& stats = shard().stats();
+        (stopping ? stats.refused_stopping : stats.refused_too_many).add();
         http::async_write(ws_.next_layer(), *res,
                           [self = self(), res](beast::error_code, std::size_t) { self->abort(); });
     }

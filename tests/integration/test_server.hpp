@@ -6,6 +6,7 @@
 #include <string>
 
 #include "dispatcher/dispatcher.hpp"
+#include "metrics/collector.hpp"
 #include "transport/server.hpp"
 
 namespace shardcast::test {
@@ -28,7 +29,11 @@ class TestServer {
 public:
     explicit TestServer(dispatcher::DispatcherConfig d = test_dispatcher_config(),
                         transport::TransportConfig t = test_transport_config())
-        : dispatcher_(std::move(d)), server_(std::move(t), dispatcher_) {
+        : dispatcher_(std::move(d)),
+          server_(std::move(t), dispatcher_),
+          collector_(dispatcher_, server_.stats(), {"test", "test"}) {
+        // Wired as the binary wires it with metrics.enabled (the default).
+        server_.api().set_metrics([this] { return collector_.text(); });
         dispatcher_.start();
         server_.start();
     }
@@ -75,6 +80,7 @@ public:
 private:
     dispatcher::Dispatcher dispatcher_;
     transport::Server server_;
+    metrics::Collector collector_;
     bool stopped_ = false;
 };
 

@@ -431,7 +431,27 @@ TEST(ConfigDescribeTest, ListsEveryKeyOnOneLine) {
               "session.max_per_client=8 session.max_message_size=65536 "
               "session.close_timeout=2s http.threads=1 http.max_body=4194304 "
               "http.idle_timeout=60s auth.api_keys=<0 keys> shutdown.drain_timeout=5s "
-              "log.level=info log.summary_interval=30s");
+              "metrics.enabled=true metrics.listen= log.level=info log.summary_interval=30s");
+}
+
+TEST(ConfigMetricsTest, EnabledTakesBooleansOnly) {
+    EXPECT_FALSE(load_config(std::nullopt, {"metrics.enabled=false"}).metrics_enabled);
+    try {
+        load_config(std::nullopt, {"metrics.enabled=yes please"});
+        FAIL() << "accepted a non-boolean";
+    } catch (const ConfigError& e) {
+        EXPECT_STREQ(e.what(), "metrics.enabled: expected one of false, true, got \"yes please\"");
+    }
+}
+
+TEST(ConfigMetricsTest, ListenSetsASeparatePortAndEmptyClearsIt) {
+    Config config = load_config(std::nullopt, {"metrics.listen=127.0.0.1:9102"});
+    ASSERT_TRUE(config.transport.metrics_listen.has_value());
+    EXPECT_EQ(config.transport.metrics_listen->host, "127.0.0.1");
+    EXPECT_EQ(config.transport.metrics_listen->port, 9102);
+    EXPECT_FALSE(load_config(std::nullopt, {"metrics.listen=127.0.0.1:9102", "metrics.listen="})
+                     .transport.metrics_listen.has_value());
+    EXPECT_THROW(load_config(std::nullopt, {"metrics.listen=nowhere"}), ConfigError);
 }
 
 TEST(ConfigDescribeTest, CountsApiKeysWithoutShowingThem) {

@@ -1,0 +1,187 @@
+#include "metrics/collector.hpp"
+
+#include <prometheus/text_serializer.h>
+
+#include <string>
+
+#include "metrics/process_stats.hpp"
+
+namespace shardcast::metrics {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+using Labels = std::vector<ClientMetric::Label>;
+
+MetricFamily& family(std::vector<MetricFamily>& out,
+                     std::string name,
+                     std::string help,
+                     MetricType type) {
+    out.push_back(MetricFamily{std::move(name), std::move(help), type, {}});
+    return out.back();
+}
+
+void add(MetricFamily& f, double value, Labels labels = {}) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    if (f.type == MetricType::Counter) {
+        m.counter.value = value;
+    } else {
+        m.gauge.value = value;
+    }
+    f.metric.push_back(std::move(m));
+}
+
+double d(std::uint64_t v) { return static_cast<double>(v); }
+double d(std::int64_t v) { return static_cast<double>(v); }
+
+// The fixed-bucket histogram as Prometheus wants it: cumulative counts per upper bound.
+ClientMetric latency_metric(const dispatcher::LatencyHistogram& h, Labels labels) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < dispatcher::LatencyHistogram::kBounds.size(); ++i) {
+        cumulative += h.bucket(i);
+        m.histogram.bucket.push_back({cumulative, dispatcher::LatencyHistogram::kBounds[i]});
+    }
+    // Counted after the finite buckets, so +Inf (the count) is never below the last bucket
+    // even if the shard records while we read.
+    cumulative += h.bucket(dispatcher::LatencyHistogram::kBounds.size());
+    m.histogram.sample_count = cumulative;
+    m.histogram.sample_sum = h.sum_seconds();
+    return m;
+}
+
+}  // namespace
+
+Collector::Collector(const dispatcher::Dispatcher& dispatcher,
+                     const transport::HttpStats& http,
+                     BuildInfo build)
+    : dispatcher_(dispatcher), http_(http), build_(std::move(build)) {}
+
+std::vector<MetricFamily> Collector::Collect() const {
+    using dispatcher::FailureReason;
+    using dispatcher::PublishKind;
+    using dispatcher::RemovalReason;
+    std::vector<MetricFamily> out;
+    out.reserve(24);
+    const std::size_t shards = dispatcher_.shard_count();
+
+    auto& published = family(out, "shardcast_messages_published_total",
+                             "Messages accepted from producers, by API.", MetricType::Counter);
+    for (std::size_t k = 0; k < dispatcher::kPublishKindCount; ++k) {
+        std::uint64_t n = 0;
+        for (std::size_t i = 0; i < shards; ++i) n += dispatcher_.shard(i).stats().published[k].load();
+        add(published, d(n), {{"kind", std::string(to_string(PublishKind(k)))}});
+    }
+
+    auto& sent = family(out, "shardcast_messages_sent_total",
+                        "Frames fully written to a client socket.", MetricType::Counter);
+    auto& failed = family(out, "shardcast_messages_failed_total",
+                          "Messages that did not reach a session, by reason.", MetricType::Counter);
+    auto& frames = family(out, "shardcast_frames_received_total",
+                          "Frames clients sent (their content is dropped).", MetricType::Counter);
+    auto& sessions = family(out, "shardcast_sessions", "Sessions online.", MetricType::Gauge);
+    auto& depth = family(out, "shardcast_shard_queue_depth",
+                         "Commands waiting in the shard's inbox.", MetricType::Gauge);
+    auto& outbound = family(out, "shardcast_shard_outbound_bytes",
+                            "Bytes queued or in flight in the shard's sessions.", MetricType::Gauge);
+    auto& latency = family(out, "shardcast_delivery_latency_seconds",
+                           "Time from publish to the completed socket write.",
+                           MetricType::Histogram);
+    std::array<std::uint64_t, dispatcher::kRemovalReasonCount> cleaned{};
+    std::uint64_t connections = 0, too_many = 0, stopping = 0, sweep = 0;
+    for (std::size_t i = 0; i < shards; ++i) {
+        const dispatcher::Shard& shard = dispatcher_.shard(i);
+        const dispatcher::ShardStats& s = shard.stats();
+        const std::string id = std::to_string(i);
+        add(sent, d(s.sent.load()), {{"shard", id}});
+        for (std::size_t r = 0; r < dispatcher::kFailureReasonCount; ++r) {
+            add(failed, d(s.failed[r].load()),
+                {{"shard", id}, {"reason", std::string(to_string(FailureReason(r)))}});
+        }
+        add(frames, d(s.frames_received.load()), {{"shard", id}});
+        add(sessions, d(s.sessions.load()), {{"shard", id}});
+        add(depth, d(static_cast<std::uint64_t>(shard.inbox().size_approx())), {{"shard", id}});
+        add(outbound, d(s.outbound_bytes.load()), {{"shard", id}});
+        latency.metric.push_back(latency_metric(shard.latency(), {{"shard", id}}));
+        for (std::size_t r = 0; r < cleaned.size(); ++r) cleaned[r] += s.cleaned[r].load();
+        connections += s.connections.load();
+        too_many += s.refused_too_many.load();
+        stopping += s.refused_stopping.load();
+        sweep += s.sweep_removed.load();
+    }
+
+    auto& cleaned_family = family(out, "shardcast_sessions_cleaned_total",
+                                  "Sessions removed, by reason.", MetricType::Counter);
+    for (std::size_t r = 0; r < cleaned.size(); ++r) {
+        add(cleaned_family, d(cleaned[r]), {{"reason", std::string(to_string(RemovalReason(r)))}});
+    }
+    add(family(out, "shardcast_sessions_swept_total",
+               "Dead sessions found by the cleanup sweep instead of by a failed read or write.",
+               MetricType::Counter),
+        d(sweep));
+    add(family(out, "shardcast_connections_total", "Sessions ever attached.", MetricType::Counter),
+        d(connections));
+
+    using transport::UpgradeRefusal;
+    auto& handshakes = family(out, "shardcast_handshake_failures_total",
+                              "WebSocket upgrades that did not become a session, by reason.",
+                              MetricType::Counter);
+    add(handshakes, d(http_.refusals(UpgradeRefusal::invalid_client_id)),
+        {{"reason", "invalid_client_id"}});
+    add(handshakes, d(http_.refusals(UpgradeRefusal::not_upgrade)), {{"reason", "not_upgrade"}});
+    add(handshakes, d(too_many), {{"reason", "too_many_sessions"}});
+    add(handshakes, d(http_.refusals(UpgradeRefusal::shutting_down) + stopping),
+        {{"reason", "shutting_down"}});
+    add(handshakes, d(cleaned[static_cast<std::size_t>(RemovalReason::handshake_failed)]),
+        {{"reason", "handshake_error"}});
+
+    // Only the (route, code) pairs that occurred: most pairs never can.
+    auto& requests = family(out, "shardcast_http_requests_total",
+                            "HTTP requests answered, by route and status code.",
+                            MetricType::Counter);
+    for (std::size_t r = 0; r < transport::kRouteCount; ++r) {
+        for (std::size_t c = 0; c < transport::HttpStats::kStatuses.size(); ++c) {
+            if (const auto n = http_.count(transport::Route(r), c); n > 0) {
+                const unsigned code = transport::HttpStats::kStatuses[c];
+                add(requests, d(n),
+                    {{"route", std::string(to_string(transport::Route(r)))},
+                     {"code", code == 0 ? "other" : std::to_string(code)}});
+            }
+        }
+    }
+    add(family(out, "shardcast_batch_lines_rejected_total",
+               "Lines of /api/v1/batch requests that were rejected.", MetricType::Counter),
+        d(http_.rejected_batch_lines()));
+
+    add(family(out, "shardcast_build_info", "Version and revision of this build; always 1.",
+               MetricType::Gauge),
+        1, {{"version", build_.version}, {"revision", build_.revision}});
+
+    if (auto p = read_process_stats()) {
+        add(family(out, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+                   MetricType::Counter),
+            p->cpu_seconds);
+        add(family(out, "process_resident_memory_bytes", "Resident memory size in bytes.",
+                   MetricType::Gauge),
+            p->resident_bytes);
+        add(family(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                   MetricType::Gauge),
+            p->virtual_bytes);
+        add(family(out, "process_open_fds", "Number of open file descriptors.", MetricType::Gauge),
+            p->open_fds);
+        add(family(out, "process_max_fds", "Maximum number of open file descriptors.",
+                   MetricType::Gauge),
+            p->max_fds);
+        add(family(out, "process_start_time_seconds",
+                   "Start time of the process since unix epoch in seconds.", MetricType::Gauge),
+            p->start_time_seconds);
+    }
+    return out;
+}
+
+std::string Collector::text() const { return prometheus::TextSerializer{}.Serialize(Collect()); }
+
+}  // namespace shardcast::metrics
