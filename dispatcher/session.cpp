@@ -117,7 +117,11 @@ void Session::begin_close(RemovalReason reason, std::uint16_t code, std::string_
                 start_close(code, text);
                 return;
             }
-            break;
+            // The client may already hold its 101: close properly once the upgrade is done
+            // (on_open), or cut the socket if it fails or overruns close_timeout.
+            deferred_close_ =
+                std::make_unique<DeferredClose>(DeferredClose{code, std::string(text)});
+            return;
         case RemovalReason::peer_closed:
         case RemovalReason::write_error:
         case RemovalReason::read_error:
@@ -150,6 +154,12 @@ void Session::finish_close() {
 
 void Session::on_open() {
     assert(on_shard_thread());
+    if (state_ == State::closing && deferred_close_) {
+        const DeferredClose close = std::move(*deferred_close_);
+        deferred_close_.reset();
+        start_close(close.code, close.text);
+        return;
+    }
     if (state_ != State::handshaking) {
         return;
     }
@@ -165,6 +175,9 @@ void Session::on_handshake_failed() {
     assert(on_shard_thread());
     if (state_ == State::handshaking) {
         shard_.remove(*this, RemovalReason::handshake_failed);
+    } else if (state_ == State::closing) {
+        abort();
+        finish_close();
     }
 }
 

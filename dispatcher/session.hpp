@@ -86,6 +86,12 @@ protected:
     virtual void abort() = 0;
 
 private:
+    // A close decided while the upgrade was still finishing.
+    struct DeferredClose {
+        std::uint16_t code;
+        std::string text;
+    };
+
     void write_next();
     void settle_in_flight(std::optional<FailureReason> failure);
     bool on_shard_thread() const;
@@ -100,6 +106,7 @@ private:
     Clock::time_point last_heard_;
     Clock::time_point next_ping_;
     Clock::time_point close_deadline_{};
+    std::unique_ptr<DeferredClose> deferred_close_;  // rare: kept off the session's inline size
 };
 
 }  // namespace shardcast::dispatcher

@@ -518,9 +518,9 @@ std::string describe(const Config& config) {
     add("auth.api_keys", "<" + std::to_string(keys) + (keys == 1 ? " key>" : " keys>"));
     add("shutdown.drain_timeout", format_duration(config.drain_timeout));
     add("metrics.enabled", kBooleans[config.metrics_enabled ? 1 : 0]);
-    add("metrics.listen", transport.metrics_listen
-                              ? endpoint(transport.metrics_listen->host, transport.metrics_listen->port)
-                              : "");
+    add("metrics.listen", transport.metrics_listen ? endpoint(transport.metrics_listen->host,
+                                                              transport.metrics_listen->port)
+                                                   : "");
     add("log.level", config.log.level);
     add("log.summary_interval", format_duration(config.log.summary_interval));
     return line;

@@ -24,7 +24,7 @@ struct Config {
     dispatcher::DispatcherConfig dispatcher;
     transport::TransportConfig transport;
     std::chrono::milliseconds drain_timeout{5'000};  // shutdown.drain_timeout
-    bool metrics_enabled = true;                      // metrics.enabled
+    bool metrics_enabled = true;                     // metrics.enabled
     LogConfig log;
 };
 

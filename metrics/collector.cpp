@@ -72,7 +72,8 @@ std::vector<MetricFamily> Collector::Collect() const {
                              "Messages accepted from producers, by API.", MetricType::Counter);
     for (std::size_t k = 0; k < dispatcher::kPublishKindCount; ++k) {
         std::uint64_t n = 0;
-        for (std::size_t i = 0; i < shards; ++i) n += dispatcher_.shard(i).stats().published[k].load();
+        for (std::size_t i = 0; i < shards; ++i)
+            n += dispatcher_.shard(i).stats().published[k].load();
         add(published, d(n), {{"kind", std::string(to_string(PublishKind(k)))}});
     }
 
@@ -85,11 +86,12 @@ std::vector<MetricFamily> Collector::Collect() const {
     auto& sessions = family(out, "shardcast_sessions", "Sessions online.", MetricType::Gauge);
     auto& depth = family(out, "shardcast_shard_queue_depth",
                          "Commands waiting in the shard's inbox.", MetricType::Gauge);
-    auto& outbound = family(out, "shardcast_shard_outbound_bytes",
-                            "Bytes queued or in flight in the shard's sessions.", MetricType::Gauge);
-    auto& latency = family(out, "shardcast_delivery_latency_seconds",
-                           "Time from publish to the completed socket write.",
-                           MetricType::Histogram);
+    auto& outbound =
+        family(out, "shardcast_shard_outbound_bytes",
+               "Bytes queued or in flight in the shard's sessions.", MetricType::Gauge);
+    auto& latency =
+        family(out, "shardcast_delivery_latency_seconds",
+               "Time from publish to the completed socket write.", MetricType::Histogram);
     std::array<std::uint64_t, dispatcher::kRemovalReasonCount> cleaned{};
     std::uint64_t connections = 0, too_many = 0, stopping = 0, sweep = 0;
     for (std::size_t i = 0; i < shards; ++i) {
@@ -126,9 +128,9 @@ std::vector<MetricFamily> Collector::Collect() const {
         d(connections));
 
     using transport::UpgradeRefusal;
-    auto& handshakes = family(out, "shardcast_handshake_failures_total",
-                              "WebSocket upgrades that did not become a session, by reason.",
-                              MetricType::Counter);
+    auto& handshakes =
+        family(out, "shardcast_handshake_failures_total",
+               "WebSocket upgrades that did not become a session, by reason.", MetricType::Counter);
     add(handshakes, d(http_.refusals(UpgradeRefusal::invalid_client_id)),
         {{"reason", "invalid_client_id"}});
     add(handshakes, d(http_.refusals(UpgradeRefusal::not_upgrade)), {{"reason", "not_upgrade"}});
@@ -139,9 +141,9 @@ std::vector<MetricFamily> Collector::Collect() const {
         {{"reason", "handshake_error"}});
 
     // Only the (route, code) pairs that occurred: most pairs never can.
-    auto& requests = family(out, "shardcast_http_requests_total",
-                            "HTTP requests answered, by route and status code.",
-                            MetricType::Counter);
+    auto& requests =
+        family(out, "shardcast_http_requests_total",
+               "HTTP requests answered, by route and status code.", MetricType::Counter);
     for (std::size_t r = 0; r < transport::kRouteCount; ++r) {
         for (std::size_t c = 0; c < transport::HttpStats::kStatuses.size(); ++c) {
             if (const auto n = http_.count(transport::Route(r), c); n > 0) {
@@ -161,8 +163,8 @@ std::vector<MetricFamily> Collector::Collect() const {
         1, {{"version", build_.version}, {"revision", build_.revision}});
 
     if (auto p = read_process_stats()) {
-        add(family(out, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-                   MetricType::Counter),
+        add(family(out, "process_cpu_seconds_total",
+                   "Total user and system CPU time spent in seconds.", MetricType::Counter),
             p->cpu_seconds);
         add(family(out, "process_resident_memory_bytes", "Resident memory size in bytes.",
                    MetricType::Gauge),

@@ -52,7 +52,8 @@ std::optional<ProcessStats> read_process_stats() {
     const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
     ProcessStats stats;
     stats.cpu_seconds = static_cast<double>(utime + stime) / ticks;
-    stats.resident_bytes = static_cast<double>(rss_pages) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+    stats.resident_bytes =
+        static_cast<double>(rss_pages) * static_cast<double>(::sysconf(_SC_PAGESIZE));
     stats.virtual_bytes = static_cast<double>(vsize);
     if (auto boot = boot_time()) {
         stats.start_time_seconds = *boot + static_cast<double>(start_ticks) / ticks;

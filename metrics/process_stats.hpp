@@ -8,7 +8,7 @@
 namespace shardcast::metrics {
 
 struct ProcessStats {
-    double cpu_seconds = 0;         // user + system
+    double cpu_seconds = 0;  // user + system
     double resident_bytes = 0;
     double virtual_bytes = 0;
     double open_fds = 0;

@@ -105,8 +105,8 @@ private:
     void handle() {
         auto& request = parser_->get();
         if (context_.metrics_only && route_ != Route::metrics && route_ != Route::healthz) {
-            return respond(ApiResponse{404, json_error("this port serves only /metrics and /healthz")},
-                           false);
+            return respond(
+                ApiResponse{404, json_error("this port serves only /metrics and /healthz")}, false);
         }
         if (route_ == Route::websocket) {
             return upgrade();

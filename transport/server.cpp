@@ -46,7 +46,8 @@ tcp::endpoint resolve(net::io_context& io_context, const Endpoint& where, const 
     auto results = resolver.resolve(where.host, std::to_string(where.port),
                                     tcp::resolver::passive | tcp::resolver::numeric_service, ec);
     if (ec || results.empty()) {
-        throw std::system_error(ec, std::string(key) + ": cannot resolve host \"" + where.host + "\"");
+        throw std::system_error(ec,
+                                std::string(key) + ": cannot resolve host \"" + where.host + "\"");
     }
     return results.begin()->endpoint();
 }
@@ -59,7 +60,8 @@ void Server::start() {
         impl_->io_context, resolve(impl_->io_context, main, "listen"), impl_->context);
     if (impl_->config.metrics_listen) {
         impl_->metrics_listener = std::make_shared<Listener>(
-            impl_->io_context, resolve(impl_->io_context, *impl_->config.metrics_listen, "metrics.listen"),
+            impl_->io_context,
+            resolve(impl_->io_context, *impl_->config.metrics_listen, "metrics.listen"),
             impl_->metrics_context);
         impl_->metrics_listener->run();
     }

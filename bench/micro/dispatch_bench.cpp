@@ -81,7 +81,12 @@ void BM_Dispatch(benchmark::State& state) {
     state.counters["scrapes"] = static_cast<double>(scrapes.load());
     dispatcher.stop(std::chrono::seconds(1));
 }
-BENCHMARK(BM_Dispatch)->ArgName("metrics")->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Dispatch)
+    ->ArgName("metrics")
+    ->Arg(0)
+    ->Arg(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -105,6 +105,22 @@ TEST(DispatcherTest, DuplicateIdReplacesOldSessionWith4001) {
     d.stop(1s);
 }
 
+TEST(DispatcherTest, SessionReplacedDuringItsUpgradeStillGetsA4001Close) {
+    Dispatcher d(config_with(1));
+    d.start();
+    auto upgrading = SinkSession::attach(d.shard(0), "early");
+    auto replacement = SinkSession::open(d.shard(0), "early");
+    // The first client may already hold its 101: its socket is not cut...
+    EXPECT_FALSE(upgrading->aborted());
+    EXPECT_EQ(upgrading->close_code(), 0);
+    // ...and once its upgrade completes it is closed properly.
+    upgrading->finish_handshake();
+    ASSERT_TRUE(wait_until([&] { return upgrading->close_code() == close_code::kReplaced; }, 5s));
+    EXPECT_EQ(cleaned(d, RemovalReason::replaced), 1u);
+    EXPECT_EQ(d.online(), 1u);
+    d.stop(1s);
+}
+
 TEST(DispatcherTest, AllowModeDeliversToEverySessionUpToTheLimit) {
     DispatcherConfig config = config_with(1);
     config.session.on_duplicate = DuplicatePolicy::allow;

@@ -44,10 +44,10 @@ TEST(MetricsTest, ExpositionPassesPromtoolCheckMetrics) {
     auto response = http.get("/metrics");
     ASSERT_EQ(response.status, 200);
     EXPECT_EQ(response.content_type, "text/plain; version=0.0.4; charset=utf-8");
-    const std::string file = ::testing::TempDir() + "shardcast-metrics." + std::to_string(::getpid());
+    const std::string file =
+        ::testing::TempDir() + "shardcast-metrics." + std::to_string(::getpid());
     std::ofstream(file) << response.body;
-    Process promtool({"/bin/sh", "-c", "promtool check metrics < " + file},
-                     file + ".out");
+    Process promtool({"/bin/sh", "-c", "promtool check metrics < " + file}, file + ".out");
     const auto code = promtool.wait(30s);
     std::remove(file.c_str());
     ASSERT_TRUE(code.has_value());

@@ -28,16 +28,33 @@ public:
     static std::shared_ptr<SinkSession> open(dispatcher::Shard& shard,
                                              std::string client_id,
                                              bool hold_writes = false) {
+        auto session = attach(shard, std::move(client_id), hold_writes);
+        session->finish_handshake();
+        return session;
+    }
+
+    // Attaches a new session whose upgrade has not finished yet; returns once attached.
+    static std::shared_ptr<SinkSession> attach(dispatcher::Shard& shard,
+                                               std::string client_id,
+                                               bool hold_writes = false) {
         auto session = std::make_shared<SinkSession>(shard, std::move(client_id), hold_writes);
         std::promise<void> done;
         boost::asio::post(shard.io_context(), [&] {
-            if (shard.attach(session) == dispatcher::Shard::Attach::attached) {
-                session->on_open();
-            }
+            session->attached_ = shard.attach(session) == dispatcher::Shard::Attach::attached;
             done.set_value();
         });
         done.get_future().wait();
         return session;
+    }
+
+    // The upgrade completes (as Beast's accept handler would report); returns once done.
+    void finish_handshake() {
+        std::promise<void> done;
+        boost::asio::post(shard().io_context(), [&] {
+            if (attached_) on_open();
+            done.set_value();
+        });
+        done.get_future().wait();
     }
 
     std::vector<std::string> received() const {
@@ -114,6 +131,7 @@ private:
     void abort() override { aborted_.store(true); }
 
     bool hold_writes_;
+    bool attached_ = false;
     bool held_ = false;
     std::atomic<bool> writing_{false};
     std::atomic<int> violations_{0};
