@@ -78,6 +78,29 @@ TEST(ServerBinaryTest, PortInUseIsAClearStartupError) {
         << second.output();
 }
 
+TEST(ServerBinaryTest, MetricsCanBeTurnedOff) {
+    Process server({SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "-s", "metrics.enabled=false"},
+                   out_file("no_metrics"));
+    const std::uint16_t port = start_and_find_port(server);
+    ASSERT_NE(port, 0);
+    HttpClient http(port);
+    const auto response = http.get("/metrics");
+    EXPECT_EQ(response.status, 404);
+    EXPECT_NE(response.body.find("metrics are disabled"), std::string::npos) << response.body;
+    EXPECT_EQ(http.get("/healthz").status, 200);
+}
+
+TEST(ServerBinaryTest, MetricsAreOnByDefault) {
+    Process server({SHARDCAST_BINARY, "--listen", "127.0.0.1:0"}, out_file("metrics"));
+    const std::uint16_t port = start_and_find_port(server);
+    ASSERT_NE(port, 0);
+    HttpClient http(port);
+    const auto response = http.get("/metrics");
+    EXPECT_EQ(response.status, 200);
+    EXPECT_NE(response.body.find("shardcast_build_info{version=\"0."), std::string::npos)
+        << response.body.substr(0, 500);
+}
+
 TEST(ServerBinaryTest, SigtermDrainsQueuedMessagesAndCloses1001) {
     Process server({SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "--shards", "2", "-s",
                     "shutdown.drain_timeout=3s", "-s", "session.send_time_limit=30s"},

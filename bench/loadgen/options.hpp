@@ -1,0 +1,63 @@
+// Options: what one loadgen run does, as parsed from the command line by main.cpp. A plain
+// struct, read by every thread and written by none once the run has begun.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace shardcast::loadgen {
+
+enum class Workload { fanout, targeted, idle, churn };
+
+// How a churned client leaves: a WebSocket close handshake, or a TCP reset that the server
+// only notices on its next read or write.
+enum class ChurnClose { handshake, reset };
+
+struct Options {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 8080;
+    Workload workload = Workload::fanout;
+    int clients = 1000;
+    int publishers = 1;
+    int threads = 1;
+    double rate = 1000;  // published messages per second over all publishers; 0 = no pacing
+    int size = 64;       // bytes of each message's data string
+    int batch = 1;       // lines per /api/v1/batch request; 1 = /api/v1/send
+    double hot_fraction = 0;
+    double connect_rate = 5000;  // connections per second; 0 = no pacing
+    double churn_rate = 100;     // reconnections per second over all clients
+    ChurnClose churn_close = ChurnClose::handshake;
+    bool churn_targeted = false;  // churn with /send traffic instead of broadcasts
+    std::chrono::nanoseconds warmup = std::chrono::seconds(2);
+    std::chrono::nanoseconds duration = std::chrono::seconds(10);
+    std::chrono::nanoseconds drain_timeout = std::chrono::seconds(5);
+    std::chrono::nanoseconds connect_timeout = std::chrono::seconds(10);
+    int source_ips = 0;  // 127.0.0.1 .. 127.0.0.N as client source addresses; 0 = by client count
+    std::optional<int> server_pid;
+    bool json = false;
+
+    bool publishes() const { return workload != Workload::idle; }
+    // Whether messages go to one client each (/send, /batch) rather than to all (/broadcast).
+    bool targeted() const {
+        return workload == Workload::targeted || (workload == Workload::churn && churn_targeted);
+    }
+};
+
+inline std::string_view to_string(Workload workload) {
+    switch (workload) {
+        case Workload::fanout:
+            return "fanout";
+        case Workload::targeted:
+            return "targeted";
+        case Workload::idle:
+            return "idle";
+        case Workload::churn:
+            return "churn";
+    }
+    return "?";
+}
+
+}  // namespace shardcast::loadgen

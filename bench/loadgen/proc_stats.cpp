@@ -1,0 +1,73 @@
+// /proc/<pid>/stat fields 14 and 15 (utime, stime) in clock ticks, and VmRSS / VmHWM from
+// /proc/<pid>/status, as proc(5) documents them.
+#include "bench/loadgen/proc_stats.hpp"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string_view>
+
+#include "bench/loadgen/message.hpp"
+
+namespace shardcast::loadgen {
+
+namespace {
+
+std::optional<double> read_cpu_seconds(const std::string& stat_path) {
+    std::ifstream in(stat_path);
+    std::string line;
+    if (!std::getline(in, line)) return std::nullopt;
+    // The command name (field 2) may hold spaces and parentheses: start after the last ')'.
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) return std::nullopt;
+    std::istringstream fields(line.substr(close + 2));
+    std::string skip;
+    // Fields 3..13 precede utime.
+    for (int i = 3; i <= 13; ++i) fields >> skip;
+    unsigned long long utime = 0;
+    unsigned long long stime = 0;
+    if (!(fields >> utime >> stime)) return std::nullopt;
+    return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+void read_memory(const std::string& status_path, ProcSample& sample) {
+    std::ifstream in(status_path);
+    std::string line;
+    auto kib = [](std::string_view rest) {
+        return static_cast<std::int64_t>(std::strtoll(rest.data(), nullptr, 10)) * 1024;
+    };
+    while (std::getline(in, line)) {
+        if (line.starts_with("VmRSS:")) sample.rss_bytes = kib(line.c_str() + 6);
+        if (line.starts_with("VmHWM:")) sample.hwm_bytes = kib(line.c_str() + 6);
+    }
+}
+
+std::optional<ProcSample> read_at(const std::string& dir, bool memory) {
+    ProcSample sample;
+    sample.at_ns = now_ns();
+    const auto cpu = read_cpu_seconds(dir + "/stat");
+    if (!cpu) return std::nullopt;
+    sample.cpu_seconds = *cpu;
+    if (memory) read_memory(dir + "/status", sample);
+    return sample;
+}
+
+}  // namespace
+
+std::optional<ProcSample> read_process(int pid) {
+    return read_at("/proc/" + std::to_string(pid), true);
+}
+
+std::optional<ProcSample> read_self() { return read_at("/proc/self", true); }
+
+std::optional<ProcSample> read_own_thread(int tid) {
+    return read_at("/proc/self/task/" + std::to_string(tid), false);
+}
+
+int current_tid() { return static_cast<int>(syscall(SYS_gettid)); }
+
+}  // namespace shardcast::loadgen

@@ -1,0 +1,76 @@
+// Result: the figures of one loadgen run, and their two renderings: a human summary and a
+// one-line JSON object for scripts. Main thread only.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "bench/loadgen/options.hpp"
+
+namespace shardcast::loadgen {
+
+// A server (or loadgen's own) CPU and memory over the measured window.
+struct ProcFigures {
+    double cpu_percent = 0;  // of one core
+    std::int64_t rss_start_bytes = 0;
+    std::int64_t rss_end_bytes = 0;
+};
+
+struct Result {
+    // Connections.
+    std::uint64_t connected = 0;  // clients open once the connect phase ended
+    std::uint64_t connect_failures = 0;
+    double connect_seconds = 0;  // how long the connect phase took
+    double connect_p50_us = 0;
+    double connect_p99_us = 0;
+    std::uint64_t reconnects = 0;
+
+    // Publishing and delivery over the window.
+    double window_seconds = 0;
+    std::uint64_t published = 0;      // messages accepted, whole run
+    double published_per_second = 0;  // accepted in the window
+    std::uint64_t requests = 0;
+    std::uint64_t delivered_in_window = 0;
+    double delivered_per_second = 0;
+    std::uint64_t received = 0;  // whole run, warm-up and drain included
+    std::uint64_t expected = 0;  // what received should be; 0 under churn, where it is unknown
+    double latency_p50_us = 0;
+    double latency_p99_us = 0;
+    double latency_p999_us = 0;
+    double latency_max_us = 0;
+    double request_p50_us = 0;  // publish round trip (HTTP request to 202)
+    double request_p99_us = 0;
+
+    // Correctness.
+    std::uint64_t lost = 0;         // missing, and a later message of the publisher arrived
+    std::uint64_t undelivered = 0;  // missing after the last message that arrived
+    std::uint64_t reordered = 0;
+    std::uint64_t duplicates = 0;
+    std::uint64_t unconfirmed_tail = 0;  // churn: accepted before a close, never seen on it
+    std::uint64_t unexpected_closes = 0;
+    std::uint16_t last_close_code = 0;
+    std::uint64_t malformed = 0;
+    std::uint64_t http_errors = 0;
+    std::uint64_t transport_errors = 0;
+    std::string first_error;
+
+    // Processes.
+    std::optional<ProcFigures> server;
+    std::optional<double> server_cpu_us_per_delivery;
+    std::optional<double> server_rss_per_connection;  // idle: RSS growth / connections
+    ProcFigures self;
+    double self_max_thread_cpu_percent = 0;
+    double self_rss_per_client = 0;
+
+    // Why the run failed; empty when it passed.
+    std::vector<std::string> problems;
+    bool passed() const { return problems.empty(); }
+};
+
+void print_human(std::ostream& out, const Options& options, const Result& result);
+void print_json(std::ostream& out, const Options& options, const Result& result);
+
+}  // namespace shardcast::loadgen

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Smoke test of loadgen (ctest LoadgenSmoke): starts the shardcast binary on 127.0.0.1:0, runs
+# a short fanout and a short targeted scenario with 50 clients against it, stops the server,
+# and exits with loadgen's status (1 if any message was lost, reordered or duplicated).
+#   smoke.sh <shardcast binary> <loadgen binary>
+set -uo pipefail
+
+shardcast=$1
+loadgen=$2
+log=$(mktemp)
+"$shardcast" --listen 127.0.0.1:0 -s log.summary_interval=0 2>"$log" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$log"' EXIT
+
+# The server prints "listening on 127.0.0.1:<port>" once it is bound; give it 5 seconds.
+port=
+for _ in $(seq 100); do
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
+    [[ -n $port ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+done
+if [[ -z $port ]]; then
+    echo "smoke.sh: the server did not start" >&2
+    cat "$log" >&2
+    exit 1
+fi
+
+common=(--url "127.0.0.1:$port" --server-pid "$pid" --clients 50 --warmup 0.2 --duration 1)
+"$loadgen" "${common[@]}" --workload fanout --rate 200 || exit $?
+"$loadgen" "${common[@]}" --workload targeted --rate 2000 --batch 10 --publishers 2 || exit $?

@@ -1,0 +1,172 @@
+#!/usr/bin/python3
+"""Turns bench/run.sh's raw results (one JSON line per run) into bench/results/latest.md and
+PNG plots: medians with min-max per (scenario, server), and the ratios the targets use.
+
+    report.py RAW_JSONL RESULTS_DIR [full|quick]
+"""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+
+FIELDS = [  # (key in loadgen's JSON, column title, format)
+    ("delivered_per_s", "delivered msg/s", "{:,.0f}"),
+    ("server_cpu_us_per_delivery", "server CPU µs/delivery", "{:.2f}"),
+    ("latency_p50_us", "p50 µs", "{:,.0f}"),
+    ("latency_p99_us", "p99 µs", "{:,.0f}"),
+    ("latency_p999_us", "p99.9 µs", "{:,.0f}"),
+    ("server_rss_per_connection_bytes", "RSS B/conn", "{:,.0f}"),
+    ("loadgen_max_thread_cpu_percent", "loadgen busiest thread %", "{:.0f}"),
+]
+
+
+def load(path):
+    groups = defaultdict(list)
+    with open(path) as f:
+        for line in f:
+            row = json.loads(line)
+            groups[(row["scenario"], row["server"])].append(row["result"])
+    return groups
+
+
+def summary(results, key):
+    values = [r[key] for r in results if r.get(key) is not None]
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values)
+
+
+def cell(stat, fmt):
+    if stat is None:
+        return "–"
+    median, low, high = stat
+    if len(set([low, high])) == 1:
+        return fmt.format(median)
+    return f"{fmt.format(median)} ({fmt.format(low)}–{fmt.format(high)})"
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, commit {commit}"
+
+
+def ratio(groups, scenario, key):
+    ours = summary(groups.get((scenario, "shardcast"), []), key)
+    peer = summary(groups.get((scenario, "node-ws"), []), key)
+    if not ours or not peer or peer[0] == 0:
+        return None
+    return ours[0] / peer[0]
+
+
+def plot(results_dir, name, title, xlabel, ylabel, series, logx=False):
+    """series: {label: [(x, y), ...]}; writes NAME.png with gnuplot."""
+    data = os.path.join(results_dir, f".{name}.dat")
+    with open(data, "w") as f:
+        for label, points in series.items():
+            f.write(f'"{label}"\n')
+            for x, y in sorted(points):
+                f.write(f"{x} {y}\n")
+            f.write("\n\n")
+    plots = ", ".join(f"'{data}' index {i} with linespoints title columnheader(1)"
+                      for i in range(len(series)))
+    script = f"""set terminal pngcairo size 720,420
+set output '{os.path.join(results_dir, name + '.png')}'
+set title '{title}'
+set xlabel '{xlabel}'
+set ylabel '{ylabel}'
+set key left top
+set grid
+{'set logscale x' if logx else ''}
+plot {plots}
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    os.remove(data)
+
+
+def sweep(groups, prefix, key):
+    series = defaultdict(list)
+    for (scenario, server), results in groups.items():
+        if scenario.startswith(prefix):
+            stat = summary(results, key)
+            if stat:
+                series[server].append((int(scenario[len(prefix):]), stat[0]))
+    return dict(series)
+
+
+def main(raw, results_dir, mode):
+    groups = load(raw)
+    scenarios = sorted({s for s, _ in groups}, key=lambda s: (s.split("-")[0], len(s), s))
+    out = ["# Benchmark results", "", f"Machine: {machine()}.", ""]
+    if mode == "quick":
+        out += ["**Mode: quick** (`bench/run.sh --quick`: one run per server and 2 s windows). "
+                "It checks the pipeline; its figures are indicative only.", ""]
+    out += [
+           "Produced by `bench/run.sh`: each run starts a fresh server pinned to CPU 0 and drives "
+           "it with `loadgen` pinned to CPU 1; shardcast and the Node `ws` peer alternate. Cells "
+           "are medians with min–max over the runs. Server CPU per delivery is the server's CPU "
+           "time over the window divided by the messages delivered in it.", ""]
+    header = "| scenario | server | runs | " + " | ".join(t for _, t, _ in FIELDS) + " | passed |"
+    out += [header, "|" + "---|" * (len(FIELDS) + 4)]
+    for scenario in scenarios:
+        for server in ("shardcast", "node-ws"):
+            results = groups.get((scenario, server))
+            if not results:
+                continue
+            cells = [cell(summary(results, k), f) for k, _, f in FIELDS]
+            passed = all(r["passed"] for r in results)
+            out.append(f"| {scenario} | {server} | {len(results)} | " + " | ".join(cells) +
+                       f" | {'yes' if passed else 'NO'} |")
+    out += ["", "## Against the targets", "",
+            "| target | measured | met |", "|---|---|---|"]
+    checks = [
+        ("fan-out 1k × 64 B: CPU/delivery ≤ 1/30 of the peer", "fanout-1k-64B", 1 / 30),
+        ("fan-out 10k × 64 B: CPU/delivery ≤ 1/12 of the peer", "fanout-10k-64B", 1 / 12),
+        ("targeted 1k × 256 B: CPU/delivery ≤ 0.6× the peer", "targeted-1k-256B", 0.6),
+    ]
+    for title, scenario, bound in checks:
+        r = ratio(groups, scenario, "server_cpu_us_per_delivery")
+        out.append(f"| {title} | {'–' if r is None else f'{r:.2f}×'} | "
+                   f"{'–' if r is None else ('yes' if r <= bound else 'no')} |")
+    idle = summary(groups.get(("idle-10000", "shardcast"), []), "server_rss_per_connection_bytes")
+    if idle:
+        out.append(f"| idle 10k: ≤ 2 KiB RSS per connection | {idle[0]:,.0f} B | "
+                   f"{'yes' if idle[0] <= 2048 else 'no'} |")
+    r = ratio(groups, "targeted-1k-256B", "latency_p99_us")
+    if r is not None:
+        out.append(f"| targeted p99 below the peer's | {r:.2f}× the peer | {'yes' if r < 1 else 'no'} |")
+    out += ["", "## Plots", "",
+            "![throughput vs clients](throughput_vs_clients.png)",
+            "![latency vs offered load](latency_vs_load.png)",
+            "![RSS vs connections](rss_vs_connections.png)",
+            "![shards 1 vs 2](shards.png)", ""]
+    with open(os.path.join(results_dir, "latest.md"), "w") as f:
+        f.write("\n".join(out))
+
+    plot(results_dir, "throughput_vs_clients", "Fan-out, unpaced", "clients", "delivered msg/s",
+         sweep(groups, "sweep-fanout-", "delivered_per_s"), logx=True)
+    plot(results_dir, "latency_vs_load", "Targeted 256 B, 1,000 clients", "offered msg/s",
+         "p99 latency (µs)", sweep(groups, "sweep-rate-", "latency_p99_us"))
+    rss = defaultdict(list)
+    for (scenario, server), results in groups.items():
+        if scenario.startswith("idle-"):
+            stat = summary(results, "server_rss_end_bytes")
+            if stat:
+                rss[server].append((int(scenario[5:]), stat[0] / 2**20))
+    plot(results_dir, "rss_vs_connections", "Idle connections", "connections", "server RSS (MiB)",
+         dict(rss))
+    plot(results_dir, "shards", "shardcast fan-out, 1,000 clients, both shards on CPU 0",
+         "shards", "delivered msg/s", sweep(groups, "shards-", "delivered_per_s"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "full")

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Runs shardcast and the Node `ws` peer (bench/peers/node-ws) in turn, A B A B A B, with the
+# server pinned to CPU 0 and loadgen to CPU 1, then writes bench/results/latest.md (medians
+# and min-max of the runs) and PNG plots beside it.
+#
+#   bench/run.sh            the full set (about 20 minutes on 2 cores)
+#   bench/run.sh --quick    fewer, shorter runs: checks the pipeline, not the figures
+#
+# Every run starts a fresh server. Raw results (one loadgen --json line per run) go to
+# bench/results/raw.jsonl; bench/report.py turns them into the table and the plots.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=false
+[[ ${1:-} == --quick ]] && quick=true
+runs=3 duration=8 warmup=2
+$quick && runs=1 duration=2 warmup=0.5
+
+scripts/install-deps
+missing=()
+command -v gnuplot > /dev/null || missing+=(gnuplot-nox)
+command -v node > /dev/null || missing+=(nodejs)
+command -v npm > /dev/null || missing+=(npm)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+cmake --preset release -G Ninja > /dev/null
+cmake --build --preset release --target shardcast loadgen
+(cd bench/peers/node-ws && [[ -d node_modules ]] || npm install --silent --no-audit --no-fund)
+
+results=bench/results
+raw=$results/raw.jsonl
+mkdir -p "$results"
+: > "$raw"
+
+port=18480
+server_pid=
+
+start_server() {  # start_server NAME [shardcast args...]
+    local name=$1; shift
+    local log=$results/.server.log
+    case $name in
+        shardcast)
+            taskset -c 0 build/release/main/shardcast --listen "127.0.0.1:$port" \
+                -s log.summary_interval=0 -s log.level=warn "$@" 2> "$log" & ;;
+        node-ws)
+            taskset -c 0 node bench/peers/node-ws/server.js "$port" 127.0.0.1 2> "$log" & ;;
+    esac
+    server_pid=$!
+    for _ in $(seq 200); do
+        curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && return 0
+        sleep 0.05
+    done
+    echo "run.sh: $name did not start" >&2; cat "$log" >&2; return 1
+}
+
+stop_server() {
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
+}
+trap stop_server EXIT
+
+# run SCENARIO SERVER [--shards N] -- LOADGEN ARGS...: one fresh server, one loadgen run.
+run() {
+    local scenario=$1 server=$2; shift 2
+    local server_args=()
+    while [[ $1 != -- ]]; do server_args+=("$1"); shift; done
+    shift
+    start_server "$server" "${server_args[@]}"
+    local line
+    line=$(taskset -c 1 build/release/bench/loadgen --url "127.0.0.1:$port" --server-pid "$server_pid" \
+        --duration "$duration" --warmup "$warmup" --json "$@" 2> "$results/.loadgen.log") || true
+    stop_server
+    if [[ -z $line ]]; then
+        echo "run.sh: loadgen gave no result for $scenario on $server" >&2
+        cat "$results/.loadgen.log" >&2
+        return 1
+    fi
+    printf '{"scenario":"%s","server":"%s","result":%s}\n' "$scenario" "$server" "$line" >> "$raw"
+    printf '%s %s: ' "$scenario" "$server"
+    python3 - "$line" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+cpu = r.get("server_cpu_us_per_delivery", float("nan"))
+print(f"{r['delivered_per_s']:.0f} msg/s, {cpu:.2f} us/delivery, "
+      f"p99 {r['latency_p99_us']:.0f} us, passed={r['passed']}")
+PY
+}
+
+# alternate SCENARIO -- LOADGEN ARGS...: shardcast and the peer in turn, $runs times each.
+alternate() {
+    local scenario=$1; shift 2
+    for _ in $(seq "$runs"); do
+        run "$scenario" shardcast -- "$@"
+        run "$scenario" node-ws -- "$@"
+    done
+}
+
+fanout_clients=(100 1000 10000)
+idle_clients=(1000 5000 10000)
+targeted_rates=(5000 10000 20000 40000)
+$quick && fanout_clients=(100 1000) idle_clients=(1000) targeted_rates=(5000 10000)
+
+alternate fanout-1k-64B -- --workload fanout --clients 1000 --size 64 --rate 100 --publishers 2
+alternate fanout-10k-64B -- --workload fanout --clients 10000 --size 64 --rate 10 --publishers 2
+alternate targeted-1k-256B -- --workload targeted --clients 1000 --size 256 --rate 10000 --batch 50 --publishers 4
+alternate targeted-hot-1k-256B -- --workload targeted --clients 1000 --size 256 --rate 10000 --batch 50 --publishers 4 --hot-fraction 0.3
+for n in "${idle_clients[@]}"; do
+    alternate "idle-$n" -- --workload idle --clients "$n"
+done
+# Throughput vs clients at the same offered load for both servers: 200,000 deliveries/s.
+for n in "${fanout_clients[@]}"; do
+    alternate "sweep-fanout-$n" -- --workload fanout --clients "$n" --size 64 \
+        --rate $(( 200000 / n > 0 ? 200000 / n : 1 )) --publishers 2
+done
+# Unpaced broadcasts: each publisher sends the next as soon as the previous is answered.
+# The peer answers after its send loop, shardcast as soon as the message is queued.
+alternate overload-fanout-1k -- --workload fanout --clients 1000 --size 64 --rate 0 --publishers 4
+for rate in "${targeted_rates[@]}"; do
+    alternate "sweep-rate-$rate" -- --workload targeted --clients 1000 --size 256 --rate "$rate" --batch 50 --publishers 4
+done
+# Both shard counts on CPU 0: on a 2-core machine this shows what sharding costs, not how it
+# scales (loadgen needs the other core).
+for shards in 1 2; do
+    for _ in $(seq "$runs"); do
+        run "shards-$shards" shardcast --shards "$shards" -- --workload fanout --clients 1000 \
+            --size 64 --rate 200 --publishers 2
+    done
+done
+
+rm -f "$results/.server.log" "$results/.loadgen.log"
+python3 bench/report.py "$raw" "$results" "$($quick && echo quick || echo full)"
+echo "wrote $results/latest.md"
