@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <string>
 
+#include "dispatcher/close_code.hpp"
 #include "transport/client_id.hpp"
 
 namespace shardcast::transport {
@@ -130,6 +131,7 @@ Route route_of(std::string_view path) {
     if (path == "/api/v1/send") return Route::send;
     if (path == "/api/v1/broadcast") return Route::broadcast;
     if (path == "/api/v1/batch") return Route::batch;
+    if (path == "/api/v1/disconnect") return Route::disconnect;
     if (path.starts_with(kClientPrefix)) return Route::client;
     if (path == "/api/v1/stats") return Route::stats;
     if (path == "/healthz") return Route::healthz;
@@ -210,6 +212,9 @@ std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& l
         case Route::batch:
             if (!post) return only("POST");
             return batch(request.body);
+        case Route::disconnect:
+            if (!post) return only("POST");
+            return disconnect(request.body);
         case Route::stats:
             if (!get) return only("GET");
             return stats();
@@ -302,6 +307,49 @@ ApiResponse Api::batch(std::string_view body) {
     return ApiResponse{202, json::serialize(json::object{{"accepted", accepted_count},
                                                          {"rejected", rejected},
                                                          {"errors", std::move(errors)}})};
+}
+
+// {"to":"<id>","code":<close code>?,"reason":"<text>"?}: closes every session of the id.
+ApiResponse Api::disconnect(std::string_view body) {
+    json::value value;
+    if (std::string problem = parse_json(body, value); !problem.empty()) {
+        return error(400, problem);
+    }
+    const json::object* object = value.if_object();
+    if (object == nullptr) {
+        return error(400, "expected a JSON object");
+    }
+    std::string to;
+    std::int64_t code = dispatcher::close_code::kNormal;
+    std::string reason;
+    for (const auto& [key, field] : *object) {
+        if (key == "to" && field.is_string()) {
+            to.assign(field.get_string().data(), field.get_string().size());
+        } else if (key == "code" && field.is_int64()) {
+            code = field.get_int64();
+        } else if (key == "reason" && field.is_string()) {
+            reason.assign(field.get_string().data(), field.get_string().size());
+        } else if (key == "to" || key == "code" || key == "reason") {
+            return error(400, "\"" + std::string(key) + "\" has the wrong type");
+        } else {
+            return error(400, "unknown field \"" + std::string(key) + "\"");
+        }
+    }
+    if (!valid_client_id(to)) {
+        return error(400, "\"to\" is missing or not a valid client id");
+    }
+    // Codes a server may send: 1000, or the 3000-4999 range registered for applications.
+    if (code != dispatcher::close_code::kNormal && (code < 3000 || code > 4999)) {
+        return error(400, "\"code\" must be 1000 or from 3000 to 4999");
+    }
+    // A close frame carries at most 123 bytes of reason.
+    if (reason.size() > 123) {
+        return error(400, "\"reason\" is longer than 123 bytes");
+    }
+    if (!dispatcher_.disconnect(to, static_cast<std::uint16_t>(code), reason)) {
+        return error(503, "shutting down");
+    }
+    return accepted(1);
 }
 
 ApiResponse Api::stats() const {

@@ -66,6 +66,7 @@ private:
     ApiResponse send(std::string_view body);
     ApiResponse broadcast(std::string_view body);
     ApiResponse batch(std::string_view body);
+    ApiResponse disconnect(std::string_view body);
     ApiResponse stats() const;
     ApiResponse readiness() const;
 

@@ -16,6 +16,7 @@ enum class Route : unsigned char {
     send,
     broadcast,
     batch,
+    disconnect,
     client,
     stats,
     healthz,
@@ -23,7 +24,7 @@ enum class Route : unsigned char {
     metrics,
     unknown
 };
-inline constexpr std::size_t kRouteCount = 10;
+inline constexpr std::size_t kRouteCount = 11;
 
 constexpr std::string_view to_string(Route route) {
     switch (route) {
@@ -35,6 +36,8 @@ constexpr std::string_view to_string(Route route) {
             return "broadcast";
         case Route::batch:
             return "batch";
+        case Route::disconnect:
+            return "disconnect";
         case Route::client:
             return "client";
         case Route::stats:

@@ -107,6 +107,31 @@ TEST_F(HttpApiTest, EmptyBatchIsABadRequest) {
     EXPECT_NE(response.body.find("empty batch"), std::string::npos);
 }
 
+TEST_F(HttpApiTest, DisconnectClosesEverySessionOfTheIdWithTheGivenCode) {
+    auto client = connect("kicked");
+    auto bystander = connect("stays");
+    auto response =
+        http_.post("/api/v1/disconnect", R"({"to":"kicked","code":4100,"reason":"bye"})");
+    EXPECT_EQ(response.status, 202) << response.body;
+    ASSERT_TRUE(client->wait_closed(5s));
+    EXPECT_EQ(client->close_info()->code, 4100);
+    EXPECT_EQ(client->close_info()->reason, "bye");
+    ASSERT_TRUE(wait_until(
+        [&] { return server_.cleaned(dispatcher::RemovalReason::disconnected) == 1; }, 5s));
+    EXPECT_TRUE(bystander->is_open());
+}
+
+TEST_F(HttpApiTest, DisconnectRejectsCodesAServerMustNotSend) {
+    EXPECT_EQ(error_of(http_.post("/api/v1/disconnect", R"({"to":"a","code":1006})")),
+              "\"code\" must be 1000 or from 3000 to 4999");
+    EXPECT_EQ(error_of(http_.post("/api/v1/disconnect", R"({"code":4000})")),
+              "\"to\" is missing or not a valid client id");
+    EXPECT_EQ(
+        http_.post("/api/v1/disconnect", R"({"to":"a","reason":")" + std::string(124, 'r') + "\"}")
+            .status,
+        400);
+}
+
 TEST_F(HttpApiTest, ClientLookupReportsOnlineStateAndShard) {
     auto client = connect("look");
     auto response = http_.get("/api/v1/clients/look");
