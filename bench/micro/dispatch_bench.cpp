@@ -13,10 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include "bench/micro/scraper.hpp"
 #include "dispatcher/dispatcher.hpp"
-#include "metrics/collector.hpp"
 #include "tests/support/sink_session.hpp"
-#include "transport/http_stats.hpp"
+#include "tests/support/totals.hpp"
 
 namespace {
 
@@ -41,27 +41,9 @@ void BM_Dispatch(benchmark::State& state) {
         ids.push_back("client-" + std::to_string(i));
         sessions.push_back(SinkSession::open(dispatcher.shard_for(ids.back()), ids.back()));
     }
-    shardcast::transport::HttpStats http;
-    shardcast::metrics::Collector collector(dispatcher, http, {"bench", "bench"});
-    std::atomic<bool> stop{false};
-    std::atomic<long> scrapes{0};
-    std::thread scraper;
-    if (metrics_on) {
-        scraper = std::thread([&] {
-            while (!stop.load()) {
-                benchmark::DoNotOptimize(collector.text());
-                ++scrapes;
-                std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            }
-        });
-    }
+    shardcast::bench::Scraper scraper(dispatcher, metrics_on);
     const auto payload = make_payload(std::string(64, 'x'));
-    auto delivered = [&] {
-        std::uint64_t n = 0;
-        for (std::size_t i = 0; i < dispatcher.shard_count(); ++i)
-            n += dispatcher.shard(i).stats().sent.load();
-        return n;
-    };
+    auto delivered = [&] { return shardcast::test::sent(dispatcher); };
     for (auto _ : state) {
         const std::uint64_t target = delivered() + kProducers * kPerProducer;
         std::vector<std::thread> producers;
@@ -75,10 +57,9 @@ void BM_Dispatch(benchmark::State& state) {
         for (auto& t : producers) t.join();
         while (delivered() < target) std::this_thread::yield();
     }
-    stop = true;
-    if (scraper.joinable()) scraper.join();
+    const long scrapes = scraper.stop();
     state.SetItemsProcessed(state.iterations() * kProducers * kPerProducer);
-    state.counters["scrapes"] = static_cast<double>(scrapes.load());
+    state.counters["scrapes"] = static_cast<double>(scrapes);
     dispatcher.stop(std::chrono::seconds(1));
 }
 BENCHMARK(BM_Dispatch)

@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/micro/scraper.hpp"
 #include "bench/micro/strategies/buffered_flush.hpp"
 #include "bench/micro/strategies/global_mutex.hpp"
 #include "bench/micro/strategies/session_mutex.hpp"
@@ -45,8 +46,6 @@
 #include "bench/micro/strategies/sink.hpp"
 #include "bench/micro/strategies/unguarded.hpp"
 #include "dispatcher/payload.hpp"
-#include "metrics/collector.hpp"
-#include "transport/http_stats.hpp"
 
 namespace {
 
@@ -246,25 +245,9 @@ void BM_Shardcast(benchmark::State& state) {
     Sinks sinks = make_sinks(w.ids.size());
     ShardcastPath strategy(sinks, w.ids);
 
-    // Far more often than any real Prometheus scrapes: this bounds what exposure costs.
-    shardcast::transport::HttpStats http;
-    shardcast::metrics::Collector collector(strategy.dispatcher(), http, {"bench", "bench"});
-    std::atomic<bool> stop{false};
-    std::atomic<long> scrapes{0};
-    std::thread scraper;
-    if (metrics_on) {
-        scraper = std::thread([&] {
-            while (!stop.load()) {
-                benchmark::DoNotOptimize(collector.text());
-                ++scrapes;
-                std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            }
-        });
-    }
+    shardcast::bench::Scraper scraper(strategy.dispatcher(), metrics_on);
     run(state, strategy, sinks, w);
-    stop = true;
-    if (scraper.joinable()) scraper.join();
-    state.counters["scrapes"] = static_cast<double>(scrapes.load());
+    state.counters["scrapes"] = static_cast<double>(scraper.stop());
 }
 
 void BM_Unguarded(benchmark::State& state) {

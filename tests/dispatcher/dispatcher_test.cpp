@@ -9,6 +9,7 @@
 
 #include "dispatcher/close_code.hpp"
 #include "tests/support/sink_session.hpp"
+#include "tests/support/totals.hpp"
 #include "tests/support/wait.hpp"
 
 namespace shardcast::dispatcher {
@@ -24,21 +25,8 @@ DispatcherConfig config_with(std::size_t shards) {
     return config;
 }
 
-std::uint64_t failed(const Dispatcher& d, FailureReason reason) {
-    std::uint64_t n = 0;
-    for (std::size_t i = 0; i < d.shard_count(); ++i) {
-        n += d.shard(i).stats().failed[static_cast<std::size_t>(reason)].load();
-    }
-    return n;
-}
-
-std::uint64_t cleaned(const Dispatcher& d, RemovalReason reason) {
-    std::uint64_t n = 0;
-    for (std::size_t i = 0; i < d.shard_count(); ++i) {
-        n += d.shard(i).stats().cleaned[static_cast<std::size_t>(reason)].load();
-    }
-    return n;
-}
+using test::cleaned;
+using test::failed;
 
 TEST(DispatcherTest, SendReachesTheSessionOfTheId) {
     Dispatcher d(config_with(2));

@@ -7,6 +7,7 @@
 
 #include "dispatcher/dispatcher.hpp"
 #include "metrics/collector.hpp"
+#include "tests/support/totals.hpp"
 #include "transport/server.hpp"
 
 namespace shardcast::test {
@@ -53,29 +54,13 @@ public:
     transport::Server& server() { return server_; }
 
     std::uint64_t failed(dispatcher::FailureReason reason) const {
-        std::uint64_t n = 0;
-        for (std::size_t i = 0; i < dispatcher_.shard_count(); ++i)
-            n += dispatcher_.shard(i).stats().failed[static_cast<std::size_t>(reason)].load();
-        return n;
+        return test::failed(dispatcher_, reason);
     }
-    std::uint64_t failed_total() const {
-        std::uint64_t n = 0;
-        for (std::size_t i = 0; i < dispatcher_.shard_count(); ++i)
-            n += dispatcher_.shard(i).stats().failed_total();
-        return n;
-    }
+    std::uint64_t failed_total() const { return test::failed_total(dispatcher_); }
     std::uint64_t cleaned(dispatcher::RemovalReason reason) const {
-        std::uint64_t n = 0;
-        for (std::size_t i = 0; i < dispatcher_.shard_count(); ++i)
-            n += dispatcher_.shard(i).stats().cleaned[static_cast<std::size_t>(reason)].load();
-        return n;
+        return test::cleaned(dispatcher_, reason);
     }
-    std::uint64_t sent() const {
-        std::uint64_t n = 0;
-        for (std::size_t i = 0; i < dispatcher_.shard_count(); ++i)
-            n += dispatcher_.shard(i).stats().sent.load();
-        return n;
-    }
+    std::uint64_t sent() const { return test::sent(dispatcher_); }
 
 private:
     dispatcher::Dispatcher dispatcher_;
