@@ -14,14 +14,18 @@ namespace shardcast::dispatcher {
 using Clock = std::chrono::steady_clock;
 
 struct Command {
-    enum class Kind : unsigned char { send, broadcast, disconnect };
+    // claim: another node attached a session of client_id at claim_since_ns; older local
+    // sessions of the id are replaced.
+    enum class Kind : unsigned char { send, broadcast, disconnect, claim };
 
     // Global publish order: taken after the previous publish returned, so sorting a
     // drained batch by stamp restores "returned before began" order across producers.
     std::uint64_t stamp = 0;
     Kind kind = Kind::send;
-    PublishKind origin = PublishKind::send;
-    std::uint16_t close_code = 0;  // disconnect only
+    PublishKind origin = PublishKind::send;  // bus: came from another node, never forwarded
+    bool claim_wins_ties = false;            // claim only: the claimer wins an equal time
+    std::uint16_t close_code = 0;            // disconnect only
+    std::int64_t claim_since_ns = 0;         // claim only
     // send/disconnect: the target id. broadcast: the id to skip (empty: none).
     std::string client_id;
     // send/broadcast: the message. disconnect: the close reason text.

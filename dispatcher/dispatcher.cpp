@@ -22,6 +22,12 @@ Dispatcher::~Dispatcher() {
     }
 }
 
+void Dispatcher::set_link(ClusterLink* link) {
+    for (auto& shard : shards_) {
+        shard->set_link(link);
+    }
+}
+
 void Dispatcher::start() {
     for (auto& shard : shards_) {
         shard->start();
@@ -88,15 +94,31 @@ bool Dispatcher::broadcast(Payload payload, std::string_view except, PublishKind
 
 bool Dispatcher::disconnect(std::string_view client_id,
                             std::uint16_t code,
-                            std::string_view reason) {
+                            std::string_view reason,
+                            PublishKind kind) {
     if (!accepting()) {
         return false;
     }
     Command command;
     command.kind = Command::Kind::disconnect;
+    command.origin = kind;
     command.close_code = code;
     command.client_id.assign(client_id);
     command.payload = make_payload(std::string(reason));
+    command.enqueued = Clock::now();
+    return publish(router_.shard_of(client_id), std::move(command));
+}
+
+bool Dispatcher::claim(std::string_view client_id, std::int64_t since_ns, bool wins_ties) {
+    if (!accepting()) {
+        return false;
+    }
+    Command command;
+    command.kind = Command::Kind::claim;
+    command.origin = PublishKind::bus;
+    command.claim_since_ns = since_ns;
+    command.claim_wins_ties = wins_ties;
+    command.client_id.assign(client_id);
     command.enqueued = Clock::now();
     return publish(router_.shard_of(client_id), std::move(command));
 }

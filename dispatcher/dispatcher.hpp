@@ -7,6 +7,11 @@
 //
 // Ordering: a publish that returned before another began is delivered before it to every
 // client both reach, whatever threads made them. Concurrent publishes may interleave.
+//
+// Cluster mode: with a ClusterLink set, a send for an id with no local session (and every
+// broadcast and disconnect) is also handed to the link by the shard that owns the id, so it
+// leaves this node in the same order it was published. Commands with PublishKind::bus came
+// from the link and are delivered here only.
 #pragma once
 
 #include <atomic>
@@ -19,6 +24,7 @@
 #include <vector>
 
 #include "dispatcher/client_info.hpp"
+#include "dispatcher/cluster_link.hpp"
 #include "dispatcher/config.hpp"
 #include "dispatcher/payload.hpp"
 #include "dispatcher/publish_kind.hpp"
@@ -34,6 +40,9 @@ public:
     Dispatcher& operator=(const Dispatcher&) = delete;
     ~Dispatcher();
 
+    // Joins a cluster: the link learns which ids are held here and carries what is meant for
+    // other nodes. Call before start(); the link must outlive stop().
+    void set_link(ClusterLink* link);
     // Starts one thread per shard.
     void start();
     // Stops taking publishes, delivers what is queued for up to drain_timeout, closes every
@@ -48,8 +57,16 @@ public:
     bool broadcast(Payload payload,
                    std::string_view except = {},
                    PublishKind kind = PublishKind::broadcast);
-    // Closes every session of client_id with the given close code and reason.
-    bool disconnect(std::string_view client_id, std::uint16_t code, std::string_view reason);
+    // Closes every session of client_id with the given close code and reason (on every node,
+    // unless kind is PublishKind::bus).
+    bool disconnect(std::string_view client_id,
+                    std::uint16_t code,
+                    std::string_view reason,
+                    PublishKind kind = PublishKind::send);
+    // Another node attached a session of client_id at since_ns (Unix time, ns): local sessions
+    // of the id attached before it close with 4001, as do those attached at the same instant
+    // when wins_ties is set.
+    bool claim(std::string_view client_id, std::int64_t since_ns, bool wins_ties);
 
     // Sessions online across all shards (each shard's count, read without stopping it).
     std::size_t online() const;

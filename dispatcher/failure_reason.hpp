@@ -13,9 +13,10 @@ enum class FailureReason : unsigned char {
     write_error,       // was being written when the socket failed
     send_timeout,      // was being written when send_time_limit expired
     shutdown,          // still queued when the drain deadline passed
+    bus_unavailable,   // meant for another node, but the cluster bus was down or backed up
 };
 
-inline constexpr std::size_t kFailureReasonCount = 6;
+inline constexpr std::size_t kFailureReasonCount = 7;
 
 constexpr std::string_view to_string(FailureReason reason) {
     switch (reason) {
@@ -31,6 +32,8 @@ constexpr std::string_view to_string(FailureReason reason) {
             return "send_timeout";
         case FailureReason::shutdown:
             return "shutdown";
+        case FailureReason::bus_unavailable:
+            return "bus_unavailable";
     }
     return "unknown";
 }

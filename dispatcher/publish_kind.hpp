@@ -6,9 +6,11 @@
 
 namespace shardcast::dispatcher {
 
-enum class PublishKind : unsigned char { send, broadcast, batch };
+// bus: arrived from another node (or a backend publishing straight to the bus) in cluster
+// mode; such messages are delivered here and never forwarded again.
+enum class PublishKind : unsigned char { send, broadcast, batch, bus };
 
-inline constexpr std::size_t kPublishKindCount = 3;
+inline constexpr std::size_t kPublishKindCount = 4;
 
 constexpr std::string_view to_string(PublishKind kind) {
     switch (kind) {
@@ -18,6 +20,8 @@ constexpr std::string_view to_string(PublishKind kind) {
             return "broadcast";
         case PublishKind::batch:
             return "batch";
+        case PublishKind::bus:
+            return "bus";
     }
     return "unknown";
 }

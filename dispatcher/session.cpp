@@ -10,6 +10,9 @@ namespace shardcast::dispatcher {
 Session::Session(Shard& shard, std::string client_id)
     : shard_(shard),
       client_id_(std::move(client_id)),
+      attached_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count()),
       last_heard_(Clock::now()),
       next_ping_(last_heard_ + shard.config().heartbeat_interval) {}
 
@@ -214,12 +217,15 @@ void Session::on_heard() {
     last_heard_ = Clock::now();
 }
 
-void Session::on_frame(std::size_t bytes) {
+void Session::on_frame(std::string_view data) {
     assert(on_shard_thread());
     last_heard_ = Clock::now();
     ShardStats& stats = shard_.stats();
     stats.frames_received.add();
-    stats.bytes_received.add(bytes);
+    stats.bytes_received.add(data.size());
+    if (ClusterLink* link = shard_.link(); link && link->wants_upstream()) {
+        link->upstream(client_id_, data);
+    }
 }
 
 void Session::on_read_end(RemovalReason reason) {

@@ -38,6 +38,8 @@ public:
     virtual ~Session() = default;
 
     const std::string& client_id() const { return client_id_; }
+    // When the session was created (Unix time, ns): across nodes, the newest one wins.
+    std::int64_t attached_ns() const { return attached_ns_; }
     Shard& shard() const { return shard_; }
     State state() const { return state_; }
     // Nothing queued and no write in flight.
@@ -73,7 +75,7 @@ protected:
     void on_write_done(bool ok);
     void on_ping_done(bool ok);
     void on_heard();  // any frame from the client: data, pong, ping
-    void on_frame(std::size_t bytes);
+    void on_frame(std::string_view data);
     void on_read_end(RemovalReason reason);
 
     // Transport primitives, on the shard thread. At most one write and one ping are in
@@ -98,6 +100,7 @@ private:
 
     Shard& shard_;
     std::string client_id_;
+    std::int64_t attached_ns_;
     State state_ = State::handshaking;
     bool ping_in_flight_ = false;
     OutboundQueue queue_;

@@ -121,17 +121,28 @@ void Shard::deliver(Command& command) {
                 return;
             }
             auto it = sessions_.find(command.client_id);
-            if (it == sessions_.end()) {
-                stats_.add_failed(FailureReason::no_session);
-                return;
+            const bool held_here = it != sessions_.end();
+            if (held_here) {
+                deliver_to(it->second, command);
             }
-            deliver_to(it->second, command);
+            if (forwards(command, held_here)) {
+                if (!link_->forward(command.client_id, command.payload)) {
+                    stats_.add_failed(FailureReason::bus_unavailable);
+                }
+            } else if (!held_here) {
+                stats_.add_failed(FailureReason::no_session);
+            }
             break;
         }
         case Command::Kind::broadcast:
-            // Every shard sees every broadcast; shard 0 alone counts it as published.
+            // Every shard sees every broadcast; shard 0 alone counts it as published and
+            // hands it to the other nodes.
             if (index_ == 0) {
                 stats_.add_published(command.origin);
+                if (link_ && command.origin != PublishKind::bus &&
+                    !link_->forward_broadcast(command.payload, command.client_id)) {
+                    stats_.add_failed(FailureReason::bus_unavailable);
+                }
             }
             for (const auto& [id, list] : sessions_) {
                 if (command.client_id.empty() || id != command.client_id) {
@@ -140,19 +151,54 @@ void Shard::deliver(Command& command) {
             }
             break;
         case Command::Kind::disconnect: {
+            const std::string_view reason =
+                command.payload ? std::string_view(*command.payload) : std::string_view{};
             auto it = sessions_.find(command.client_id);
-            if (it == sessions_.end()) {
-                return;
+            const bool held_here = it != sessions_.end();
+            if (held_here) {
+                const SessionList doomed = it->second;
+                for (const auto& session : doomed) {
+                    remove(*session, RemovalReason::disconnected, command.close_code, reason);
+                }
             }
-            const SessionList doomed = it->second;
-            for (const auto& session : doomed) {
-                remove(*session, RemovalReason::disconnected, command.close_code,
-                       command.payload ? std::string_view(*command.payload) : std::string_view{});
+            if (forwards(command, held_here)) {
+                link_->forward_disconnect(command.client_id, command.close_code, reason);
             }
             break;
         }
+        case Command::Kind::claim:
+            replace_older(command);
+            break;
     }
     remove_overflowed();
+}
+
+// Whether a send or disconnect must also reach other nodes: never for what came from them;
+// otherwise when the id is not held here, or always when an id may hold sessions on
+// several nodes at once (on_duplicate: allow).
+bool Shard::forwards(const Command& command, bool held_here) const {
+    return link_ != nullptr && command.origin != PublishKind::bus &&
+           (!held_here || config_.session.on_duplicate == DuplicatePolicy::allow);
+}
+
+// Another node attached a session of this id: the local ones attached before it lose.
+// Times come from different hosts' clocks; a tie goes to the node the claim says.
+void Shard::replace_older(const Command& claim) {
+    auto it = sessions_.find(claim.client_id);
+    if (it == sessions_.end()) {
+        return;
+    }
+    SessionList older;
+    for (const auto& session : it->second) {
+        const std::int64_t since = session->attached_ns();
+        if (since < claim.claim_since_ns ||
+            (since == claim.claim_since_ns && claim.claim_wins_ties)) {
+            older.push_back(session);
+        }
+    }
+    for (const auto& session : older) {
+        remove(*session, RemovalReason::replaced);
+    }
 }
 
 void Shard::deliver_to(const SessionList& sessions, const Command& command) {
@@ -177,20 +223,33 @@ Shard::Attach Shard::attach(std::shared_ptr<Session> session) {
     if (phase_ != Phase::running) {
         return Attach::stopping;
     }
+    const bool replace = config_.session.on_duplicate == DuplicatePolicy::replace;
     auto it = sessions_.find(session->client_id());
-    if (it != sessions_.end() && !it->second.empty()) {
-        if (config_.session.on_duplicate == DuplicatePolicy::replace) {
-            const SessionList old = it->second;
-            for (const auto& s : old) {
-                remove(*s, RemovalReason::replaced);
-            }
+    SessionList old;
+    if (it != sessions_.end()) {
+        if (replace) {
+            old = it->second;
         } else if (it->second.size() >= config_.session.max_per_client) {
             return Attach::too_many;
         }
     }
-    sessions_[session->client_id()].push_back(std::move(session));
+    // The new session joins before the old ones leave, so the id never looks released.
+    SessionList& list = sessions_[session->client_id()];
+    const bool first = list.empty();
+    list.push_back(session);
     stats_.sessions.add(1);
     stats_.connections.add();
+    for (const auto& s : old) {
+        remove(*s, RemovalReason::replaced);
+    }
+    if (link_) {
+        if (first) {
+            link_->held(session->client_id());
+        }
+        if (replace) {
+            link_->claim(session->client_id(), session->attached_ns());
+        }
+    }
     return Attach::attached;
 }
 
@@ -217,6 +276,9 @@ void Shard::remove(Session& session,
     list.erase(pos);
     if (list.empty()) {
         sessions_.erase(it);
+        if (link_) {
+            link_->released(session.client_id());
+        }
     }
     stats_.sessions.add(-1);
     stats_.add_cleaned(reason);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "dispatcher/client_info.hpp"
+#include "dispatcher/cluster_link.hpp"
 #include "dispatcher/command.hpp"
 #include "dispatcher/config.hpp"
 #include "dispatcher/inbox.hpp"
@@ -48,6 +49,10 @@ public:
     bool on_shard_thread() const { return executor_.running_in_this_thread(); }
     // The tick period: how often heartbeats, send limits and closing deadlines are checked.
     std::chrono::milliseconds tick_period() const { return tick_period_; }
+
+    // Before start(): the cluster link, or none for a single node.
+    void set_link(ClusterLink* link) { link_ = link; }
+    ClusterLink* link() const { return link_; }
 
     // Any thread.
     void start();
@@ -89,6 +94,8 @@ private:
     void collect();
     void deliver(Command& command);
     void deliver_to(const SessionList& sessions, const Command& command);
+    bool forwards(const Command& command, bool held_here) const;
+    void replace_older(const Command& claim);
     void remove_overflowed();
     void schedule_tick();
     void tick();
@@ -107,6 +114,7 @@ private:
     std::chrono::milliseconds tick_period_;
     Clock::time_point next_sweep_;
     std::thread thread_;
+    ClusterLink* link_ = nullptr;
 
     Inbox inbox_;
     ShardStats stats_;

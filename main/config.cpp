@@ -229,6 +229,78 @@ std::vector<std::string> parse_api_keys(const std::string& key, const YAML::Node
     return keys;
 }
 
+constexpr std::string_view kNatsUrlExpected =
+    "a comma-separated list of nats://host:port URLs, or nothing for a single node";
+
+// "nats://host[:port]" entries separated by commas (spaces around them are ignored). The
+// hosts are resolved when connecting, so only the shape is checked here.
+std::vector<std::string> parse_nats_urls(std::string_view key, const YAML::Node& node) {
+    const std::string text = scalar(key, node, kNatsUrlExpected);
+    std::vector<std::string> urls;
+    if (text.find_first_not_of(' ') == std::string::npos) {
+        return urls;
+    }
+    for (std::size_t start = 0, end = 0; end != std::string::npos; start = end + 1) {
+        end = text.find(',', start);
+        std::string url = text.substr(start, end == std::string::npos ? end : end - start);
+        url.erase(0, url.find_first_not_of(' '));
+        url.erase(url.find_last_not_of(' ') + 1);
+        constexpr std::string_view scheme = "nats://";
+        if (!url.starts_with(scheme)) {
+            fail(key, kNatsUrlExpected, text);
+        }
+        std::string_view rest = std::string_view(url).substr(scheme.size());
+        const std::size_t colon = rest.rfind(':');
+        const std::string_view host = rest.substr(0, colon);
+        if (host.empty() || host.find_first_of("/ ,") != std::string_view::npos) {
+            fail(key, kNatsUrlExpected, text);
+        }
+        if (colon != std::string_view::npos) {
+            auto port = parse_whole(rest.substr(colon + 1));
+            if (!port || *port == 0 || *port > std::numeric_limits<std::uint16_t>::max()) {
+                fail(key, kNatsUrlExpected, text);
+            }
+        }
+        urls.push_back(std::move(url));
+    }
+    return urls;
+}
+
+bool name_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+}
+
+// A node name goes into logs, a metric label and a NATS header.
+std::string parse_node_name(std::string_view key, const YAML::Node& node) {
+    constexpr std::string_view expected =
+        "1 to 128 characters from [A-Za-z0-9._:@-], or nothing for <hostname>:<port>";
+    std::string text = scalar(key, node, expected);
+    const bool ok = text.size() <= 128 && std::all_of(text.begin(), text.end(), [](char c) {
+                        return name_char(c) || c == '.' || c == ':' || c == '@';
+                    });
+    if (!ok) {
+        fail(key, expected, text);
+    }
+    return text;
+}
+
+// NATS subject tokens: no wildcards, no spaces, none empty.
+std::string parse_subject_prefix(std::string_view key, const YAML::Node& node) {
+    constexpr std::string_view expected =
+        "dot-separated tokens of [A-Za-z0-9_-] such as shardcast or acme.push";
+    std::string text = scalar(key, node, expected);
+    bool ok = !text.empty() && text.front() != '.' && text.back() != '.' &&
+              text.find("..") == std::string::npos;
+    for (char c : text) {
+        ok = ok && (name_char(c) || c == '.');
+    }
+    if (!ok) {
+        fail(key, expected, text);
+    }
+    return text;
+}
+
 // One leaf key of the file and where its value goes. Sections are the prefixes of these keys.
 struct Field {
     std::string_view key;
@@ -322,6 +394,30 @@ constexpr Field kFields[] = {
          auto [host, port] = parse_listen(key, node);
          config.transport.metrics_listen = transport::Endpoint{std::move(host), port};
      }},
+    {"cluster.nats.url",
+     [](const auto& key, const auto& node, Config& config) {
+         config.cluster.nats_servers = parse_nats_urls(key, node);
+     }},
+    {"cluster.nats.reconnect_wait",
+     [](const auto& key, const auto& node, Config& config) {
+         config.cluster.reconnect_wait = positive_duration(key, node);
+     }},
+    {"cluster.nats.reconnect_wait_max",
+     [](const auto& key, const auto& node, Config& config) {
+         config.cluster.reconnect_wait_max = positive_duration(key, node);
+     }},
+    {"cluster.node",
+     [](const auto& key, const auto& node, Config& config) {
+         config.cluster.node = parse_node_name(key, node);
+     }},
+    {"cluster.subject_prefix",
+     [](const auto& key, const auto& node, Config& config) {
+         config.cluster.subject_prefix = parse_subject_prefix(key, node);
+     }},
+    {"cluster.upstream",
+     [](const auto& key, const auto& node, Config& config) {
+         config.cluster.upstream = one_of(key, node, kBooleans) == 1;
+     }},
     {"log.level",
      [](const auto& key, const auto& node, Config& config) {
          config.log.level = kLogLevels[one_of(key, node, kLogLevels)];
@@ -386,6 +482,13 @@ void check_relations(const Config& config) {
              "a duration greater than session.heartbeat_interval (" +
                  format_duration(session.heartbeat_interval) + ")",
              format_duration(session.heartbeat_timeout));
+    }
+    const auto& cluster = config.cluster;
+    if (cluster.reconnect_wait_max < cluster.reconnect_wait) {
+        fail("cluster.nats.reconnect_wait_max",
+             "a duration of at least cluster.nats.reconnect_wait (" +
+                 format_duration(cluster.reconnect_wait) + ")",
+             format_duration(cluster.reconnect_wait_max));
     }
 }
 
@@ -521,6 +624,16 @@ std::string describe(const Config& config) {
     add("metrics.listen", transport.metrics_listen ? endpoint(transport.metrics_listen->host,
                                                               transport.metrics_listen->port)
                                                    : "");
+    std::string urls;
+    for (const auto& url : config.cluster.nats_servers) {
+        urls.append(urls.empty() ? "" : ",").append(url);
+    }
+    add("cluster.nats.url", urls);
+    add("cluster.nats.reconnect_wait", format_duration(config.cluster.reconnect_wait));
+    add("cluster.nats.reconnect_wait_max", format_duration(config.cluster.reconnect_wait_max));
+    add("cluster.node", config.cluster.node);
+    add("cluster.subject_prefix", config.cluster.subject_prefix);
+    add("cluster.upstream", kBooleans[config.cluster.upstream ? 1 : 0]);
     add("log.level", config.log.level);
     add("log.summary_interval", format_duration(config.log.summary_interval));
     return line;

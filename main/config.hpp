@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dispatcher/config.hpp"
+#include "transport/cluster_config.hpp"
 #include "transport/transport_config.hpp"
 
 namespace shardcast {
@@ -23,6 +24,7 @@ struct LogConfig {
 struct Config {
     dispatcher::DispatcherConfig dispatcher;
     transport::TransportConfig transport;
+    transport::ClusterConfig cluster;
     std::chrono::milliseconds drain_timeout{5'000};  // shutdown.drain_timeout
     bool metrics_enabled = true;                     // metrics.enabled
     LogConfig log;

@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
@@ -20,6 +21,7 @@
 #include "main/config.hpp"
 #include "main/summary.hpp"
 #include "metrics/collector.hpp"
+#include "transport/nats_bus.hpp"
 #include "transport/server.hpp"
 
 namespace net = boost::asio;
@@ -37,29 +39,54 @@ void raise_descriptor_limit() {
     }
 }
 
+// <hostname>:<port>, unique per node of a cluster as long as each runs on its own host or
+// port. With port 0 the bound port is not known yet, so the process id stands in.
+std::string default_node_name(std::uint16_t port) {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') {
+        std::snprintf(host, sizeof host, "shardcast");
+    }
+    return std::string(host) + ":" +
+           (port != 0 ? std::to_string(port) : "pid" + std::to_string(getpid()));
+}
+
 int serve(const shardcast::Config& config) {
     if (config.transport.api_keys.empty()) {
         spdlog::warn("auth.api_keys is empty: anyone who can reach the port can publish");
     }
     raise_descriptor_limit();
 
+    const std::string node = config.cluster.node.empty() ? default_node_name(config.transport.port)
+                                                         : config.cluster.node;
     shardcast::dispatcher::Dispatcher dispatcher(config.dispatcher);
+    // Declared after the dispatcher, so destroyed before it: bus callbacks publish into it.
+    std::optional<shardcast::transport::NatsBus> bus;
+    if (config.cluster.enabled()) {
+        bus.emplace(config.cluster, node, dispatcher);
+        dispatcher.set_link(&*bus);
+    }
     dispatcher.start();
     shardcast::transport::Server server(config.transport, dispatcher);
-    const shardcast::metrics::Collector collector(dispatcher, server.stats(),
-                                                  {SHARDCAST_VERSION, SHARDCAST_REVISION});
+    const shardcast::transport::BusStats* bus_stats = bus ? &bus->stats() : nullptr;
+    const shardcast::metrics::Collector collector(
+        dispatcher, server.stats(), {SHARDCAST_VERSION, SHARDCAST_REVISION}, node, bus_stats);
+    server.api().set_node(node, bus_stats);
     if (config.metrics_enabled) {
         server.api().set_metrics([&collector] { return collector.text(); });
     }
     try {
+        if (bus) {
+            bus->start();
+        }
         server.start();
-    } catch (const std::system_error& e) {
+    } catch (const std::exception& e) {
         spdlog::error("{}", e.what());
         dispatcher.stop(std::chrono::milliseconds{0});
         return 1;
     }
-    spdlog::info("listening on {}:{} with {} shards", config.transport.host, server.port(),
-                 dispatcher.shard_count());
+    spdlog::info("node {} listening on {}:{} with {} shards{}", node, config.transport.host,
+                 server.port(), dispatcher.shard_count(),
+                 bus ? " in cluster mode (prefix " + config.cluster.subject_prefix + ")" : "");
     if (auto port = server.metrics_port()) {
         spdlog::info("metrics on {}:{}", config.transport.metrics_listen->host, *port);
     }
@@ -91,6 +118,9 @@ int serve(const shardcast::Config& config) {
     // Mirror of startup: stop taking work, let the shards drain, then stop the HTTP threads.
     server.stop_accepting();
     dispatcher.stop(config.drain_timeout);
+    if (bus) {
+        bus->stop();  // after the drain: the last sessions' releases unsubscribe first
+    }
     server.stop();
     spdlog::info("stopped: {}", summary.next());
     return 0;
@@ -133,5 +163,9 @@ int main(int argc, char** argv) {
     if (check_only) {
         return 0;
     }
-    return serve(config);
+    const int status = serve(config);
+    if (config.cluster.enabled()) {
+        shardcast::transport::NatsBus::close_library();
+    }
+    return status;
 }

@@ -57,8 +57,14 @@ ClientMetric latency_metric(const dispatcher::LatencyHistogram& h, Labels labels
 
 Collector::Collector(const dispatcher::Dispatcher& dispatcher,
                      const transport::HttpStats& http,
-                     BuildInfo build)
-    : dispatcher_(dispatcher), http_(http), build_(std::move(build)) {}
+                     BuildInfo build,
+                     std::string node,
+                     const transport::BusStats* bus)
+    : dispatcher_(dispatcher),
+      http_(http),
+      build_(std::move(build)),
+      node_(std::move(node)),
+      bus_(bus) {}
 
 std::vector<MetricFamily> Collector::Collect() const {
     using dispatcher::FailureReason;
@@ -161,6 +167,14 @@ std::vector<MetricFamily> Collector::Collect() const {
     add(family(out, "shardcast_build_info", "Version and revision of this build; always 1.",
                MetricType::Gauge),
         1, {{"version", build_.version}, {"revision", build_.revision}});
+    if (!node_.empty()) {
+        add(family(out, "shardcast_node_info", "This node's name (cluster.node); always 1.",
+                   MetricType::Gauge),
+            1, {{"node", node_}});
+    }
+    if (bus_ != nullptr) {
+        collect_bus(out);
+    }
 
     if (auto p = read_process_stats()) {
         add(family(out, "process_cpu_seconds_total",
@@ -182,6 +196,44 @@ std::vector<MetricFamily> Collector::Collect() const {
             p->start_time_seconds);
     }
     return out;
+}
+
+void Collector::collect_bus(std::vector<MetricFamily>& out) const {
+    using transport::BusKind;
+    using transport::BusReceiveError;
+    using transport::BusStats;
+    add(family(out, "shardcast_bus_connected", "1 while connected to NATS, else 0.",
+               MetricType::Gauge),
+        bus_->connected.load(std::memory_order_acquire) ? 1 : 0);
+    add(family(out, "shardcast_bus_reconnects_total", "Reconnections to NATS after a loss.",
+               MetricType::Counter),
+        d(bus_->reconnects.load()));
+    add(family(out, "shardcast_bus_subscriptions",
+               "NATS subscriptions: one per client id held here, plus broadcast.",
+               MetricType::Gauge),
+        static_cast<double>(bus_->subscriptions.load(std::memory_order_relaxed)));
+    auto& messages = family(out, "shardcast_bus_messages_total",
+                            "Messages published to (out) and received from (in) NATS, by kind.",
+                            MetricType::Counter);
+    auto& refused = family(out, "shardcast_bus_refused_total",
+                           "Messages not published because NATS was down or the outbox full.",
+                           MetricType::Counter);
+    for (std::size_t k = 0; k < transport::kBusKindCount; ++k) {
+        const std::string kind(to_string(BusKind(k)));
+        add(messages, d(bus_->out[k].load()), {{"direction", "out"}, {"kind", kind}});
+        add(messages, d(bus_->in[k].load()), {{"direction", "in"}, {"kind", kind}});
+        add(refused, d(bus_->refused[k].load()), {{"kind", kind}});
+    }
+    add(family(out, "shardcast_bus_publish_errors_total",
+               "Publishes the NATS client failed after taking them.", MetricType::Counter),
+        d(bus_->publish_errors.load()));
+    auto& errors =
+        family(out, "shardcast_bus_receive_errors_total",
+               "Messages from NATS that were not delivered, by reason.", MetricType::Counter);
+    for (std::size_t e = 0; e < transport::kBusReceiveErrorCount; ++e) {
+        add(errors, d(bus_->receive_errors[e].load()),
+            {{"reason", std::string(to_string(BusReceiveError(e)))}});
+    }
 }
 
 std::string Collector::text() const { return prometheus::TextSerializer{}.Serialize(Collect()); }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dispatcher/dispatcher.hpp"
+#include "transport/bus_stats.hpp"
 #include "transport/http_stats.hpp"
 
 namespace shardcast::metrics {
@@ -22,18 +23,26 @@ struct BuildInfo {
 
 class Collector : public prometheus::Collectable {
 public:
+    // node: this node's name (shardcast_node_info); bus: the cluster bus's counters, or null
+    // for a single node, which then exports no shardcast_bus_* families.
     Collector(const dispatcher::Dispatcher& dispatcher,
               const transport::HttpStats& http,
-              BuildInfo build);
+              BuildInfo build,
+              std::string node = {},
+              const transport::BusStats* bus = nullptr);
 
     std::vector<prometheus::MetricFamily> Collect() const override;
     // Collect() in the Prometheus text format (version 0.0.4).
     std::string text() const;
 
 private:
+    void collect_bus(std::vector<prometheus::MetricFamily>& out) const;
+
     const dispatcher::Dispatcher& dispatcher_;
     const transport::HttpStats& http_;
     const BuildInfo build_;
+    const std::string node_;
+    const transport::BusStats* bus_;
 };
 
 }  // namespace shardcast::metrics

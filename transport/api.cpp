@@ -102,8 +102,9 @@ std::string read_message(std::string_view text, Shape shape, Message& out) {
     return {};
 }
 
-template <std::size_t N, typename Name>
-json::object by_reason(const std::array<dispatcher::Counter, N>& counters, Name name) {
+// Counters named by their index; any counter type with load().
+template <class Counter, std::size_t N, class Name>
+json::object by_reason(const std::array<Counter, N>& counters, Name name) {
     json::object out;
     for (std::size_t i = 0; i < N; ++i) {
         out[name(i)] = counters[i].load();
@@ -338,12 +339,11 @@ ApiResponse Api::disconnect(std::string_view body) {
     if (!valid_client_id(to)) {
         return error(400, "\"to\" is missing or not a valid client id");
     }
-    // Codes a server may send: 1000, or the 3000-4999 range registered for applications.
-    if (code != dispatcher::close_code::kNormal && (code < 3000 || code > 4999)) {
+    if (code < 0 || code > 0xFFFF ||
+        !dispatcher::close_code::server_may_send(static_cast<std::uint16_t>(code))) {
         return error(400, "\"code\" must be 1000 or from 3000 to 4999");
     }
-    // A close frame carries at most 123 bytes of reason.
-    if (reason.size() > 123) {
+    if (reason.size() > dispatcher::close_code::kMaxReasonBytes) {
         return error(400, "\"reason\" is longer than 123 bytes");
     }
     if (!dispatcher_.disconnect(to, static_cast<std::uint16_t>(code), reason)) {
@@ -416,7 +416,22 @@ ApiResponse Api::stats() const {
         {"http_rejected", stats_.rejected()},
         {"batch_lines_rejected", stats_.rejected_batch_lines()},
     };
-    return ApiResponse{200, json::serialize(json::object{{"totals", std::move(totals)},
+    json::object cluster{{"enabled", bus_ != nullptr}};
+    if (bus_ != nullptr) {
+        auto bus_kind = [](std::size_t i) { return to_string(BusKind(i)); };
+        auto error_name = [](std::size_t i) { return to_string(BusReceiveError(i)); };
+        cluster["bus_connected"] = bus_->connected.load(std::memory_order_acquire);
+        cluster["subscriptions"] = bus_->subscriptions.load(std::memory_order_relaxed);
+        cluster["messages_out"] = by_reason(bus_->out, bus_kind);
+        cluster["messages_in"] = by_reason(bus_->in, bus_kind);
+        cluster["refused"] = by_reason(bus_->refused, bus_kind);
+        cluster["receive_errors"] = by_reason(bus_->receive_errors, error_name);
+        cluster["publish_errors"] = bus_->publish_errors.load();
+        cluster["reconnects"] = bus_->reconnects.load();
+    }
+    return ApiResponse{200, json::serialize(json::object{{"node", node_},
+                                                         {"cluster", std::move(cluster)},
+                                                         {"totals", std::move(totals)},
                                                          {"shards", std::move(shards)}})};
 }
 

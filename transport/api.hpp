@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "dispatcher/dispatcher.hpp"
+#include "transport/bus_stats.hpp"
 #include "transport/http_stats.hpp"
 #include "transport/transport_config.hpp"
 
@@ -60,6 +61,12 @@ public:
 
     // The body of GET /metrics is supplied by the metrics module when it is enabled.
     void set_metrics(std::function<std::string()> render) { metrics_ = std::move(render); }
+    // This node's name, and the bus counters in cluster mode (null: a single node). Set before
+    // the server starts.
+    void set_node(std::string node, const BusStats* bus) {
+        node_ = std::move(node);
+        bus_ = bus;
+    }
 
 private:
     bool authorized(std::string_view authorization) const;
@@ -75,6 +82,8 @@ private:
     const std::atomic<bool>& accepting_;
     HttpStats& stats_;
     std::function<std::string()> metrics_;
+    std::string node_;
+    const BusStats* bus_ = nullptr;
 };
 
 }  // namespace shardcast::transport

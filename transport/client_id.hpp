@@ -7,10 +7,12 @@ namespace shardcast::transport {
 
 inline constexpr std::size_t kMaxClientIdLength = 128;
 
-// 1 to 128 characters from [A-Za-z0-9._:@-]: safe in a URL path, a log line and, later,
-// a message-bus subject, with no escaping anywhere.
+// 1 to 128 characters from [A-Za-z0-9._:@-], with no dot first, last or next to another:
+// safe in a URL path, a log line and a NATS subject (where dots separate tokens and no
+// token may be empty), with no escaping anywhere.
 constexpr bool valid_client_id(std::string_view id) {
-    if (id.empty() || id.size() > kMaxClientIdLength) {
+    if (id.empty() || id.size() > kMaxClientIdLength || id.front() == '.' || id.back() == '.' ||
+        id.find("..") != std::string_view::npos) {
         return false;
     }
     for (char c : id) {

@@ -103,8 +103,8 @@ private:
             on_read_end(read_end_reason(ec));
             return;
         }
-        // Client frames are counted, their content dropped.
-        on_frame(bytes);
+        // Client frames are counted; their content goes upstream in cluster mode, else nowhere.
+        on_frame(std::string_view(static_cast<const char*>(buffer_.data().data()), bytes));
         buffer_.consume(buffer_.size());
         do_read();
     }

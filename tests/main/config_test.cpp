@@ -431,7 +431,70 @@ TEST(ConfigDescribeTest, ListsEveryKeyOnOneLine) {
               "session.max_per_client=8 session.max_message_size=65536 "
               "session.close_timeout=2s http.threads=1 http.max_body=4194304 "
               "http.idle_timeout=60s auth.api_keys=<0 keys> shutdown.drain_timeout=5s "
-              "metrics.enabled=true metrics.listen= log.level=info log.summary_interval=30s");
+              "metrics.enabled=true metrics.listen= cluster.nats.url= "
+              "cluster.nats.reconnect_wait=100ms cluster.nats.reconnect_wait_max=2s "
+              "cluster.node= cluster.subject_prefix=shardcast cluster.upstream=false "
+              "log.level=info log.summary_interval=30s");
+}
+
+TEST(ConfigClusterTest, NoNatsUrlMeansASingleNode) {
+    EXPECT_FALSE(load_config(std::nullopt, {}).cluster.enabled());
+    EXPECT_FALSE(load_config(std::nullopt, {"cluster.nats.url="}).cluster.enabled());
+}
+
+TEST(ConfigClusterTest, ReadsEveryClusterKey) {
+    Config config =
+        load_config(std::nullopt, {"cluster.nats.url=nats://a:4222, nats://user:pw@b:4223,nats://c",
+                                   "cluster.nats.reconnect_wait=50ms",
+                                   "cluster.nats.reconnect_wait_max=5s", "cluster.node=edge-1:8080",
+                                   "cluster.subject_prefix=acme.push", "cluster.upstream=true"});
+    const auto& cluster = config.cluster;
+    EXPECT_TRUE(cluster.enabled());
+    EXPECT_EQ(cluster.nats_servers,
+              (std::vector<std::string>{"nats://a:4222", "nats://user:pw@b:4223", "nats://c"}));
+    EXPECT_EQ(cluster.reconnect_wait, std::chrono::milliseconds{50});
+    EXPECT_EQ(cluster.reconnect_wait_max, std::chrono::milliseconds{5000});
+    EXPECT_EQ(cluster.node, "edge-1:8080");
+    EXPECT_EQ(cluster.subject_prefix, "acme.push");
+    EXPECT_TRUE(cluster.upstream);
+}
+
+TEST(ConfigClusterTest, BadValuesNameTheKey) {
+    const std::pair<std::string, std::string> cases[] = {
+        {"cluster.nats.url=localhost:4222",
+         "cluster.nats.url: expected a comma-separated list of nats://host:port URLs, or "
+         "nothing for a single node, got \"localhost:4222\""},
+        {"cluster.nats.url=nats://a:4222,,nats://b",
+         "cluster.nats.url: expected a comma-separated list of nats://host:port URLs, or "
+         "nothing for a single node, got \"nats://a:4222,,nats://b\""},
+        {"cluster.nats.url=nats://a:99999",
+         "cluster.nats.url: expected a comma-separated list of nats://host:port URLs, or "
+         "nothing for a single node, got \"nats://a:99999\""},
+        {"cluster.subject_prefix=a.*",
+         "cluster.subject_prefix: expected dot-separated tokens of [A-Za-z0-9_-] such as "
+         "shardcast or acme.push, got \"a.*\""},
+        {"cluster.subject_prefix=a..b",
+         "cluster.subject_prefix: expected dot-separated tokens of [A-Za-z0-9_-] such as "
+         "shardcast or acme.push, got \"a..b\""},
+        {"cluster.node=my node",
+         "cluster.node: expected 1 to 128 characters from [A-Za-z0-9._:@-], or nothing for "
+         "<hostname>:<port>, got \"my node\""},
+        {"cluster.upstream=maybe", "cluster.upstream: expected one of false, true, got \"maybe\""},
+        {"cluster.nats.reconnect_wait=0s",
+         "cluster.nats.reconnect_wait: expected a duration greater than 0, got \"0s\""},
+        {"cluster.nats.reconnect_wait_max=50ms",
+         "cluster.nats.reconnect_wait_max: expected a duration of at least "
+         "cluster.nats.reconnect_wait (100ms), got \"50ms\""},
+        {"cluster.nats.server=nats://a", "cluster.nats.server: unknown key"},
+    };
+    for (const auto& [override, message] : cases) {
+        try {
+            load_config(std::nullopt, {override});
+            ADD_FAILURE() << "accepted " << override;
+        } catch (const ConfigError& e) {
+            EXPECT_EQ(std::string(e.what()), message);
+        }
+    }
 }
 
 TEST(ConfigMetricsTest, EnabledTakesBooleansOnly) {

@@ -95,6 +95,11 @@ public:
             }
         });
     }
+    // The client sends one frame, as a completed read would report it.
+    void client_sends(std::string text) {
+        boost::asio::post(shard().io_context(),
+                          [self = self(), text = std::move(text)] { self->on_frame(text); });
+    }
     // Simulates a client that stopped answering: the session hears nothing from now on.
     bool socket_open() const override { return !aborted_.load(); }
 

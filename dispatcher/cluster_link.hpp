@@ -1,0 +1,43 @@
+// ClusterLink: what a Dispatcher tells the other nodes of a cluster. The dispatcher knows
+// only this interface; transport::NatsBus implements it over NATS. Without a link the
+// dispatcher is a single node.
+//
+// Thread contract: every call must return at once and never block; an implementation
+// queues the work for its own thread. held(), released(), claim(), forward(),
+// forward_disconnect() and upstream() are called on shard threads; forward_broadcast() on
+// whichever thread published the broadcast.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "dispatcher/payload.hpp"
+
+namespace shardcast::dispatcher {
+
+class ClusterLink {
+public:
+    virtual ~ClusterLink() = default;
+
+    // The client id's first local session attached: route the id's messages here.
+    virtual void held(std::string_view client_id) = 0;
+    // The id's last local session left: stop routing its messages here.
+    virtual void released(std::string_view client_id) = 0;
+    // A session attached at since_ns (Unix time, ns) in replace mode: sessions of the id
+    // attached elsewhere before it must close with 4001.
+    virtual void claim(std::string_view client_id, std::int64_t since_ns) = 0;
+
+    // A send or disconnect for an id that other nodes may hold. False when the message could
+    // not be handed to the bus (it is down or backed up): the caller counts it as failed.
+    virtual bool forward(std::string_view client_id, const Payload& payload) = 0;
+    virtual bool forward_disconnect(std::string_view client_id,
+                                    std::uint16_t code,
+                                    std::string_view reason) = 0;
+    virtual bool forward_broadcast(const Payload& payload, std::string_view except) = 0;
+
+    // Whether upstream() wants the frames clients send; read once per frame.
+    virtual bool wants_upstream() const = 0;
+    virtual void upstream(std::string_view client_id, std::string_view data) = 0;
+};
+
+}  // namespace shardcast::dispatcher

@@ -1,0 +1,200 @@
+// What a dispatcher tells its ClusterLink, and when: which ids it holds, what it forwards,
+// what it never forwards, and how claims from other nodes replace local sessions. The link
+// here records calls; the NATS implementation is proven against a real nats-server by
+// tests/cluster/cluster_test.py.
+#include "dispatcher/cluster_link.hpp"
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dispatcher/close_code.hpp"
+#include "dispatcher/dispatcher.hpp"
+#include "tests/support/sink_session.hpp"
+#include "tests/support/totals.hpp"
+#include "tests/support/wait.hpp"
+
+namespace shardcast::dispatcher {
+namespace {
+
+using test::SinkSession;
+using test::wait_until;
+using namespace std::chrono_literals;
+
+// Records every call as "what:id" (or "what:id:detail"), in order.
+class RecordingLink final : public ClusterLink {
+public:
+    std::vector<std::string> calls() const {
+        std::lock_guard lock(mutex_);
+        return calls_;
+    }
+    std::size_t count(const std::string& call) const {
+        std::lock_guard lock(mutex_);
+        return static_cast<std::size_t>(std::count(calls_.begin(), calls_.end(), call));
+    }
+    void refuse(bool refuse) { refuse_.store(refuse); }
+    void want_upstream(bool want) { upstream_.store(want); }
+
+    void held(std::string_view id) override { record("held", id); }
+    void released(std::string_view id) override { record("released", id); }
+    void claim(std::string_view id, std::int64_t) override { record("claim", id); }
+    bool forward(std::string_view id, const Payload& payload) override {
+        record("forward", id, *payload);
+        return !refuse_.load();
+    }
+    bool forward_disconnect(std::string_view id, std::uint16_t code, std::string_view) override {
+        record("disconnect", id, std::to_string(code));
+        return !refuse_.load();
+    }
+    bool forward_broadcast(const Payload& payload, std::string_view except) override {
+        record("broadcast", except, *payload);
+        return !refuse_.load();
+    }
+    bool wants_upstream() const override { return upstream_.load(); }
+    void upstream(std::string_view id, std::string_view data) override {
+        record("upstream", id, data);
+    }
+
+private:
+    void record(std::string_view what, std::string_view id, std::string_view detail = {}) {
+        std::string call = std::string(what) + ":" + std::string(id);
+        if (!detail.empty()) {
+            call += ":" + std::string(detail);
+        }
+        std::lock_guard lock(mutex_);
+        calls_.push_back(std::move(call));
+    }
+
+    mutable std::mutex mutex_;
+    std::vector<std::string> calls_;
+    std::atomic<bool> refuse_{false};
+    std::atomic<bool> upstream_{false};
+};
+
+DispatcherConfig config_with(std::size_t shards, DuplicatePolicy duplicates) {
+    DispatcherConfig config;
+    config.shards = shards;
+    config.session.on_duplicate = duplicates;
+    return config;
+}
+
+TEST(ClusterLinkTest, ReplaceModeHoldsAnIdOnceClaimsOnEveryAttachAndReleasesAtTheEnd) {
+    RecordingLink link;
+    Dispatcher d(config_with(2, DuplicatePolicy::replace));
+    d.set_link(&link);
+    d.start();
+    auto first = SinkSession::open(d.shard_for("a"), "a");
+    auto second = SinkSession::open(d.shard_for("a"), "a");
+    ASSERT_TRUE(wait_until([&] { return first->close_code() == close_code::kReplaced; }, 5s));
+    // The new session joins before the old one leaves: the id is never released in between.
+    EXPECT_EQ(link.calls(), (std::vector<std::string>{"held:a", "claim:a", "claim:a"}));
+    d.stop(1s);
+    EXPECT_EQ(link.calls().back(), "released:a");
+    EXPECT_EQ(link.count("released:a"), 1u);
+}
+
+TEST(ClusterLinkTest, SendForAnIdNotHeldHereIsForwardedInsteadOfCountedAsNoSession) {
+    RecordingLink link;
+    Dispatcher d(config_with(2, DuplicatePolicy::replace));
+    d.set_link(&link);
+    d.start();
+    auto here = SinkSession::open(d.shard_for("here"), "here");
+    d.send("here", make_payload("1"));
+    d.send("elsewhere", make_payload("2"));
+    ASSERT_TRUE(wait_until([&] { return link.count("forward:elsewhere:2") == 1; }, 5s));
+    ASSERT_TRUE(wait_until([&] { return here->received_count() == 1; }, 5s));
+    EXPECT_EQ(link.count("forward:here:1"), 0u);
+    EXPECT_EQ(test::failed(d, FailureReason::no_session), 0u);
+    d.stop(1s);
+}
+
+TEST(ClusterLinkTest, WhatCameFromTheBusIsNeverForwardedAgain) {
+    RecordingLink link;
+    Dispatcher d(config_with(2, DuplicatePolicy::allow));
+    d.set_link(&link);
+    d.start();
+    d.send("nobody", make_payload("x"), PublishKind::bus);
+    d.broadcast(make_payload("y"), {}, PublishKind::bus);
+    d.disconnect("nobody", 4000, "bye", PublishKind::bus);
+    ASSERT_TRUE(wait_until([&] { return test::failed(d, FailureReason::no_session) == 1; }, 5s));
+    d.stop(1s);
+    EXPECT_TRUE(link.calls().empty()) << link.calls().front();
+}
+
+TEST(ClusterLinkTest, AllowModeForwardsEvenWhenTheIdIsHeldHere) {
+    RecordingLink link;
+    Dispatcher d(config_with(2, DuplicatePolicy::allow));
+    d.set_link(&link);
+    d.start();
+    auto here = SinkSession::open(d.shard_for("a"), "a");
+    d.send("a", make_payload("m"));
+    d.disconnect("a", 4000, "bye");
+    ASSERT_TRUE(wait_until([&] { return link.count("disconnect:a:4000") == 1; }, 5s));
+    EXPECT_EQ(link.count("forward:a:m"), 1u);
+    EXPECT_EQ(here->received(), std::vector<std::string>{"m"});
+    EXPECT_EQ(link.count("claim:a"), 0u);  // no claims: sessions of an id may live anywhere
+    d.stop(1s);
+}
+
+TEST(ClusterLinkTest, BroadcastLeavesTheNodeOnceWhateverTheShardCount) {
+    RecordingLink link;
+    Dispatcher d(config_with(4, DuplicatePolicy::replace));
+    d.set_link(&link);
+    d.start();
+    d.broadcast(make_payload("all"), "skip-me");
+    ASSERT_TRUE(wait_until([&] { return link.count("broadcast:skip-me:all") == 1; }, 5s));
+    d.stop(1s);
+    EXPECT_EQ(link.calls(), std::vector<std::string>{"broadcast:skip-me:all"});
+}
+
+TEST(ClusterLinkTest, RefusedForwardsAreCountedAsBusUnavailable) {
+    RecordingLink link;
+    link.refuse(true);
+    Dispatcher d(config_with(2, DuplicatePolicy::replace));
+    d.set_link(&link);
+    d.start();
+    d.send("elsewhere", make_payload("1"));
+    d.send("elsewhere", make_payload("2"));
+    d.broadcast(make_payload("3"));
+    ASSERT_TRUE(
+        wait_until([&] { return test::failed(d, FailureReason::bus_unavailable) == 3; }, 5s));
+    d.stop(1s);
+}
+
+TEST(ClusterLinkTest, AClaimReplacesOnlySessionsAttachedBeforeIt) {
+    RecordingLink link;
+    Dispatcher d(config_with(2, DuplicatePolicy::replace));
+    d.set_link(&link);
+    d.start();
+    auto session = SinkSession::open(d.shard_for("a"), "a");
+    const std::int64_t since = session->attached_ns();
+    d.claim("a", since - 1, true);  // an older claim loses
+    d.claim("a", since, false);     // a tie goes to the claimer only when it says so
+    d.send("a", make_payload("still here"));
+    ASSERT_TRUE(wait_until([&] { return session->received_count() == 1; }, 5s));
+    EXPECT_EQ(session->close_code(), 0);
+    d.claim("a", since, true);
+    ASSERT_TRUE(wait_until([&] { return session->close_code() == close_code::kReplaced; }, 5s));
+    EXPECT_EQ(test::cleaned(d, RemovalReason::replaced), 1u);
+    d.stop(1s);
+}
+
+TEST(ClusterLinkTest, ClientFramesGoUpstreamOnlyWhenTheLinkWantsThem) {
+    RecordingLink link;
+    Dispatcher d(config_with(1, DuplicatePolicy::replace));
+    d.set_link(&link);
+    d.start();
+    auto session = SinkSession::open(d.shard_for("a"), "a");
+    session->client_sends("dropped");
+    ASSERT_TRUE(wait_until([&] { return d.shard(0).stats().frames_received.load() == 1; }, 5s));
+    link.want_upstream(true);
+    session->client_sends("kept");
+    ASSERT_TRUE(wait_until([&] { return link.count("upstream:a:kept") == 1; }, 5s));
+    EXPECT_EQ(link.count("upstream:a:dropped"), 0u);
+    d.stop(1s);
+}
+
+}  // namespace
+}  // namespace shardcast::dispatcher

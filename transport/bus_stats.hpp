@@ -1,0 +1,73 @@
+// BusStats: the cluster bus's counters. Written by shard threads, the bus thread and the NATS
+// client's threads; read by the metrics scrape and /api/v1/stats.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace shardcast::transport {
+
+// What a bus message carries.
+enum class BusKind : unsigned char { send, broadcast, claim, disconnect, upstream };
+inline constexpr std::size_t kBusKindCount = 5;
+
+constexpr std::string_view to_string(BusKind kind) {
+    switch (kind) {
+        case BusKind::send:
+            return "send";
+        case BusKind::broadcast:
+            return "broadcast";
+        case BusKind::claim:
+            return "claim";
+        case BusKind::disconnect:
+            return "disconnect";
+        case BusKind::upstream:
+            return "upstream";
+    }
+    return "unknown";
+}
+
+// Why a message from the bus was not delivered.
+enum class BusReceiveError : unsigned char { invalid_utf8, bad_header, slow_consumer };
+inline constexpr std::size_t kBusReceiveErrorCount = 3;
+
+constexpr std::string_view to_string(BusReceiveError error) {
+    switch (error) {
+        case BusReceiveError::invalid_utf8:
+            return "invalid_utf8";
+        case BusReceiveError::bad_header:
+            return "bad_header";
+        case BusReceiveError::slow_consumer:
+            return "slow_consumer";
+    }
+    return "unknown";
+}
+
+// Many writers: every add is an atomic increment.
+class SharedCounter {
+public:
+    void add(std::uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
+    std::uint64_t load() const { return value_.load(std::memory_order_relaxed); }
+
+private:
+    std::atomic<std::uint64_t> value_{0};
+};
+
+struct BusStats {
+    std::atomic<bool> connected{false};
+    std::array<SharedCounter, kBusKindCount> out;      // handed to NATS, by kind
+    std::array<SharedCounter, kBusKindCount> in;       // received and accepted, by kind
+    std::array<SharedCounter, kBusKindCount> refused;  // not handed over: bus down or backed up
+    std::array<SharedCounter, kBusReceiveErrorCount> receive_errors;
+    SharedCounter publish_errors;  // handed over, but the NATS client failed to publish
+    SharedCounter reconnects;
+    std::atomic<std::int64_t> subscriptions{0};  // client subjects subscribed, plus broadcast
+
+    static std::size_t index(BusKind k) { return static_cast<std::size_t>(k); }
+    static std::size_t index(BusReceiveError e) { return static_cast<std::size_t>(e); }
+};
+
+}  // namespace shardcast::transport

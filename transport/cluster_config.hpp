@@ -1,0 +1,26 @@
+// ClusterConfig: the cluster.* keys. With no NATS servers the node runs alone.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace shardcast::transport {
+
+struct ClusterConfig {
+    // cluster.nats.url, split on commas: nats://host:port for each server to try.
+    std::vector<std::string> nats_servers;
+    // First delay between reconnect rounds; it doubles up to reconnect_wait_max.
+    std::chrono::milliseconds reconnect_wait{100};
+    std::chrono::milliseconds reconnect_wait_max{2'000};
+    // This node's name in logs, metrics and /api/v1/stats; empty means <hostname>:<port>.
+    std::string node;
+    // First tokens of every subject, so deployments can share one NATS.
+    std::string subject_prefix = "shardcast";
+    // Publish the frames clients send to <prefix>.upstream.<id>.
+    bool upstream = false;
+
+    bool enabled() const { return !nats_servers.empty(); }
+};
+
+}  // namespace shardcast::transport

@@ -1,0 +1,522 @@
+#include "transport/nats_bus.hpp"
+
+#include <nats/nats.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <future>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "dispatcher/close_code.hpp"
+#include "transport/utf8.hpp"
+
+namespace shardcast::transport {
+namespace {
+
+using dispatcher::PublishKind;
+namespace close_code = dispatcher::close_code;
+
+// Bytes of messages the outbox may hold before forwards are refused: a NATS server that
+// stops reading must not grow this process without bound.
+constexpr std::int64_t kOutboxLimit = 64 * 1024 * 1024;
+// Ping the server every 2 s and give up on it after two unanswered pings: a server that
+// vanished without closing the socket is noticed within seconds instead of minutes.
+constexpr int kPingIntervalMs = 2'000;
+constexpr int kMaxPingsOut = 2;
+// How long stop() waits for the NATS client to confirm the connection is closed.
+constexpr std::chrono::milliseconds kCloseWait{5'000};
+// Operations the bus thread takes from the outbox at once.
+constexpr std::size_t kOutboxChunk = 128;
+
+template <class Int>
+std::optional<Int> parse_int(const char* text) {
+    if (text == nullptr) {
+        return std::nullopt;
+    }
+    const std::string_view s(text);
+    Int value{};
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    if (ec != std::errc{} || end != s.data() + s.size()) {
+        return std::nullopt;
+    }
+    return value;
+}
+
+std::string describe(natsStatus status) {
+    const char* detail = nats_GetLastError(nullptr);
+    std::string text = natsStatus_GetText(status);
+    if (detail != nullptr && *detail != '\0') {
+        text += std::string(" (") + detail + ")";
+    }
+    return text;
+}
+
+std::string connected_url(natsConnection* connection) {
+    char url[256] = {};
+    if (natsConnection_GetConnectedUrl(connection, url, sizeof url) != NATS_OK) {
+        return "?";
+    }
+    return url;
+}
+
+// Owns one natsMsg: the few messages that carry headers are built this way.
+struct Message {
+    natsMsg* msg = nullptr;
+    Message(const std::string& subject, std::string_view data) {
+        natsMsg_Create(&msg, subject.c_str(), nullptr, data.data(), static_cast<int>(data.size()));
+    }
+    Message(const Message&) = delete;
+    Message& operator=(const Message&) = delete;
+    ~Message() { natsMsg_Destroy(msg); }
+    Message& set(const char* key, const std::string& value) {
+        if (msg != nullptr) {
+            natsMsgHeader_Set(msg, key, value.c_str());
+        }
+        return *this;
+    }
+    natsStatus publish(natsConnection* connection) {
+        return msg == nullptr ? NATS_NO_MEMORY : natsConnection_PublishMsg(connection, msg);
+    }
+};
+
+}  // namespace
+
+struct NatsBus::Nats {
+    natsOptions* options = nullptr;
+    natsConnection* connection = nullptr;
+    natsSubscription* broadcast = nullptr;
+    // Bus thread only: the subscription of each client id held here.
+    std::unordered_map<std::string, natsSubscription*> clients;
+    // Message callbacks running now; stop() waits for them before the bus goes away.
+    std::atomic<int> receiving{0};
+    std::atomic<bool> closing{false};
+    std::atomic<bool> closed_once{false};
+    std::promise<void> closed;
+    // Only the NATS client's reconnect thread draws from it, one attempt at a time.
+    std::minstd_rand jitter{std::random_device{}()};
+
+    static NatsBus& bus(void* closure) { return *static_cast<NatsBus*>(closure); }
+
+    static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+        NatsBus& self = bus(closure);
+        Nats& nats = *self.nats_;
+        nats.receiving.fetch_add(1);
+        if (!nats.closing.load()) {
+            receive(self, msg);
+        }
+        natsMsg_Destroy(msg);
+        nats.receiving.fetch_sub(1);
+    }
+
+    static void receive(NatsBus& self, natsMsg* msg) {
+        BusStats& stats = self.stats_;
+        const std::string_view subject = natsMsg_GetSubject(msg);
+        const std::string_view data(natsMsg_GetData(msg),
+                                    static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+        auto reject = [&](BusReceiveError error) {
+            stats.receive_errors[BusStats::index(error)].add();
+        };
+        if (subject == self.subjects_.broadcast()) {
+            if (!valid_utf8(data)) {
+                return reject(BusReceiveError::invalid_utf8);
+            }
+            const char* except = nullptr;
+            natsMsgHeader_Get(msg, header::kExcept, &except);
+            self.dispatcher_.broadcast(dispatcher::make_payload(std::string(data)),
+                                       except != nullptr ? except : "", PublishKind::bus);
+            stats.in[BusStats::index(BusKind::broadcast)].add();
+            return;
+        }
+        const auto id = self.subjects_.client_id_of(subject);
+        if (!id) {
+            return;
+        }
+        const char* op = nullptr;
+        if (natsMsgHeader_Get(msg, header::kOp, &op) != NATS_OK) {
+            // Data, from another node or straight from a backend.
+            if (!valid_utf8(data)) {
+                return reject(BusReceiveError::invalid_utf8);
+            }
+            self.dispatcher_.send(*id, dispatcher::make_payload(std::string(data)),
+                                  PublishKind::bus);
+            stats.in[BusStats::index(BusKind::send)].add();
+            return;
+        }
+        const char* node = nullptr;
+        natsMsgHeader_Get(msg, header::kNode, &node);
+        const std::string_view from = node != nullptr ? node : "";
+        if (std::string_view(op) == "claim") {
+            const char* since_text = nullptr;
+            natsMsgHeader_Get(msg, header::kSince, &since_text);
+            const auto since = parse_int<std::int64_t>(since_text);
+            if (!since || from.empty()) {
+                return reject(BusReceiveError::bad_header);
+            }
+            if (from != self.node_) {
+                self.dispatcher_.claim(*id, *since, from > self.node_);
+            }
+            stats.in[BusStats::index(BusKind::claim)].add();
+        } else if (std::string_view(op) == "disconnect") {
+            const char* code_text = nullptr;
+            natsMsgHeader_Get(msg, header::kCode, &code_text);
+            const auto code = parse_int<std::uint16_t>(code_text);
+            if (!code || !close_code::server_may_send(*code) || !valid_utf8(data) ||
+                data.size() > close_code::kMaxReasonBytes) {
+                return reject(BusReceiveError::bad_header);
+            }
+            self.dispatcher_.disconnect(*id, *code, data, PublishKind::bus);
+            stats.in[BusStats::index(BusKind::disconnect)].add();
+        } else {
+            reject(BusReceiveError::bad_header);
+        }
+    }
+
+    static void on_connected(natsConnection* connection, void* closure) {
+        NatsBus& self = bus(closure);
+        self.stats_.connected.store(true, std::memory_order_release);
+        spdlog::info("cluster: node {} connected to NATS at {}", self.node_,
+                     connected_url(connection));
+    }
+
+    static void on_disconnected(natsConnection*, void* closure) {
+        NatsBus& self = bus(closure);
+        self.stats_.connected.store(false, std::memory_order_release);
+        if (!self.nats_->closing.load()) {
+            spdlog::warn(
+                "cluster: lost NATS; local delivery continues, sends for other nodes are "
+                "refused (bus_unavailable) until it is back");
+        }
+    }
+
+    static void on_reconnected(natsConnection* connection, void* closure) {
+        NatsBus& self = bus(closure);
+        self.stats_.reconnects.add();
+        self.stats_.connected.store(true, std::memory_order_release);
+        spdlog::info("cluster: reconnected to NATS at {}; subscriptions restored",
+                     connected_url(connection));
+    }
+
+    static void on_closed(natsConnection*, void* closure) {
+        NatsBus& self = bus(closure);
+        self.stats_.connected.store(false, std::memory_order_release);
+        if (!self.nats_->closed_once.exchange(true)) {
+            self.nats_->closed.set_value();
+        }
+    }
+
+    static void on_error(natsConnection*, natsSubscription*, natsStatus error, void* closure) {
+        NatsBus& self = bus(closure);
+        if (error == NATS_SLOW_CONSUMER) {
+            self.stats_.receive_errors[BusStats::index(BusReceiveError::slow_consumer)].add();
+            spdlog::warn("cluster: NATS dropped messages for this node (slow consumer)");
+            return;
+        }
+        spdlog::warn("cluster: NATS error: {}", natsStatus_GetText(error));
+    }
+
+    // Exponential backoff from reconnect_wait to reconnect_wait_max, with up to 25% jitter
+    // so the nodes that lost the same server do not come back in lockstep.
+    static int64_t reconnect_delay(natsConnection*, int attempts, void* closure) {
+        NatsBus& self = bus(closure);
+        const std::int64_t most = self.config_.reconnect_wait_max.count();
+        std::int64_t delay = self.config_.reconnect_wait.count();
+        for (int i = 1; i < attempts && delay < most; ++i) {
+            delay *= 2;
+        }
+        delay = std::min(delay, most);
+        std::uniform_int_distribution<std::int64_t> extra(0, delay / 4);
+        return delay + extra(self.nats_->jitter);
+    }
+};
+
+NatsBus::NatsBus(ClusterConfig config, std::string node, dispatcher::Dispatcher& dispatcher)
+    : config_(std::move(config)),
+      node_(std::move(node)),
+      subjects_(config_.subject_prefix),
+      dispatcher_(dispatcher),
+      nats_(std::make_unique<Nats>()) {}
+
+NatsBus::~NatsBus() { stop(); }
+
+void NatsBus::close_library() { nats_CloseAndWait(static_cast<int64_t>(kCloseWait.count())); }
+
+void NatsBus::start() {
+    auto check = [](natsStatus status, const char* what) {
+        if (status != NATS_OK) {
+            throw std::runtime_error(std::string("cluster: ") + what + ": " + describe(status));
+        }
+    };
+    Nats& nats = *nats_;
+    check(natsOptions_Create(&nats.options), "cannot create NATS options");
+    std::vector<const char*> servers;
+    for (const auto& url : config_.nats_servers) {
+        servers.push_back(url.c_str());
+    }
+    natsOptions* o = nats.options;
+    check(natsOptions_SetServers(o, servers.data(), static_cast<int>(servers.size())),
+          "cluster.nats.url");
+    check(natsOptions_SetName(o, node_.c_str()), "cluster.node");
+    // Never receive our own publications: a node must not deliver its broadcast twice.
+    check(natsOptions_SetNoEcho(o, true), "no-echo");
+    check(natsOptions_SetMaxReconnect(o, -1), "reconnect");
+    check(natsOptions_SetCustomReconnectDelay(o, &Nats::reconnect_delay, this), "reconnect");
+    check(natsOptions_SetRetryOnFailedConnect(o, true, &Nats::on_connected, this), "connect");
+    check(natsOptions_SetDisconnectedCB(o, &Nats::on_disconnected, this), "callbacks");
+    check(natsOptions_SetReconnectedCB(o, &Nats::on_reconnected, this), "callbacks");
+    check(natsOptions_SetClosedCB(o, &Nats::on_closed, this), "callbacks");
+    check(natsOptions_SetErrorHandler(o, &Nats::on_error, this), "callbacks");
+    // One delivery thread for every subscription instead of a thread each: a node holds a
+    // subscription per client id. One thread also keeps the arrival order.
+    check(natsOptions_UseGlobalMessageDelivery(o, true), "delivery");
+    check(natsOptions_SetPingInterval(o, kPingIntervalMs), "ping");
+    check(natsOptions_SetMaxPingsOut(o, kMaxPingsOut), "ping");
+
+    const natsStatus status = natsConnection_Connect(&nats.connection, o);
+    if (status == NATS_OK) {
+        stats_.connected.store(true, std::memory_order_release);
+        spdlog::info("cluster: node {} connected to NATS at {}", node_,
+                     connected_url(nats.connection));
+    } else if (status == NATS_NOT_YET_CONNECTED) {
+        spdlog::warn(
+            "cluster: NATS not reachable yet; retrying in the background, local delivery works "
+            "meanwhile");
+    } else {
+        check(status, "cannot connect to NATS");
+    }
+    check(natsConnection_Subscribe(&nats.broadcast, nats.connection, subjects_.broadcast().c_str(),
+                                   &Nats::on_message, this),
+          "cannot subscribe to the broadcast subject");
+    stats_.subscriptions.fetch_add(1);
+    thread_ = std::thread([this] { run(); });
+}
+
+void NatsBus::stop() {
+    Nats& nats = *nats_;
+    if (thread_.joinable()) {
+        stopping_.store(true, std::memory_order_release);
+        thread_.join();
+    }
+    for (auto& [id, subscription] : nats.clients) {
+        natsSubscription_Unsubscribe(subscription);
+        natsSubscription_Destroy(subscription);
+    }
+    nats.clients.clear();
+    if (nats.broadcast != nullptr) {
+        natsSubscription_Unsubscribe(nats.broadcast);
+        natsSubscription_Destroy(nats.broadcast);
+        nats.broadcast = nullptr;
+    }
+    stats_.subscriptions.store(0);
+    if (nats.connection != nullptr) {
+        if (connected()) {
+            natsConnection_FlushTimeout(nats.connection, 1'000);
+        }
+        nats.closing.store(true);
+        natsConnection_Close(nats.connection);
+        nats.closed.get_future().wait_for(kCloseWait);
+        for (int i = 0; i < 5'000 && nats.receiving.load() > 0; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds{1});
+        }
+        natsConnection_Destroy(nats.connection);
+        nats.connection = nullptr;
+        spdlog::info("cluster: node {} left the bus", node_);
+    }
+    if (nats.options != nullptr) {
+        natsOptions_Destroy(nats.options);
+        nats.options = nullptr;
+    }
+}
+
+// Refuses a message while the bus is down or the outbox is over its limit, so a sender
+// learns at once instead of queueing toward a server that may not come back.
+bool NatsBus::admit(BusKind kind, std::size_t bytes) {
+    if (!connected() || outbox_bytes_.load(std::memory_order_relaxed) > kOutboxLimit) {
+        stats_.refused[BusStats::index(kind)].add();
+        return false;
+    }
+    outbox_bytes_.fetch_add(static_cast<std::int64_t>(bytes), std::memory_order_relaxed);
+    return true;
+}
+
+void NatsBus::enqueue(Op&& op) { outbox_.enqueue(std::move(op)); }
+
+void NatsBus::held(std::string_view client_id) {
+    Op op;
+    op.kind = Op::Kind::subscribe;
+    op.client_id.assign(client_id);
+    enqueue(std::move(op));
+}
+
+void NatsBus::released(std::string_view client_id) {
+    Op op;
+    op.kind = Op::Kind::unsubscribe;
+    op.client_id.assign(client_id);
+    enqueue(std::move(op));
+}
+
+void NatsBus::claim(std::string_view client_id, std::int64_t since_ns) {
+    if (!admit(BusKind::claim, 0)) {
+        return;
+    }
+    Op op;
+    op.what = BusKind::claim;
+    op.client_id.assign(client_id);
+    op.number = since_ns;
+    enqueue(std::move(op));
+}
+
+bool NatsBus::forward(std::string_view client_id, const dispatcher::Payload& payload) {
+    if (!admit(BusKind::send, payload->size())) {
+        return false;
+    }
+    Op op;
+    op.what = BusKind::send;
+    op.client_id.assign(client_id);
+    op.payload = payload;
+    enqueue(std::move(op));
+    return true;
+}
+
+bool NatsBus::forward_disconnect(std::string_view client_id,
+                                 std::uint16_t code,
+                                 std::string_view reason) {
+    if (!admit(BusKind::disconnect, reason.size())) {
+        return false;
+    }
+    Op op;
+    op.what = BusKind::disconnect;
+    op.client_id.assign(client_id);
+    op.payload = dispatcher::make_payload(std::string(reason));
+    op.number = code;
+    enqueue(std::move(op));
+    return true;
+}
+
+bool NatsBus::forward_broadcast(const dispatcher::Payload& payload, std::string_view except) {
+    if (!admit(BusKind::broadcast, payload->size())) {
+        return false;
+    }
+    Op op;
+    op.what = BusKind::broadcast;
+    op.payload = payload;
+    op.except.assign(except);
+    enqueue(std::move(op));
+    return true;
+}
+
+void NatsBus::upstream(std::string_view client_id, std::string_view data) {
+    if (!admit(BusKind::upstream, data.size())) {
+        return;
+    }
+    Op op;
+    op.what = BusKind::upstream;
+    op.client_id.assign(client_id);
+    op.payload = dispatcher::make_payload(std::string(data));
+    enqueue(std::move(op));
+}
+
+// The bus thread: runs the outbox in order until stop() and the outbox is empty.
+void NatsBus::run() {
+    std::vector<Op> ops(kOutboxChunk);
+    for (;;) {
+        const std::size_t n =
+            outbox_.wait_dequeue_bulk_timed(ops.begin(), ops.size(), std::chrono::milliseconds{50});
+        for (std::size_t i = 0; i < n; ++i) {
+            execute(ops[i]);
+            ops[i] = Op{};
+        }
+        if (n == 0 && stopping_.load(std::memory_order_acquire)) {
+            return;
+        }
+    }
+}
+
+void NatsBus::execute(Op& op) {
+    Nats& nats = *nats_;
+    switch (op.kind) {
+        case Op::Kind::subscribe: {
+            auto [it, fresh] = nats.clients.try_emplace(op.client_id, nullptr);
+            if (!fresh) {
+                return;
+            }
+            const natsStatus status = natsConnection_Subscribe(
+                &it->second, nats.connection, subjects_.client(op.client_id).c_str(),
+                &Nats::on_message, this);
+            if (status != NATS_OK) {
+                spdlog::error("cluster: cannot subscribe for client {}: {}", op.client_id,
+                              describe(status));
+                nats.clients.erase(it);
+                return;
+            }
+            stats_.subscriptions.fetch_add(1);
+            return;
+        }
+        case Op::Kind::unsubscribe: {
+            auto it = nats.clients.find(op.client_id);
+            if (it == nats.clients.end()) {
+                return;
+            }
+            natsSubscription_Unsubscribe(it->second);
+            natsSubscription_Destroy(it->second);
+            nats.clients.erase(it);
+            stats_.subscriptions.fetch_sub(1);
+            return;
+        }
+        case Op::Kind::publish:
+            break;
+    }
+
+    const std::string_view data = op.payload ? std::string_view(*op.payload) : std::string_view{};
+    outbox_bytes_.fetch_sub(static_cast<std::int64_t>(data.size()), std::memory_order_relaxed);
+    natsConnection* connection = nats.connection;
+    natsStatus status = NATS_OK;
+    switch (op.what) {
+        case BusKind::send:
+            status = natsConnection_Publish(connection, subjects_.client(op.client_id).c_str(),
+                                            data.data(), static_cast<int>(data.size()));
+            break;
+        case BusKind::broadcast:
+            if (op.except.empty()) {
+                status = natsConnection_Publish(connection, subjects_.broadcast().c_str(),
+                                                data.data(), static_cast<int>(data.size()));
+            } else {
+                status = Message(subjects_.broadcast(), data)
+                             .set(header::kExcept, op.except)
+                             .publish(connection);
+            }
+            break;
+        case BusKind::claim:
+            status = Message(subjects_.client(op.client_id), {})
+                         .set(header::kOp, "claim")
+                         .set(header::kNode, node_)
+                         .set(header::kSince, std::to_string(op.number))
+                         .publish(connection);
+            break;
+        case BusKind::disconnect:
+            status = Message(subjects_.client(op.client_id), data)
+                         .set(header::kOp, "disconnect")
+                         .set(header::kNode, node_)
+                         .set(header::kCode, std::to_string(op.number))
+                         .publish(connection);
+            break;
+        case BusKind::upstream:
+            status = Message(subjects_.upstream(op.client_id), data)
+                         .set(header::kNode, node_)
+                         .publish(connection);
+            break;
+    }
+    if (status == NATS_OK) {
+        stats_.out[BusStats::index(op.what)].add();
+    } else {
+        stats_.publish_errors.add();
+        spdlog::debug("cluster: publish failed: {}", describe(status));
+    }
+}
+
+}  // namespace shardcast::transport

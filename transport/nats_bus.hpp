@@ -1,0 +1,95 @@
+// NatsBus: the cluster link over NATS. It subscribes to the client subjects of the ids this
+// node holds and to the broadcast subject, publishes what is meant for other nodes, and feeds
+// what arrives into the dispatcher's shard inboxes like any local publish.
+//
+// Threads: shard threads call the ClusterLink methods, which only queue an operation in the
+// outbox (never a NATS call, never a lock). One bus thread runs the outbox in order: it alone
+// subscribes, unsubscribes and publishes. The NATS client's own threads deliver incoming
+// messages (one delivery thread, so arrival order is kept) and report connection changes.
+// start() and stop() are called once each from the main thread.
+#pragma once
+
+#include <concurrentqueue/blockingconcurrentqueue.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+
+#include "dispatcher/cluster_link.hpp"
+#include "dispatcher/dispatcher.hpp"
+#include "transport/bus_stats.hpp"
+#include "transport/cluster_config.hpp"
+#include "transport/subjects.hpp"
+
+namespace shardcast::transport {
+
+class NatsBus final : public dispatcher::ClusterLink {
+public:
+    NatsBus(ClusterConfig config, std::string node, dispatcher::Dispatcher& dispatcher);
+    NatsBus(const NatsBus&) = delete;
+    NatsBus& operator=(const NatsBus&) = delete;
+    ~NatsBus() override;
+
+    // Starts connecting (in the background if no server answers yet: local delivery does not
+    // wait for the bus) and starts the bus thread. Throws std::runtime_error on bad options.
+    void start();
+    // Runs what is queued, unsubscribes, flushes and closes the connection. Call after the
+    // dispatcher has stopped.
+    void stop();
+
+    const std::string& node() const { return node_; }
+
+    // Joins the NATS client library's threads; call once at exit, after every bus stopped.
+    static void close_library();
+    const BusStats& stats() const { return stats_; }
+    bool connected() const { return stats_.connected.load(std::memory_order_acquire); }
+
+    // dispatcher::ClusterLink, on shard threads.
+    void held(std::string_view client_id) override;
+    void released(std::string_view client_id) override;
+    void claim(std::string_view client_id, std::int64_t since_ns) override;
+    bool forward(std::string_view client_id, const dispatcher::Payload& payload) override;
+    bool forward_disconnect(std::string_view client_id,
+                            std::uint16_t code,
+                            std::string_view reason) override;
+    bool forward_broadcast(const dispatcher::Payload& payload, std::string_view except) override;
+    bool wants_upstream() const override { return config_.upstream; }
+    void upstream(std::string_view client_id, std::string_view data) override;
+
+private:
+    // One outbox entry: a subscription change or a message to publish.
+    struct Op {
+        enum class Kind : unsigned char { subscribe, unsubscribe, publish };
+        Kind kind = Kind::publish;
+        BusKind what = BusKind::send;
+        std::string client_id;        // the id whose subject is meant (except for broadcast)
+        dispatcher::Payload payload;  // the data, or the close reason of a disconnect
+        std::string except;           // broadcast: the id to skip
+        std::int64_t number = 0;      // claim: since (ns); disconnect: close code
+    };
+    // The NATS client's handles and callbacks; kept out of this header.
+    struct Nats;
+
+    bool admit(BusKind kind, std::size_t bytes);
+    void enqueue(Op&& op);
+    void run();
+    void execute(Op& op);
+
+    const ClusterConfig config_;
+    const std::string node_;
+    const Subjects subjects_;
+    dispatcher::Dispatcher& dispatcher_;
+    BusStats stats_;
+
+    std::unique_ptr<Nats> nats_;
+    moodycamel::BlockingConcurrentQueue<Op> outbox_;
+    std::atomic<std::int64_t> outbox_bytes_{0};
+    std::atomic<bool> stopping_{false};
+    std::thread thread_;
+};
+
+}  // namespace shardcast::transport
