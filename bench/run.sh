@@ -27,7 +27,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 cmake --preset release -G Ninja > /dev/null
 cmake --build --preset release --target shardcast loadgen
-(cd bench/peers/node-ws && [[ -d node_modules ]] || npm install --silent --no-audit --no-fund)
+[[ -d bench/peers/node-ws/node_modules ]] ||
+    (cd bench/peers/node-ws && npm install --silent --no-audit --no-fund)
 
 results=bench/results
 raw=$results/raw.jsonl
