@@ -100,7 +100,7 @@ int serve(const shardcast::Config& config) {
             io_context.stop();
         }
     });
-    shardcast::Summary summary(dispatcher, server.stats());
+    shardcast::Summary summary(dispatcher, server.stats(), bus_stats);
     net::steady_timer timer(io_context);
     std::function<void()> schedule_summary = [&] {
         timer.expires_after(config.log.summary_interval);

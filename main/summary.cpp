@@ -25,6 +25,20 @@ std::string Summary::next() {
     failed_ = failed;
     cleaned_ = cleaned;
     rejected_ = rejected;
+    if (bus_ != nullptr) {
+        std::uint64_t out = 0, in = 0, refused = 0;
+        for (std::size_t k = 0; k < transport::kBusKindCount; ++k) {
+            out += bus_->out[k].load();
+            in += bus_->in[k].load();
+            refused += bus_->refused[k].load();
+        }
+        line += fmt::format(" bus={} bus_out=+{} bus_in=+{} bus_refused=+{}",
+                            bus_->connected.load() ? "up" : "down", out - bus_out_, in - bus_in_,
+                            refused - bus_refused_);
+        bus_out_ = out;
+        bus_in_ = in;
+        bus_refused_ = refused;
+    }
     return line;
 }
 
