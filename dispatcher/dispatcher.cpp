@@ -1,5 +1,6 @@
 #include "dispatcher/dispatcher.hpp"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <stdexcept>
 
@@ -121,6 +122,33 @@ bool Dispatcher::claim(std::string_view client_id, std::int64_t since_ns, bool w
     command.client_id.assign(client_id);
     command.enqueued = Clock::now();
     return publish(router_.shard_of(client_id), std::move(command));
+}
+
+Dispatcher::Overload Dispatcher::overload_of_shard(std::size_t index) const {
+    const Shard& shard = *shards_[index];
+    const std::size_t depth = shard.inbox().size_approx();
+    if (config_.max_queue_depth != 0 && depth > config_.max_queue_depth) {
+        return {Overload::Limit::queue_depth, index, depth};
+    }
+    const auto bytes =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(0, shard.stats().outbound_bytes.load()));
+    if (config_.max_outbound_bytes != 0 && bytes > config_.max_outbound_bytes) {
+        return {Overload::Limit::outbound_bytes, index, bytes};
+    }
+    return {};
+}
+
+Dispatcher::Overload Dispatcher::overload_of(std::string_view client_id) const {
+    return overload_of_shard(router_.shard_of(client_id));
+}
+
+Dispatcher::Overload Dispatcher::overload_of_any() const {
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+        if (Overload overload = overload_of_shard(i)) {
+            return overload;
+        }
+    }
+    return {};
 }
 
 std::size_t Dispatcher::online() const {

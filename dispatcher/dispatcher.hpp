@@ -68,6 +68,20 @@ public:
     // when wins_ties is set.
     bool claim(std::string_view client_id, std::int64_t since_ns, bool wins_ties);
 
+    // Whether a shard is over DispatcherConfig::max_queue_depth or max_outbound_bytes, read
+    // without stopping it. Publishing anyway is allowed; a caller that can push back on its
+    // producer (the HTTP API: 429) asks first.
+    struct Overload {
+        enum class Limit : unsigned char { none, queue_depth, outbound_bytes };
+        Limit limit = Limit::none;
+        std::size_t shard = 0;
+        std::uint64_t value = 0;  // the commands or bytes that exceeded the limit
+        explicit operator bool() const { return limit != Limit::none; }
+    };
+    Overload overload_of(std::string_view client_id) const;
+    // The first overloaded shard: a broadcast reaches them all.
+    Overload overload_of_any() const;
+
     // Sessions online across all shards (each shard's count, read without stopping it).
     std::size_t online() const;
     // Asks the client's shard about it; handler runs on that shard's thread.
@@ -85,6 +99,7 @@ public:
 
 private:
     bool publish(std::size_t shard, Command&& command);
+    Overload overload_of_shard(std::size_t shard) const;
 
     const DispatcherConfig config_;
     const Router router_;

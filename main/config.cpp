@@ -360,6 +360,15 @@ constexpr Field kFields[] = {
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.session.close_timeout = positive_duration(key, node);
      }},
+    {"publish.max_queue_depth",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.max_queue_depth =
+             integer_in(key, node, 0, std::numeric_limits<std::size_t>::max());
+     }},
+    {"publish.max_outbound_bytes",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.max_outbound_bytes = size_at_least(key, node, 0, "0");
+     }},
     {"http.threads",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.http_threads = integer_in(key, node, 1, 64);
@@ -613,6 +622,8 @@ std::string describe(const Config& config) {
     add("session.max_per_client", std::to_string(session.max_per_client));
     add("session.max_message_size", std::to_string(session.max_message_size));
     add("session.close_timeout", format_duration(session.close_timeout));
+    add("publish.max_queue_depth", std::to_string(config.dispatcher.max_queue_depth));
+    add("publish.max_outbound_bytes", std::to_string(config.dispatcher.max_outbound_bytes));
     add("http.threads", std::to_string(transport.http_threads));
     add("http.max_body", std::to_string(transport.max_body));
     add("http.idle_timeout", format_duration(transport.http_idle_timeout));

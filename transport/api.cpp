@@ -20,6 +20,23 @@ ApiResponse error(unsigned status, std::string_view message) {
     return ApiResponse{status, json_error(message)};
 }
 
+// 429 with Retry-After: the producer should slow down, not give up.
+ApiResponse overloaded(const dispatcher::Dispatcher::Overload& overload,
+                       const dispatcher::DispatcherConfig& config) {
+    using Limit = dispatcher::Dispatcher::Overload::Limit;
+    const bool depth = overload.limit == Limit::queue_depth;
+    ApiResponse response{
+        429, json_error("overloaded: shard " + std::to_string(overload.shard) + " has " +
+                        std::to_string(overload.value) +
+                        (depth ? " commands waiting (publish.max_queue_depth " +
+                                     std::to_string(config.max_queue_depth) + ")"
+                               : " bytes queued for its clients (publish.max_outbound_bytes " +
+                                     std::to_string(config.max_outbound_bytes) + ")") +
+                        "; retry later")};
+    response.retry_after = "1";
+    return response;
+}
+
 ApiResponse accepted(std::size_t n) {
     return ApiResponse{202, json::serialize(json::object{{"accepted", n}})};
 }
@@ -243,6 +260,9 @@ ApiResponse Api::send(std::string_view body) {
     if (std::string problem = read_message(body, Shape::send, message); !problem.empty()) {
         return error(400, problem);
     }
+    if (auto overload = dispatcher_.overload_of(message.to)) {
+        return overloaded(overload, dispatcher_.config());
+    }
     if (!dispatcher_.send(message.to, std::move(message.payload))) {
         return error(503, "shutting down");
     }
@@ -254,6 +274,9 @@ ApiResponse Api::broadcast(std::string_view body) {
     if (std::string problem = read_message(body, Shape::broadcast, message); !problem.empty()) {
         return error(400, problem);
     }
+    if (auto overload = dispatcher_.overload_of_any()) {
+        return overloaded(overload, dispatcher_.config());
+    }
     if (!dispatcher_.broadcast(std::move(message.payload), message.except)) {
         return error(503, "shutting down");
     }
@@ -261,8 +284,13 @@ ApiResponse Api::broadcast(std::string_view body) {
 }
 
 // NDJSON: each line is published on its own, in order, so lines to one client keep their
-// order; a bad line is reported and skipped, never fails the lines around it.
+// order; a bad line is reported and skipped, never fails the lines around it. An overloaded
+// server refuses the whole batch with 429, before reading it.
 ApiResponse Api::batch(std::string_view body) {
+    // Checked once for the whole batch: a batch is either taken or refused, never half taken.
+    if (auto overload = dispatcher_.overload_of_any()) {
+        return overloaded(overload, dispatcher_.config());
+    }
     std::size_t accepted_count = 0;
     std::size_t rejected = 0;
     std::size_t line_number = 0;

@@ -36,6 +36,7 @@ struct ApiResponse {
     std::string_view content_type = "application/json";
     std::string_view allow;             // set with 405
     std::string_view www_authenticate;  // set with 401
+    std::string_view retry_after;       // set with 429
 };
 
 // The path prefix of WebSocket upgrades: /ws/{clientId}.

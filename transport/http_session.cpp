@@ -159,7 +159,8 @@ private:
     void respond(ApiResponse response, bool close) {
         context_.stats.record(route_, response.status);
         const auto& request = parser_->get();
-        if (response.status >= 400 && response.status < 500) {
+        // 429s come in floods exactly when the server is busiest: counted, not logged.
+        if (response.status >= 400 && response.status < 500 && response.status != 429) {
             spdlog::warn("rejected {} {}: {} {}", std::string_view(request.method_string()),
                          std::string_view(request.target()), response.status, response.body);
         }
@@ -173,6 +174,9 @@ private:
             response_.set(http::field::www_authenticate, response.www_authenticate);
         }
         if (response.status == 426) response_.set(http::field::upgrade, "websocket");
+        if (!response.retry_after.empty()) {
+            response_.set(http::field::retry_after, response.retry_after);
+        }
         response_.body() = std::move(response.body);
         response_.keep_alive(!close && request.keep_alive());
         response_.prepare_payload();

@@ -61,8 +61,8 @@ inline constexpr std::size_t kUpgradeRefusalCount = 3;
 class HttpStats {
 public:
     // The status codes the server answers with; anything else is counted as 0 ("other").
-    static constexpr std::array<unsigned, 14> kStatuses = {0,   101, 200, 202, 400, 401, 404,
-                                                           405, 409, 413, 426, 431, 500, 503};
+    static constexpr std::array<unsigned, 15> kStatuses = {0,   101, 200, 202, 400, 401, 404, 405,
+                                                           409, 413, 426, 429, 431, 500, 503};
 
     void record(Route route, unsigned status) {
         std::size_t s = 0;

@@ -29,7 +29,8 @@ struct PublisherResult {
     std::uint64_t requests = 0;            // answered with 202
     std::uint64_t accepted = 0;            // messages in those requests
     std::uint64_t accepted_in_window = 0;  // of them, sent inside the measured window
-    std::uint64_t http_errors = 0;         // answers other than 202, and rejected batch lines
+    std::uint64_t http_errors = 0;         // answers other than 202 and 429, rejected batch lines
+    std::uint64_t throttled = 0;           // 429 answers: the server pushed back
     std::uint64_t transport_errors = 0;    // the connection failed; the publisher stopped
     std::string first_error;
     // Per destination (client number, or 0 for broadcasts): how many messages were accepted,

@@ -48,10 +48,11 @@ void print_human(std::ostream& out, const Options& o, const Result& r) {
         r.connect_p99_us);
     if (o.publishes()) {
         out << printed(
-            "publish   %.0f msg/s accepted (%llu messages in %llu requests); "
-            "request p50 %.0f us, p99 %.0f us\n",
+            "publish   %.0f msg/s accepted (%llu messages in %llu requests, %llu refused with "
+            "429); request p50 %.0f us, p99 %.0f us\n",
             r.published_per_second, static_cast<unsigned long long>(r.published),
-            static_cast<unsigned long long>(r.requests), r.request_p50_us, r.request_p99_us);
+            static_cast<unsigned long long>(r.requests),
+            static_cast<unsigned long long>(r.throttled), r.request_p50_us, r.request_p99_us);
         out << printed(
             "deliver   %.0f msg/s over %.1f s; latency p50 %.0f us, p99 %.0f us, "
             "p99.9 %.0f us, max %.0f us\n",
@@ -142,6 +143,7 @@ void print_json(std::ostream& out, const Options& o, const Result& r) {
     j["unexpected_closes"] = r.unexpected_closes;
     j["malformed"] = r.malformed;
     j["http_errors"] = r.http_errors;
+    j["throttled"] = r.throttled;
     j["transport_errors"] = r.transport_errors;
     if (r.server) {
         j["server_cpu_percent"] = r.server->cpu_percent;

@@ -267,6 +267,7 @@ private:
             result_.requests += r.requests;
             accepted_in_window += r.accepted_in_window;
             result_.http_errors += r.http_errors;
+            result_.throttled += r.throttled;
             result_.transport_errors += r.transport_errors;
             if (result_.first_error.empty()) result_.first_error = r.first_error;
         }

@@ -429,12 +429,27 @@ TEST(ConfigDescribeTest, ListsEveryKeyOnOneLine) {
               "session.heartbeat_interval=25s session.heartbeat_timeout=60s "
               "session.cleanup_interval=30s session.on_duplicate=replace "
               "session.max_per_client=8 session.max_message_size=65536 "
-              "session.close_timeout=2s http.threads=1 http.max_body=4194304 "
+              "session.close_timeout=2s publish.max_queue_depth=65536 "
+              "publish.max_outbound_bytes=67108864 http.threads=1 http.max_body=4194304 "
               "http.idle_timeout=60s auth.api_keys=<0 keys> shutdown.drain_timeout=5s "
               "metrics.enabled=true metrics.listen= cluster.nats.url= "
               "cluster.nats.reconnect_wait=100ms cluster.nats.reconnect_wait_max=2s "
               "cluster.node= cluster.subject_prefix=shardcast cluster.upstream=false "
               "log.level=info log.summary_interval=30s");
+}
+
+TEST(ConfigPublishTest, AdmissionLimitsTakeZeroForOff) {
+    Config config =
+        load_config(std::nullopt, {"publish.max_queue_depth=0", "publish.max_outbound_bytes=8MiB"});
+    EXPECT_EQ(config.dispatcher.max_queue_depth, 0u);
+    EXPECT_EQ(config.dispatcher.max_outbound_bytes, 8u * 1024 * 1024);
+    try {
+        load_config(std::nullopt, {"publish.max_queue_depth=lots"});
+        FAIL() << "accepted a non-number";
+    } catch (const ConfigError& e) {
+        EXPECT_STREQ(e.what(),
+                     "publish.max_queue_depth: expected an integer of at least 0, got \"lots\"");
+    }
 }
 
 TEST(ConfigClusterTest, NoNatsUrlMeansASingleNode) {
