@@ -141,6 +141,12 @@ def main(raw, results_dir, mode):
     if idle:
         out.append(f"| idle 10k: ≤ 2 KiB RSS per connection | {idle[0]:,.0f} B | "
                    f"{'yes' if idle[0] <= 2048 else 'no'} |")
+    hot = summary(groups.get(("targeted-hot-1k-256B", "shardcast"), []), "others_latency_p99_us")
+    cold = summary(groups.get(("targeted-1k-256B", "shardcast"), []), "latency_p99_us")
+    if hot and cold and cold[0] > 0:
+        r = hot[0] / cold[0]
+        out.append(f"| hot client (30 %): the others' p99 ≤ 2× their p99 without it | "
+                   f"{r:.2f}× | {'yes' if r <= 2 else 'no'} |")
     r = ratio(groups, "targeted-1k-256B", "latency_p99_us")
     if r is not None:
         out.append(f"| targeted p99 below the peer's | {r:.2f}× the peer | {'yes' if r < 1 else 'no'} |")

@@ -255,6 +255,9 @@ private:
         if (now >= window.start_ns && now < window.end_ns) {
             ++stats.delivered_in_window;
             stats.latency.record(now - stamp->send_ns);
+            if (index_ != 0 && group_.options.hot_fraction > 0) {
+                stats.others_latency.record(now - stamp->send_ns);
+            }
         }
     }
 

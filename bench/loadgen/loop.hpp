@@ -39,7 +39,8 @@ struct ConnectionRecord {
 // polls for progress; a relaxed load and store suffice, with no locked instruction.
 struct LoopStats {
     Histogram latency;  // send_ns to the read completing, for messages received in the window
-    Histogram connect;  // connect start to the 101, every successful attempt
+    Histogram others_latency;  // the same, without the hot client (client 0), with --hot-fraction
+    Histogram connect;         // connect start to the 101, every successful attempt
     std::uint64_t delivered_in_window = 0;
     std::uint64_t connect_failures = 0;
     std::uint64_t unexpected_closes = 0;

@@ -58,6 +58,10 @@ void print_human(std::ostream& out, const Options& o, const Result& r) {
             "p99.9 %.0f us, max %.0f us\n",
             r.delivered_per_second, r.window_seconds, r.latency_p50_us, r.latency_p99_us,
             r.latency_p999_us, r.latency_max_us);
+        if (o.hot_fraction > 0) {
+            out << printed("others    latency without the hot client: p50 %.0f us, p99 %.0f us\n",
+                           r.others_latency_p50_us, r.others_latency_p99_us);
+        }
         out << printed("check     received %llu", static_cast<unsigned long long>(r.received));
         if (r.expected > 0) {
             out << printed(" of %llu expected", static_cast<unsigned long long>(r.expected));
@@ -132,6 +136,8 @@ void print_json(std::ostream& out, const Options& o, const Result& r) {
     j["expected"] = r.expected;
     j["latency_p50_us"] = r.latency_p50_us;
     j["latency_p99_us"] = r.latency_p99_us;
+    j["others_latency_p50_us"] = r.others_latency_p50_us;
+    j["others_latency_p99_us"] = r.others_latency_p99_us;
     j["latency_p999_us"] = r.latency_p999_us;
     j["latency_max_us"] = r.latency_max_us;
     j["lost"] = r.lost;

@@ -39,6 +39,9 @@ struct Result {
     std::uint64_t expected = 0;  // what received should be; 0 under churn, where it is unknown
     double latency_p50_us = 0;
     double latency_p99_us = 0;
+    // With --hot-fraction: the latency of every client but the hot one.
+    double others_latency_p50_us = 0;
+    double others_latency_p99_us = 0;
     double latency_p999_us = 0;
     double latency_max_us = 0;
     double request_p50_us = 0;  // publish round trip (HTTP request to 202)

@@ -244,11 +244,13 @@ private:
     // publishers had accepted for it.
     void evaluate() {
         Histogram latency;
+        Histogram others_latency;
         Histogram connect;
         Histogram request;
         for (auto& loop : loops_) {
             const LoopStats& stats = loop->stats();
             latency.merge(stats.latency);
+            others_latency.merge(stats.others_latency);
             connect.merge(stats.connect);
             result_.delivered_in_window += stats.delivered_in_window;
             result_.received += stats.received.load();
@@ -280,6 +282,8 @@ private:
         result_.latency_p99_us = to_us(latency.percentile(0.99));
         result_.latency_p999_us = to_us(latency.percentile(0.999));
         result_.latency_max_us = to_us(latency.max());
+        result_.others_latency_p50_us = to_us(others_latency.percentile(0.50));
+        result_.others_latency_p99_us = to_us(others_latency.percentile(0.99));
         result_.request_p50_us = to_us(request.percentile(0.50));
         result_.request_p99_us = to_us(request.percentile(0.99));
         if (result_.server && result_.delivered_in_window > 0) {
