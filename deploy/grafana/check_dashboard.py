@@ -9,7 +9,8 @@
 Validation: __inputs and __requires are present and name the panel types used; every panel
 and target uses a data source that is an input or a datasource variable; every target has
 expr, refId and legendFormat; panel ids are unique; every panel has a gridPos inside the
-24-column grid; every variable an expr uses is defined. Exits 1 with one line per problem.
+24-column grid, and every panel but a row a description (what it shows, and what a bad value
+means); every variable an expr uses is defined. Exits 1 with one line per problem.
 """
 
 import argparse
@@ -126,6 +127,8 @@ def check(dashboard):
             continue
         if not panel.get("title"):
             problems.append(f"{where}: missing title")
+        if not isinstance(panel.get("description"), str) or not panel["description"].strip():
+            problems.append(f"{where}: missing description")
         if ("panel", panel.get("type")) not in required:
             unrequired_types.add(panel.get("type"))
         problem = datasource_problem(panel.get("datasource"), datasource_names, where)
