@@ -38,11 +38,14 @@ import traceback
 
 # The helpers below are imported from the source tree, which must not collect __pycache__.
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+# This test's own modules, and the harness it shares with the other end-to-end tests.
+sys.path[:0] = [HERE, os.path.join(HERE, os.pardir, "support")]
+from harness.processes import NatsServer  # noqa: E402
+from harness.waiting import STARTED, TestFailure, log, wait_until  # noqa: E402
 from nats_client import NatsClient  # noqa: E402
+from nginx import Nginx  # noqa: E402
 from node import Api, Node, write_config  # noqa: E402
-from processes import NatsServer, Nginx  # noqa: E402
-from waiting import STARTED, TestFailure, log, wait_until  # noqa: E402
 from ws_clients import ClientLoop, Client, start_clients  # noqa: E402
 
 PREFIX = "sctest"

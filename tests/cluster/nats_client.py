@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from waiting import TestFailure
+from harness.waiting import TestFailure
 
 Message = collections.namedtuple("Message", "subject payload headers")
 

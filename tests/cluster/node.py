@@ -9,8 +9,8 @@ import json
 import os
 import re
 
-from processes import Process
-from waiting import TestFailure, wait_until
+from harness.processes import Process
+from harness.waiting import TestFailure, wait_until
 
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')

@@ -13,7 +13,7 @@ import threading
 
 import websockets
 
-from waiting import TestFailure
+from harness.waiting import TestFailure
 
 # Consecutive failed attempts before a client gives up, and the most connections one
 # client may make in the whole test: both bound the reconnect loop.

@@ -1,18 +1,20 @@
 #!/usr/bin/python3
 """The Grafana dashboard and the Prometheus rules, evaluated by a real Prometheus.
 
-Starts two shardcast instances and a Prometheus (the Debian package) that scrapes both every
-second and loads deploy/prometheus/rules.yml. Drives traffic whose every count is known:
+Starts two single shardcast instances, a and b, two more, c and d, in cluster mode joined by
+a nats-server, and a Prometheus (the Debian package) that scrapes all four every second and
+loads deploy/prometheus/rules.yml. Drives traffic whose every count is known. On a and b:
 deliveries, sends to offline ids, broadcasts, a batch with a bad line, bad requests, clean
-closes, a replaced session, a client that never answers pings and one that stops reading.
-Then, through Prometheus's HTTP API:
+closes, a replaced session, a client that never answers pings and one that stops reading. On
+the cluster: clients on d, sends through c to them over the bus, a broadcast through c and
+sends through c to ids that no node holds. Then, through Prometheus's HTTP API:
 
   - the scraped counters must be exactly what the test did;
   - every query of every dashboard panel (template variables substituted) must evaluate
     without error and return at least one series, and so must every variable's query;
   - every rule must be healthy and every recording rule must return series.
 
-Usage: prometheus_test.py --shardcast <binary> --source <repository root>
+Usage: prometheus_test.py --shardcast <binary> --source <repository root> [--nats-server <binary>]
 Exits 0 when all of it holds; gives up after --timeout seconds.
 """
 import argparse
@@ -34,12 +36,17 @@ import websockets
 
 # The helpers below are imported from the source tree, which must not collect __pycache__.
 sys.dont_write_bytecode = True
+# The harness this test shares with the other end-to-end tests; its own helpers are in
+# prometheus_test_support beside it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                                "support"))
+from harness.processes import NatsServer  # noqa: E402
+from harness.waiting import STARTED, TestFailure, log, wait_until  # noqa: E402
 from prometheus_test_support import dashboard  # noqa: E402
 from prometheus_test_support.processes import (  # noqa: E402
     Prometheus, start_shardcast, write_prometheus_config)
 from prometheus_test_support.prometheus_api import PrometheusApi, QueryError  # noqa: E402
 from prometheus_test_support.raw_websocket import OP_PING, OP_TEXT, RawWebSocket  # noqa: E402
-from prometheus_test_support.waiting import TestFailure, wait_until  # noqa: E402
 
 # Heartbeats short enough that a silent client is removed within the test, long enough that
 # a loaded machine does not drop the clients that do answer.
@@ -51,8 +58,11 @@ SLOW_MESSAGE_SIZE = 32 * 1024
 ROUNDS = 6
 BROADCASTS = 3
 PACE = 0.5
-
-started = time.monotonic()
+# The cluster: clients on d, and c publishes to them, so every message crosses the bus.
+CLUSTER_CLIENTS = 3
+CLUSTER_ROUNDS = 3
+UNHELD_SENDS = 2
+SUBJECT_PREFIX = "shardcast"
 
 
 def slow_message_count():
@@ -64,10 +74,6 @@ def slow_message_count():
     except (OSError, ValueError, IndexError):
         send_buffer_max = 4 << 20
     return (2 * send_buffer_max + (1 << 20)) // SLOW_MESSAGE_SIZE + 1
-
-
-def log(text):
-    print(f"[{time.monotonic() - started:5.1f}s] {text}", flush=True)
 
 
 class ClientLoop:
@@ -256,7 +262,9 @@ class Scenario:
     def __init__(self, args, workdir):
         self.args = args
         self.workdir = workdir
-        self.instances = []
+        self.instances = []  # a and b, single nodes
+        self.cluster = []  # c and d, in cluster mode
+        self.nats = None
         self.prometheus = None
         self.api = None
         self.loop = ClientLoop()
@@ -276,10 +284,22 @@ class Scenario:
             self.instances.append(Instance(name, process, port, clients, offline))
             log(f"shardcast {name} on 127.0.0.1:{port}")
 
+        self.nats = NatsServer(self.workdir, self.args.nats_server)
+        self.nats.start()
+        log(f"nats-server on 127.0.0.1:{self.nats.port}")
+        for name in ("c", "d"):
+            process, port = start_shardcast(
+                self.args.shardcast, self.workdir, f"shardcast-{name}",
+                [f"cluster.nats.url={self.nats.url}", f"cluster.node={name}",
+                 f"cluster.subject_prefix={SUBJECT_PREFIX}"])
+            self.cluster.append(Instance(name, process, port, 0, 0))
+            log(f"shardcast {name} on 127.0.0.1:{port}, in cluster mode")
+        scraped = self.instances + self.cluster
+
         rule_file = os.path.join(self.args.source, "deploy", "prometheus", "rules.yml")
         self.rules_loaded = os.path.exists(rule_file)
         config = os.path.join(self.workdir, "prometheus.yml")
-        write_prometheus_config(config, [i.label for i in self.instances],
+        write_prometheus_config(config, [i.label for i in scraped],
                                 rule_file if self.rules_loaded else None)
         self.prometheus = Prometheus(self.args.prometheus, self.workdir, config)
         self.api = PrometheusApi(self.prometheus.port)
@@ -288,16 +308,17 @@ class Scenario:
 
         # The first scrape comes ~5s after start, whatever the interval (target discovery
         # is throttled).
-        def both_up():
+        def all_up():
             up = self.api.vector('up{job="shardcast"}')
-            return len(up) == len(self.instances) and all(v == 1 for v in up.values())
+            return len(up) == len(scraped) and all(v == 1 for v in up.values())
         try:
-            wait_until(both_up, 30, "both shardcast targets to be up", interval=0.25)
+            wait_until(all_up, 30, f"all {len(scraped)} shardcast targets to be up",
+                       interval=0.25)
         except TestFailure as e:
             targets = "\n".join(f"  {t['scrapeUrl']}: {t['health']} {t['lastError']}"
                                  for t in self.api.targets())
             raise TestFailure(f"{e}:\n{targets}") from None
-        log("both targets up")
+        log(f"all {len(scraped)} targets up")
 
     def stop(self, passed):
         """Stops everything the test started. When the test passed so far, the servers must
@@ -307,16 +328,21 @@ class Scenario:
             raw.abort()
         if self.prometheus:
             self.prometheus.stop()
-        for instance in self.instances:
+        # The cluster nodes leave NATS as they stop, so NATS stops after them.
+        for instance in self.instances + self.cluster:
             code = instance.process.stop()
             if code != 0:
                 problems.append(f"shardcast {instance.name} exited {code} on SIGTERM:\n"
                                 f"{instance.process.log_tail()}")
+        if self.nats:
+            self.nats.stop()
         self.loop.stop()
         if not passed:
-            for instance in self.instances:
+            for instance in self.instances + self.cluster:
                 print(f"--- shardcast {instance.name} log (tail) ---\n"
                       f"{instance.process.log_tail()}")
+            if self.nats and self.nats.process:
+                print(f"--- nats-server log (tail) ---\n{self.nats.process.log_tail()}")
             if self.prometheus:
                 print(f"--- prometheus log (tail) ---\n{self.prometheus.process.log_tail()}")
         return problems
@@ -512,6 +538,66 @@ class Scenario:
         inst.expect["peer_closed"] += 1
         log(f"{client_id}: {len(received)} received, {dropped_now} dropped by drop_oldest")
 
+    def drive_cluster_traffic(self):
+        """Clients on d; through c, sends to them, a broadcast and sends to ids held nowhere.
+        c holds no id, so each of its sends goes out on the bus; d receives those for its
+        clients, and NATS drops the rest."""
+        c, d = self.cluster
+        for n in range(CLUSTER_CLIENTS):
+            client = WsClient(self.loop, d.port, f"d-client-{n}")
+            client.connect()
+            d.clients.append(client)
+
+        # A message c publishes reaches d only if NATS already holds d's subscription to its
+        # subject; subscribing is asynchronous on d, so ask NATS itself.
+        for client in d.clients:
+            subject = f"{SUBJECT_PREFIX}.client.{client.id}"
+            wait_until(lambda: self.nats.interest(subject) == 1, 10,
+                       f"NATS to hold d's subscription to {subject}")
+        broadcast_subject = f"{SUBJECT_PREFIX}.broadcast"
+        wait_until(lambda: self.nats.interest(broadcast_subject) == 2, 10,
+                   f"NATS to hold c's and d's subscriptions to {broadcast_subject}")
+
+        for r in range(CLUSTER_ROUNDS):
+            for client in d.open_clients():
+                data = f"c send {r} to {client.id}"
+                c._publish("/api/v1/send", json.dumps({"to": client.id, "data": data}))
+                client.expected.append(data)
+            time.sleep(PACE)
+        for k in range(UNHELD_SENDS):
+            c._publish("/api/v1/send", json.dumps({"to": f"nowhere-{k}", "data": f"lost {k}"}))
+
+        # A send and a broadcast from one node travel on different subjects, so their order
+        # is not kept: broadcast once the sends have arrived.
+        self.check_cluster_deliveries()
+        data = "c broadcast"
+        c._publish("/api/v1/broadcast", json.dumps({"data": data}))
+        for client in d.open_clients():
+            client.expected.append(data)
+        self.check_cluster_deliveries()
+
+        # c's sends all leave on the bus, as does its broadcast; d receives the sends for its
+        # clients, and the broadcast once, and delivers them; each session d attached (in
+        # replace mode) claimed its id on the bus.
+        remote = CLUSTER_ROUNDS * CLUSTER_CLIENTS
+        c.expect.update({"send": remote + UNHELD_SENDS, "out send": remote + UNHELD_SENDS,
+                         "broadcast": 1, "out broadcast": 1})
+        d.expect.update({"in send": remote, "in broadcast": 1, "out claim": CLUSTER_CLIENTS,
+                         "sent": remote + CLUSTER_CLIENTS, "connections": CLUSTER_CLIENTS,
+                         "online": CLUSTER_CLIENTS})
+        log(f"cluster: {remote} sends through c to d's clients, {UNHELD_SENDS} to ids held "
+            "nowhere and a broadcast; every client received exactly its messages, in order")
+
+    def check_cluster_deliveries(self):
+        """Every client on d receives exactly what c published to it, in publish order."""
+        for client in self.cluster[1].clients:
+            wait_until(lambda: len(client.received) >= len(client.expected), 15,
+                       f"{client.id} to receive {len(client.expected)} messages over the bus "
+                       f"(has {len(client.received)})")
+            if client.received != client.expected:
+                raise TestFailure(f"{client.id} received {client.received}, expected "
+                                  f"{client.expected}")
+
     # --- what Prometheus scraped ------------------------------------------------------------
 
     def counter_checks(self):
@@ -562,9 +648,51 @@ class Scenario:
                       f'route="{route}",code="{code}"', expected)
         return checks
 
+    def cluster_checks(self):
+        """(what, query, expected value) for every count of the cluster nodes."""
+        checks = []
+        for node in self.cluster:
+            e = node.expect
+            on = f'job="shardcast",instance="{node.label}"'
+
+            def check(what, metric, labels, expected):
+                selector = f"{metric}{{{on}{',' + labels if labels else ''}}}"
+                checks.append((f"{node.name}: {what}", f"sum({selector})", expected))
+
+            check("node name", "shardcast_node_info", f'node="{node.name}"', 1)
+            check("bus connected", "shardcast_bus_connected", "", 1)
+            check("bus reconnects", "shardcast_bus_reconnects_total", "", 0)
+            # Client subjects of the ids held here, plus broadcast.
+            check("bus subscriptions", "shardcast_bus_subscriptions", "",
+                  len(node.open_clients()) + 1)
+            for direction in ("out", "in"):
+                for kind in ("send", "broadcast", "claim", "disconnect", "upstream"):
+                    check(f"bus {direction} {kind}", "shardcast_bus_messages_total",
+                          f'direction="{direction}",kind="{kind}"', e[f"{direction} {kind}"])
+            check("bus refused", "shardcast_bus_refused_total", "", 0)
+            check("bus publish errors", "shardcast_bus_publish_errors_total", "", 0)
+            check("bus receive errors", "shardcast_bus_receive_errors_total", "", 0)
+            for kind in ("send", "broadcast", "batch"):
+                check(f"published {kind}", "shardcast_messages_published_total",
+                      f'kind="{kind}"', e[kind])
+            # What arrived from the bus: the sends for d's clients and the broadcast.
+            check("published bus", "shardcast_messages_published_total", 'kind="bus"',
+                  e["in send"] + e["in broadcast"])
+            check("messages sent", "shardcast_messages_sent_total", "", e["sent"])
+            check("bus_unavailable failures", "shardcast_messages_failed_total",
+                  'reason="bus_unavailable"', 0)
+            check("sessions attached", "shardcast_connections_total", "", e["connections"])
+            check("sessions online", "shardcast_sessions", "", e["online"])
+        # Nothing that reached d failed there. (c routes its sends for ids held nowhere to the
+        # bus, where NATS drops them: c counts them as bus out send only.)
+        d = self.cluster[1]
+        d_failed = f'shardcast_messages_failed_total{{job="shardcast",instance="{d.label}"}}'
+        checks.append(("d: failures", f"sum({d_failed})", 0))
+        return checks
+
     def check_counters(self):
         """Waits for a scrape after the traffic, then compares every count exactly."""
-        checks = self.counter_checks()
+        checks = self.counter_checks() + self.cluster_checks()
         results = {}
 
         def all_match():
@@ -681,6 +809,7 @@ class Scenario:
     def run(self):
         self.start()
         self.drive_traffic()
+        self.drive_cluster_traffic()
         self.check_counters()
         self.check_dashboard()
         self.check_rules()
@@ -691,6 +820,7 @@ def parse_args():
     parser.add_argument("--shardcast", required=True, help="the shardcast binary")
     parser.add_argument("--source", required=True, help="the repository root")
     parser.add_argument("--prometheus", default="prometheus", help="the Prometheus binary")
+    parser.add_argument("--nats-server", default="nats-server", help="the nats-server binary")
     parser.add_argument("--dashboard",
                         help="a dashboard JSON to check instead of deploy/grafana/shardcast.json")
     parser.add_argument("--timeout", type=int, default=120, help="seconds before giving up")
@@ -707,6 +837,13 @@ def main():
     if not shutil.which(args.prometheus):
         print(f"FAIL: {args.prometheus} not found (Debian: apt-get install prometheus)")
         return 1
+    # Debian installs nats-server in /usr/sbin, which a plain user's PATH may lack.
+    nats_server = shutil.which(args.nats_server) or shutil.which(args.nats_server,
+                                                                 path="/usr/sbin:/sbin")
+    if not nats_server:
+        print(f"FAIL: {args.nats_server} not found (Debian: apt-get install nats-server)")
+        return 1
+    args.nats_server = nats_server
 
     def give_up(signum, _frame):
         raise TestFailure(f"timed out after {args.timeout}s" if signum == signal.SIGALRM
@@ -742,7 +879,7 @@ def main():
         print(f"FAIL: {failure}", flush=True)
         return 1
     print(f"PASS: {scenario.panel_queries} dashboard queries returned series; counters match "
-          f"({time.monotonic() - started:.1f}s)", flush=True)
+          f"({time.monotonic() - STARTED:.1f}s)", flush=True)
     return 0
 
 

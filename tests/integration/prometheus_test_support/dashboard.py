@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 
-from .waiting import TestFailure
+from harness.waiting import TestFailure
 
 BUILTINS = {
     "__rate_interval": "1m",

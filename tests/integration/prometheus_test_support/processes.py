@@ -1,61 +1,16 @@
-"""The real binaries the Prometheus integration test runs: shardcast instances and one
-Prometheus server. Each logs to a file (a pipe nobody reads would fill and block it), and
-each is stopped with SIGTERM, then SIGKILL after a bound. Called from the test's main thread.
+"""The real binaries the Prometheus integration test runs besides the shared nats-server:
+shardcast instances and one Prometheus server. Each is a harness Process, so it logs to a
+file and is stopped with SIGTERM, then SIGKILL after a bound. Called from the test's main
+thread.
 """
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import urllib.error
 import urllib.request
 
-from .waiting import TestFailure, wait_until
-
-
-def free_port():
-    """A port nothing listens on right now. Another process may take it before we do; the
-    caller retries in that case."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Process:
-    """One child process with its output in a log file."""
-
-    def __init__(self, name, argv, log_path):
-        self.name = name
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self._popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                       stderr=subprocess.STDOUT)
-
-    def running(self):
-        return self._popen.poll() is None
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def log_tail(self, lines=30):
-        return "\n".join(self.log().splitlines()[-lines:])
-
-    def stop(self, timeout=10):
-        """SIGTERM, then SIGKILL if it is still running after `timeout` seconds. Returns the
-        exit code (negative for a signal), or None if it had to be killed."""
-        code = self._popen.poll()
-        if code is None:
-            self._popen.send_signal(signal.SIGTERM)
-            try:
-                code = self._popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait()
-                code = None
-        self._log.close()
-        return code
+from harness.processes import Process, free_port
+from harness.waiting import TestFailure, wait_until
 
 
 def start_shardcast(binary, workdir, name, settings):

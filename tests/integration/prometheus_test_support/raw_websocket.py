@@ -11,7 +11,7 @@ import socket
 import struct
 import threading
 
-from .waiting import TestFailure
+from harness.waiting import TestFailure
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 

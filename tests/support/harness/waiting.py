@@ -1,5 +1,5 @@
-"""Deadlines and log lines for the cluster test: every wait is bounded and says what it was
-waiting for when it gives up. Any thread may call these."""
+"""Deadlines and log lines for the end-to-end tests: every wait is bounded and says what it
+was waiting for when it gives up. Any thread may call these."""
 import time
 
 STARTED = time.monotonic()

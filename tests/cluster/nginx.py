@@ -1,0 +1,141 @@
+"""nginx in front of the cluster test's nodes, on a free port of 127.0.0.1, configured from
+a copy of deploy/nginx/shardcast.conf with the nodes' addresses put in. Called from the
+test's main thread.
+"""
+import os
+import re
+
+from harness.processes import Process, free_port, port_open
+from harness.waiting import TestFailure, wait_until
+
+_UPSTREAM_OPEN = re.compile(r"^\s*upstream\s+\S+\s*\{")
+_UPSTREAM_SERVER = re.compile(r"^(\s*)server\s+([^\s;{]+)([^;{]*);\s*(#.*)?$")
+_LISTEN = re.compile(r"^(\s*)listen\s+([^\s;]+)([^;]*);\s*(#.*)?$")
+_LOG_LINE = re.compile(r"^(\s*)(access_log|error_log)\s[^;]*;\s*(#.*)?$")
+
+
+def rewrite_nginx_snippet(text, node_addresses, listen_port):
+    """The snippet with its upstream's server lines replaced by `node_addresses` (each keeps
+    the parameters of the original line at its position, or of the last one), its one
+    listen line by 127.0.0.1:`listen_port`, and any log line dropped (the generated main
+    config sets those). Raises TestFailure when the snippet does not have that shape."""
+    out = []
+    depth = 0
+    upstream_depth = None
+    upstreams = 0
+    originals = []  # parameters after the address of each original server line
+    insert_at = None
+    listens = 0
+    for line in text.splitlines():
+        code = line.split("#", 1)[0]
+        if _UPSTREAM_OPEN.match(code):
+            upstreams += 1
+            upstream_depth = depth + 1
+        server = _UPSTREAM_SERVER.match(line) if upstream_depth == depth else None
+        listen = _LISTEN.match(line) if upstream_depth is None else None
+        if server:
+            if insert_at is None:
+                insert_at = (len(out), server.group(1))
+                out.append(None)  # placeholder for the new server lines
+            originals.append(server.group(3).rstrip())
+        elif listen:
+            listens += 1
+            if listens == 1:
+                params = listen.group(3).rstrip()
+                out.append(f"{listen.group(1)}listen 127.0.0.1:{listen_port}{params};")
+            # A second listen (say [::]:8080) would bind a port the test did not pick: drop it.
+        elif _LOG_LINE.match(line):
+            pass
+        else:
+            out.append(line)
+        depth += code.count("{") - code.count("}")
+        if upstream_depth is not None and depth < upstream_depth:
+            upstream_depth = None
+    if upstreams != 1 or not originals or listens < 1:
+        raise TestFailure(
+            "the nginx snippet does not have the expected shape (one upstream block with "
+            f"server lines, a server block with a listen line): found {upstreams} upstream "
+            f"block(s), {len(originals)} server line(s), {listens} listen line(s)")
+    index, indent = insert_at
+    lines = [f"{indent}server {address}{originals[min(i, len(originals) - 1)]};"
+             for i, address in enumerate(node_addresses)]
+    out[index] = "\n".join(lines)
+    return "\n".join(out) + "\n", len(originals)
+
+
+class Nginx:
+    """nginx in the foreground, every file it writes under `workdir`/nginx, serving a copy
+    of the shipped snippet pointed at the nodes."""
+
+    def __init__(self, workdir, snippet_path, node_addresses, binary="nginx"):
+        self.root = os.path.join(workdir, "nginx")
+        os.makedirs(self.root, exist_ok=True)
+        with open(snippet_path) as f:
+            snippet = f.read()
+        for attempt in range(3):
+            self.port = free_port()
+            text, self.original_servers = rewrite_nginx_snippet(snippet, node_addresses,
+                                                                self.port)
+            with open(os.path.join(self.root, "shardcast.conf"), "w") as f:
+                f.write(text)
+            config = os.path.join(self.root, "nginx.conf")
+            with open(config, "w") as f:
+                f.write(self._main_config())
+            error_log = os.path.join(self.root, "error.log")
+            self.process = Process("nginx", [binary, "-p", self.root, "-c", config,
+                                             "-e", error_log],
+                                   os.path.join(workdir, f"nginx-{attempt}.log"))
+            self.error_log = error_log
+            try:
+                wait_until(self._ready, 15, f"nginx to listen on 127.0.0.1:{self.port}")
+                return
+            except TestFailure:
+                self.process.stop()
+                log = self.log()
+                if "Address already in use" not in log:
+                    raise TestFailure(f"nginx did not start:\n{log[-3000:]}")
+        raise TestFailure("nginx found no free port in 3 attempts")
+
+    def _main_config(self):
+        temp = {name: os.path.join(self.root, name)
+                for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
+        # As root, nginx would run its worker as nobody, which may not enter the test's
+        # private temp directory.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        return f"""# Generated by the cluster test.
+{user}daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 8192;
+pid {self.root}/nginx.pid;
+error_log {self.root}/error.log warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {temp['client_body']};
+    proxy_temp_path {temp['proxy']};
+    fastcgi_temp_path {temp['fastcgi']};
+    uwsgi_temp_path {temp['uwsgi']};
+    scgi_temp_path {temp['scgi']};
+    include {self.root}/shardcast.conf;
+}}
+"""
+
+    def _ready(self):
+        if not self.process.running():
+            raise TestFailure("nginx exited")
+        return port_open(self.port)
+
+    def log(self):
+        text = self.process.log()
+        try:
+            with open(self.error_log, errors="replace") as f:
+                text += f.read()
+        except OSError:
+            pass
+        return text
+
+    def stop(self):
+        return self.process.stop()
