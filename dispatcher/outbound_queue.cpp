@@ -26,6 +26,38 @@ Outbound OutboundQueue::pop() {
     return item;
 }
 
+Outbound OutboundQueue::take(std::size_t index) {
+    assert(index < count_);
+    auto slot = [this](std::size_t i) -> Outbound& { return ring_[(head_ + i) % ring_.size()]; };
+    Outbound item = std::move(slot(index));
+    for (std::size_t i = index; i > 0; --i) {
+        slot(i) = std::move(slot(i - 1));
+    }
+    slot(0) = {};
+    head_ = (head_ + 1) % ring_.size();
+    --count_;
+    bytes_ -= item.payload->size();
+    if (count_ == 0) {
+        head_ = 0;
+    }
+    return item;
+}
+
+std::size_t OutboundQueue::truncate(std::size_t keep) {
+    if (keep == 0) {
+        return clear();
+    }
+    std::size_t dropped = 0;
+    while (count_ > keep) {
+        Outbound& last = ring_[(head_ + count_ - 1) % ring_.size()];
+        bytes_ -= last.payload->size();
+        last = {};
+        --count_;
+        ++dropped;
+    }
+    return dropped;
+}
+
 std::size_t OutboundQueue::clear() {
     std::size_t dropped = count_;
     // Release the slots too: a session that was flooded should not keep its peak memory.

@@ -25,6 +25,13 @@ public:
 
     void push(Outbound item);
     Outbound pop();  // precondition: !empty()
+    // The i-th message from the front (i < size()).
+    const Outbound& at(std::size_t i) const { return ring_[(head_ + i) % ring_.size()]; }
+    // Removes the message at index (< size()), keeping the order of the others: the messages
+    // before it are being written and must stay at the front.
+    Outbound take(std::size_t index);
+    // Drops every message after the first keep; returns how many were dropped.
+    std::size_t truncate(std::size_t keep);
     // Drops everything and returns how many messages were dropped.
     std::size_t clear();
 

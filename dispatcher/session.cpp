@@ -1,11 +1,19 @@
 #include "dispatcher/session.hpp"
 
+#include <algorithm>
 #include <cassert>
 
 #include "dispatcher/close_code.hpp"
 #include "dispatcher/shard.hpp"
 
 namespace shardcast::dispatcher {
+namespace {
+
+// One write carries at most this many bytes of messages (but always at least one message),
+// so one batch cannot hold the socket for long while the next is waiting.
+constexpr std::size_t kMaxBatchBytes = 256 * 1024;
+
+}  // namespace
 
 Session::Session(Shard& shard, std::string client_id)
     : shard_(shard),
@@ -27,14 +35,17 @@ bool Session::deliver(const Payload& payload, Clock::time_point enqueued) {
         return true;
     }
     const std::size_t size = payload->size();
-    if (queue_.bytes() + size > config.buffer_limit) {
+    // The limit is on what waits: the batch being written is already on its way.
+    auto waiting = [this] { return queue_.bytes() - in_flight_bytes_; };
+    if (waiting() + size > config.buffer_limit) {
         if (config.overflow == OverflowPolicy::terminate) {
             stats.add_failed(FailureReason::session_closed);
             return false;
         }
         // drop_oldest: make room from the front; the write in flight is already on the wire.
-        while (!queue_.empty() && queue_.bytes() + size > config.buffer_limit) {
-            stats.outbound_bytes.add(-static_cast<std::int64_t>(queue_.pop().payload->size()));
+        while (queue_.size() > in_flight_ && waiting() + size > config.buffer_limit) {
+            const Outbound dropped = queue_.take(in_flight_);
+            stats.outbound_bytes.add(-static_cast<std::int64_t>(dropped.payload->size()));
             stats.add_failed(FailureReason::overflow_dropped);
         }
         if (size > config.buffer_limit) {
@@ -44,30 +55,55 @@ bool Session::deliver(const Payload& payload, Clock::time_point enqueued) {
     }
     queue_.push(Outbound{payload, enqueued});
     stats.outbound_bytes.add(static_cast<std::int64_t>(size));
-    if (state_ == State::open && !in_flight_.payload) {
-        write_next();
+    if (state_ == State::open && in_flight_ == 0 && !write_requested_) {
+        write_requested_ = true;
+        shard_.request_write(shared_from_this());
     }
     return true;
 }
 
-void Session::write_next() {
-    in_flight_ = queue_.pop();
-    write_started_ = Clock::now();
-    start_write(in_flight_.payload);
+void Session::write_queued() {
+    assert(on_shard_thread());
+    write_requested_ = false;
+    if (state_ == State::open && in_flight_ == 0 && !queue_.empty()) {
+        write_next();
+    }
 }
 
-// Settles the message that was in flight: counted as sent or as the given failure, and
-// its bytes released.
+// Takes as many queued messages as the transport puts into one write, up to kMaxBatchBytes.
+void Session::write_next() {
+    const std::size_t most = std::min(queue_.size(), std::max<std::size_t>(1, max_batch()));
+    std::size_t count = 1;
+    std::size_t bytes = queue_.at(0).payload->size();
+    while (count < most && bytes + queue_.at(count).payload->size() <= kMaxBatchBytes) {
+        bytes += queue_.at(count).payload->size();
+        ++count;
+    }
+    in_flight_ = static_cast<std::uint32_t>(count);
+    in_flight_bytes_ = bytes;
+    write_started_ = Clock::now();
+    start_write(count);
+}
+
+// Settles the batch that was in flight: each message counted as sent or as the given
+// failure, and its bytes released.
 void Session::settle_in_flight(std::optional<FailureReason> failure) {
     ShardStats& stats = shard_.stats();
-    if (failure) {
-        stats.add_failed(*failure);
-    } else {
-        stats.sent.add();
-        shard_.record_latency(Clock::now() - in_flight_.enqueued);
+    const auto now = Clock::now();
+    if (!failure) {
+        stats.writes.add();
     }
-    stats.outbound_bytes.add(-static_cast<std::int64_t>(in_flight_.payload->size()));
-    in_flight_ = {};
+    for (; in_flight_ > 0; --in_flight_) {
+        const Outbound done = queue_.pop();
+        if (failure) {
+            stats.add_failed(*failure);
+        } else {
+            stats.sent.add();
+            shard_.record_latency(now - done.enqueued);
+        }
+        stats.outbound_bytes.add(-static_cast<std::int64_t>(done.payload->size()));
+    }
+    in_flight_bytes_ = 0;
 }
 
 std::optional<RemovalReason> Session::check(Clock::time_point now) {
@@ -80,7 +116,7 @@ std::optional<RemovalReason> Session::check(Clock::time_point now) {
     if (state_ != State::open) {
         return std::nullopt;
     }
-    if (in_flight_.payload && now - write_started_ > config.send_time_limit) {
+    if (in_flight_ > 0 && now - write_started_ > config.send_time_limit) {
         return RemovalReason::send_timeout;
     }
     if (now >= next_ping_ && !ping_in_flight_) {
@@ -99,14 +135,23 @@ void Session::begin_close(RemovalReason reason, std::uint16_t code, std::string_
     state_ = State::closing;
     close_deadline_ = Clock::now() + shard_.config().close_timeout;
 
-    stats.outbound_bytes.add(-static_cast<std::int64_t>(queue_.bytes()));
-    const std::size_t dropped = queue_.clear();
+    // A close we announce comes after what was delivered before it in the same turn: that
+    // batch still goes out first. Everything else not yet being written is dropped.
+    const bool announced = reason == RemovalReason::disconnected ||
+                           reason == RemovalReason::replaced ||
+                           reason == RemovalReason::server_shutdown;
+    if (was_open && announced && in_flight_ == 0 && !queue_.empty()) {
+        write_next();
+    }
+    const std::size_t bytes_before = queue_.bytes();
+    const std::size_t dropped = queue_.truncate(in_flight_);
+    stats.outbound_bytes.add(-static_cast<std::int64_t>(bytes_before - queue_.bytes()));
     stats.add_failed(reason == RemovalReason::server_shutdown ? FailureReason::shutdown
                                                               : FailureReason::session_closed,
                      dropped);
     // A write stuck past its limit will never complete well: count it now. Any other
     // write in flight is counted by its own completion.
-    if (reason == RemovalReason::send_timeout && in_flight_.payload) {
+    if (reason == RemovalReason::send_timeout && in_flight_ > 0) {
         settle_in_flight(FailureReason::send_timeout);
     }
 
@@ -186,7 +231,7 @@ void Session::on_handshake_failed() {
 
 void Session::on_write_done(bool ok) {
     assert(on_shard_thread());
-    if (!in_flight_.payload) {
+    if (in_flight_ == 0) {
         return;  // already settled by a send timeout
     }
     if (state_ != State::open) {

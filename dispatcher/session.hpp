@@ -42,13 +42,16 @@ public:
     std::int64_t attached_ns() const { return attached_ns_; }
     Shard& shard() const { return shard_; }
     State state() const { return state_; }
-    // Nothing queued and no write in flight.
-    bool idle() const { return queue_.empty() && !in_flight_.payload; }
+    // Nothing queued and no write in flight (messages being written stay at the queue's front).
+    bool idle() const { return queue_.empty(); }
 
-    // Called by the Shard. Queues one message and starts a write if none is in flight.
+    // Called by the Shard. Queues one message; the write starts when the shard's drain turn
+    // ends (write_queued), so what one turn delivers to a session goes out in one write.
     // Returns false when the message overflows a terminate-policy buffer: the shard must
     // then remove the session with RemovalReason::overflow.
     bool deliver(const Payload& payload, Clock::time_point enqueued);
+    // Called by the Shard at the end of a drain turn, once per session deliver() asked for.
+    void write_queued();
 
     // Called by the Shard on every tick: pings when due, and returns the reason to
     // remove the session when a heartbeat or send-time limit has expired.
@@ -80,7 +83,13 @@ protected:
 
     // Transport primitives, on the shard thread. At most one write and one ping are in
     // flight at a time; each completion calls on_write_done / on_ping_done.
-    virtual void start_write(const Payload& payload) = 0;
+    //
+    // start_write(count): write the first count queued messages, in order, as one batch:
+    // in_flight(i) names them. A transport that can put several frames into one socket
+    // write says how many it takes with max_batch(); the default is one message per write.
+    virtual void start_write(std::size_t count) = 0;
+    virtual std::size_t max_batch() const { return 1; }
+    const Payload& in_flight(std::size_t i) const { return queue_.at(i).payload; }
     virtual void start_ping() = 0;
     // Sends a close frame; the transport calls finish_close() once the socket is closed.
     virtual void start_close(std::uint16_t code, std::string_view reason) = 0;
@@ -103,8 +112,12 @@ private:
     std::int64_t attached_ns_;
     State state_ = State::handshaking;
     bool ping_in_flight_ = false;
+    bool write_requested_ = false;  // on the shard's list for write_queued()
+    // The first in_flight_ messages of the queue are being written; they leave it when the
+    // write completes, and neither drop_oldest nor a close drops them before that.
+    std::uint32_t in_flight_ = 0;
+    std::size_t in_flight_bytes_ = 0;
     OutboundQueue queue_;
-    Outbound in_flight_;
     Clock::time_point write_started_{};
     Clock::time_point last_heard_;
     Clock::time_point next_ping_;

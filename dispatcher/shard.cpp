@@ -79,6 +79,11 @@ void Shard::drain() {
         batch_[next_] = Command{};  // release the payload now, not at the end of the batch
         ++next_;
     }
+    // Corking: everything this turn queued for a session leaves in one write.
+    for (const auto& session : write_requests_) {
+        session->write_queued();
+    }
+    write_requests_.clear();
     if (next_ < batch_.size()) {
         boost::asio::post(io_context_, [this] { drain(); });
         return;
@@ -300,6 +305,15 @@ ClientInfo Shard::lookup(std::string_view client_id) const {
         info.online = info.sessions > 0;
     }
     return info;
+}
+
+std::span<char> Shard::read_scratch() {
+    assert(on_shard_thread());
+    constexpr std::size_t kReadScratchBytes = 64 * 1024;
+    if (!read_scratch_) {
+        read_scratch_ = std::make_unique<char[]>(kReadScratchBytes);
+    }
+    return {read_scratch_.get(), kReadScratchBytes};
 }
 
 std::size_t Shard::session_count() const {

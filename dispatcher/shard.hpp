@@ -13,6 +13,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -77,7 +78,15 @@ public:
     // A closed session leaves the closing list.
     void forget(Session& session);
     void record_latency(Clock::duration latency) { latency_.record(latency); }
+    // The session has messages to write once this drain turn is over.
+    void request_write(std::shared_ptr<Session> session) {
+        write_requests_.push_back(std::move(session));
+    }
     ClientInfo lookup(std::string_view client_id) const;
+    // One read buffer for every connection of the shard: a read handler uses it only until it
+    // returns, and the shard thread runs one handler at a time, so an idle connection needs
+    // no read buffer of its own.
+    std::span<char> read_scratch();
     std::size_t session_count() const;
 
 private:
@@ -124,7 +133,9 @@ private:
     std::unordered_map<Session*, std::shared_ptr<Session>> closing_;
     std::vector<Command> batch_;  // drained, sorted by stamp, delivered from next_
     std::size_t next_ = 0;
-    std::vector<std::shared_ptr<Session>> overflowed_;  // removed after a delivery loop
+    std::vector<std::shared_ptr<Session>> overflowed_;      // removed after a delivery loop
+    std::vector<std::shared_ptr<Session>> write_requests_;  // written at the end of the turn
+    std::unique_ptr<char[]> read_scratch_;                  // allocated on the first read
 
     Phase phase_ = Phase::running;
     Clock::time_point stop_deadline_{};

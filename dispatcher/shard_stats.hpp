@@ -51,6 +51,7 @@ private:
 struct ShardStats {
     std::array<Counter, kPublishKindCount> published;  // commands drained, by origin
     Counter sent;                                      // frames fully written to a socket
+    Counter writes;  // socket writes that completed them: sent / writes frames per write
     std::array<Counter, kFailureReasonCount> failed;
     std::array<Counter, kRemovalReasonCount> cleaned;
     Counter connections;      // sessions ever attached

@@ -85,6 +85,10 @@ std::vector<MetricFamily> Collector::Collect() const {
 
     auto& sent = family(out, "shardcast_messages_sent_total",
                         "Frames fully written to a client socket.", MetricType::Counter);
+    auto& writes =
+        family(out, "shardcast_socket_writes_total",
+               "Socket writes that carried messages; sent / writes is messages per write.",
+               MetricType::Counter);
     auto& failed = family(out, "shardcast_messages_failed_total",
                           "Messages that did not reach a session, by reason.", MetricType::Counter);
     auto& frames = family(out, "shardcast_frames_received_total",
@@ -105,6 +109,7 @@ std::vector<MetricFamily> Collector::Collect() const {
         const dispatcher::ShardStats& s = shard.stats();
         const std::string id = std::to_string(i);
         add(sent, d(s.sent.load()), {{"shard", id}});
+        add(writes, d(s.writes.load()), {{"shard", id}});
         for (std::size_t r = 0; r < dispatcher::kFailureReasonCount; ++r) {
             add(failed, d(s.failed[r].load()),
                 {{"shard", id}, {"reason", std::string(to_string(FailureReason(r)))}});

@@ -403,6 +403,7 @@ ApiResponse Api::stats() const {
             {"queue_depth", shard.inbox().size_approx()},
             {"outbound_bytes", s.outbound_bytes.load()},
             {"sent", s.sent.load()},
+            {"writes", s.writes.load()},
             {"failed", by_reason(s.failed, failure_name)},
             {"cleaned", by_reason(s.cleaned, removal_name)},
             {"published", by_reason(s.published, kind_name)},

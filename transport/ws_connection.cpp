@@ -1,19 +1,30 @@
 // WsConnection: one client's WebSocket, on its shard's io_context. The dispatcher's Session
-// decides what to write and when; this class only performs it with Beast.
+// decides what to write and when; this class performs it.
+//
+// Beast answers the upgrade. From then on every byte on the socket goes through this class:
+// one writer puts control frames and a batch of queued messages into one writev, and one
+// reader parses the client's frames from the shard's shared read buffer (ws_frame.hpp).
+//
 // Thread contract: after hand_off, every member runs on the shard thread.
 #include "transport/ws_connection.hpp"
 
 #include <unistd.h>
 
+#include <array>
 #include <boost/asio/post.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket.hpp>
 #include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "dispatcher/session.hpp"
 #include "dispatcher/shard.hpp"
 #include "transport/api.hpp"
+#include "transport/ws_frame.hpp"
 
 namespace shardcast::transport {
 namespace beast = boost::beast;
@@ -25,19 +36,15 @@ using dispatcher::RemovalReason;
 
 namespace {
 
-// A read that ends because the client left is a normal end; one that ends because the
-// client broke the protocol (an oversized or malformed frame) is counted apart.
-RemovalReason read_end_reason(const beast::error_code& ec) {
-    if (ec == websocket::error::message_too_big || ec == websocket::condition::protocol_violation) {
-        return RemovalReason::read_error;
-    }
-    return RemovalReason::peer_closed;
-}
+// Frames one write may carry: a busy client gets many messages per system call.
+constexpr std::size_t kMaxFramesPerWrite = 64;
 
 class WsConnection final : public dispatcher::Session {
 public:
     WsConnection(dispatcher::Shard& shard, std::string client_id, tcp::socket socket)
-        : Session(shard, std::move(client_id)), ws_(std::move(socket)) {}
+        : Session(shard, std::move(client_id)),
+          socket_(std::move(socket)),
+          reader_(shard.config().max_message_size) {}
 
     void run(UpgradeRequest request) {
         if (auto result = shard().attach(shared_from_this());
@@ -45,18 +52,16 @@ public:
             refuse(std::move(request), result);
             return;
         }
-        ws_.set_option(websocket::stream_base::decorator(
+        handshake_ = std::make_unique<websocket::stream<tcp::socket>>(std::move(socket_));
+        handshake_->set_option(websocket::stream_base::decorator(
             [](websocket::response_type& res) { res.set(http::field::server, "shardcast"); }));
-        ws_.read_message_max(shard().config().max_message_size);
-        ws_.auto_fragment(false);
-        ws_.text(true);
-        // Pongs (and pings) are proof of life for the heartbeat. Runs inside a read, which
-        // holds a reference to this connection.
-        ws_.control_callback([this](websocket::frame_type, beast::string_view) { on_heard(); });
-        ws_.async_accept(request, [self = self()](beast::error_code ec) { self->on_accept(ec); });
+        handshake_->async_accept(request,
+                                 [self = self()](beast::error_code ec) { self->on_accept(ec); });
     }
 
-    bool socket_open() const override { return ws_.next_layer().is_open(); }
+    bool socket_open() const override {
+        return handshake_ ? handshake_->next_layer().is_open() : socket_.is_open();
+    }
 
 private:
     std::shared_ptr<WsConnection> self() {
@@ -79,69 +84,233 @@ private:
         res->prepare_payload();
         auto& stats = shard().stats();
         (stopping ? stats.refused_stopping : stats.refused_too_many).add();
-        http::async_write(ws_.next_layer(), *res,
+        http::async_write(socket_, *res,
                           [self = self(), res](beast::error_code, std::size_t) { self->abort(); });
     }
 
+    // Beast has written the 101; the socket comes back here and Beast's stream goes away.
     void on_accept(beast::error_code ec) {
+        socket_ = std::move(handshake_->next_layer());
+        handshake_.reset();
         if (ec) {
             on_handshake_failed();
             return;
         }
+        socket_.non_blocking(true, ec);
         on_open();
         do_read();
     }
 
+    // --- reading ---------------------------------------------------------------------------
+
     void do_read() {
-        ws_.async_read(buffer_, [self = self()](beast::error_code ec, std::size_t n) {
-            self->on_read(ec, n);
-        });
+        socket_.async_wait(tcp::socket::wait_read,
+                           [self = self()](beast::error_code ec) { self->on_readable(ec); });
     }
 
-    void on_read(beast::error_code ec, std::size_t bytes) {
-        if (ec) {
-            on_read_end(read_end_reason(ec));
+    void on_readable(beast::error_code ec) {
+        if (read_done_) {
             return;
         }
-        // Client frames are counted; their content goes upstream in cluster mode, else nowhere.
-        on_frame(std::string_view(static_cast<const char*>(buffer_.data().data()), bytes));
-        buffer_.consume(buffer_.size());
-        do_read();
+        if (ec) {
+            return read_ended(RemovalReason::peer_closed);
+        }
+        const std::span<char> scratch = shard().read_scratch();
+        const std::size_t n = socket_.read_some(net::buffer(scratch.data(), scratch.size()), ec);
+        if (ec == net::error::would_block || ec == net::error::try_again) {
+            return do_read();
+        }
+        if (ec) {
+            return read_ended(RemovalReason::peer_closed);  // end of stream, or a reset
+        }
+        if (reader_.feed(scratch.first(n), [this](const ws::Event& event) { on_event(event); }) &&
+            !read_done_) {
+            do_read();
+        }
     }
 
-    void start_write(const dispatcher::Payload& payload) override {
-        // The handler holds the payload: the session may let go of it first (send timeout).
-        ws_.async_write(net::buffer(*payload),
-                        [self = self(), payload](beast::error_code ec, std::size_t) {
-                            self->on_write_done(!ec);
-                        });
+    void on_event(const ws::Event& event) {
+        switch (event.kind) {
+            case ws::Event::Kind::message:
+                on_frame(event.data);
+                break;
+            case ws::Event::Kind::ping:
+                // Only the latest ping needs its pong (RFC 6455, 5.5.3).
+                on_heard();
+                pong_.assign(event.data);
+                pong_pending_ = true;
+                flush();
+                break;
+            case ws::Event::Kind::pong:
+                on_heard();
+                break;
+            case ws::Event::Kind::close:
+                on_heard();
+                // The client started the close: answer it, then we are done. If it answers
+                // ours, we are done too.
+                if (state() == State::open) {
+                    say_last_word(event.close_code == 1005
+                                      ? std::string()
+                                      : ws::close_payload(event.close_code, {}));
+                }
+                read_ended(RemovalReason::peer_closed);
+                break;
+            case ws::Event::Kind::error:
+                // A protocol error, bad UTF-8 or an oversized message: tell the client why.
+                if (state() == State::open) {
+                    say_last_word(ws::close_payload(event.close_code, event.error));
+                }
+                read_ended(RemovalReason::read_error);
+                break;
+        }
+    }
+
+    // A close frame written at once, without waiting: the session is about to end. Written
+    // only when no other write is in flight, so frames never interleave; a client whose close
+    // crosses one of our writes sees the connection end without an answer.
+    void say_last_word(const std::string& close) {
+        if (writing_) {
+            return;
+        }
+        const ws::FrameHeader header = ws::frame_header(ws::Opcode::close, close.size());
+        const std::array<net::const_buffer, 2> frame{net::buffer(header.bytes.data(), header.size),
+                                                     net::buffer(close)};
+        beast::error_code ignored;
+        net::write(socket_, frame, ignored);
+    }
+
+    void read_ended(RemovalReason reason) {
+        if (read_done_) {
+            return;
+        }
+        read_done_ = true;
+        on_read_end(reason);
+    }
+
+    // --- writing ---------------------------------------------------------------------------
+
+    std::size_t max_batch() const override { return kMaxFramesPerWrite; }
+
+    void start_write(std::size_t count) override {
+        data_pending_ = count;
+        flush();
     }
 
     void start_ping() override {
-        ws_.async_ping({}, [self = self()](beast::error_code ec) { self->on_ping_done(!ec); });
+        ping_pending_ = true;
+        flush();
     }
 
+    // Queued behind a write in flight; success means our close frame is out, and the read
+    // loop ends when the client answers, which finishes the close.
     void start_close(std::uint16_t code, std::string_view reason) override {
-        // Beast queues the close behind a write in flight. Success means our close frame is
-        // out; the read loop ends when the client answers, which finishes the close.
-        ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code),
-                                                beast::string_view(reason.data(), reason.size())),
-                        [self = self()](beast::error_code ec) {
-                            if (ec) {
-                                self->abort();
-                                self->finish_close();
-                            }
-                        });
+        close_ = ws::close_payload(code, reason);
+        close_pending_ = true;
+        flush();
     }
 
+    // Everything waiting, in one write: pong and ping first (small, and owed promptly), then
+    // the session's batch, then a close frame once no data is left to send before it.
+    void flush() {
+        if (writing_ || !socket_.is_open()) {
+            return;
+        }
+        const std::size_t frames = data_pending_ + 3;
+        headers_.clear();
+        headers_.reserve(frames);  // buffers_ points into headers_: no reallocation below
+        buffers_.clear();
+        buffers_.reserve(2 * frames);
+        auto add = [this](ws::Opcode opcode, std::string_view payload) {
+            headers_.push_back(ws::frame_header(opcode, payload.size()));
+            buffers_.emplace_back(headers_.back().bytes.data(), headers_.back().size);
+            if (!payload.empty()) {
+                buffers_.emplace_back(payload.data(), payload.size());
+            }
+        };
+        if (pong_pending_) {
+            add(ws::Opcode::pong, pong_);
+            writing_pong_ = true;
+            pong_pending_ = false;
+        }
+        if (ping_pending_) {
+            add(ws::Opcode::ping, {});
+            writing_ping_ = true;
+            ping_pending_ = false;
+        }
+        if (data_pending_ > 0) {
+            for (std::size_t i = 0; i < data_pending_; ++i) {
+                add(ws::Opcode::text, *in_flight(i));
+            }
+            writing_data_ = true;
+            data_pending_ = 0;
+        } else if (close_pending_) {
+            add(ws::Opcode::close, close_);
+            writing_close_ = true;
+            close_pending_ = false;
+        }
+        if (buffers_.empty()) {
+            return;
+        }
+        writing_ = true;
+        net::async_write(socket_, buffers_, [self = self()](beast::error_code ec, std::size_t) {
+            self->on_written(ec);
+        });
+    }
+
+    void on_written(beast::error_code ec) {
+        writing_ = false;
+        const bool ok = !ec;
+        const bool data = std::exchange(writing_data_, false);
+        const bool ping = std::exchange(writing_ping_, false);
+        const bool close = std::exchange(writing_close_, false);
+        if (std::exchange(writing_pong_, false)) {
+            pong_.clear();
+        }
+        if (data) {
+            on_write_done(ok);  // may start the next batch
+        }
+        if (ping) {
+            on_ping_done(ok);
+        }
+        if (close && !ok) {
+            abort();
+            finish_close();
+            return;
+        }
+        flush();
+        if (!writing_) {
+            // Nothing left to write: an idle connection keeps no write buffers.
+            std::vector<ws::FrameHeader>().swap(headers_);
+            std::vector<net::const_buffer>().swap(buffers_);
+        }
+    }
+
+    // Cuts the socket now. Pending operations complete with errors and are ignored.
     void abort() override {
         beast::error_code ignored;
-        ws_.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
-        ws_.next_layer().close(ignored);
+        tcp::socket& socket = handshake_ ? handshake_->next_layer() : socket_;
+        socket.shutdown(tcp::socket::shutdown_both, ignored);
+        socket.close(ignored);
     }
 
-    websocket::stream<tcp::socket> ws_;
-    beast::flat_buffer buffer_;
+    tcp::socket socket_;
+    // Only while Beast answers the upgrade; it holds the socket meanwhile.
+    std::unique_ptr<websocket::stream<tcp::socket>> handshake_;
+    ws::FrameReader reader_;
+    std::vector<ws::FrameHeader> headers_;    // of the write in flight
+    std::vector<net::const_buffer> buffers_;  // of the write in flight
+    std::string pong_;                        // payload of the pong owed
+    std::string close_;                       // payload of our close frame
+    std::size_t data_pending_ = 0;            // messages the session asked to write
+    bool writing_ = false;
+    bool writing_data_ = false;
+    bool writing_ping_ = false;
+    bool writing_pong_ = false;
+    bool writing_close_ = false;
+    bool ping_pending_ = false;
+    bool pong_pending_ = false;
+    bool close_pending_ = false;
+    bool read_done_ = false;
 };
 
 }  // namespace

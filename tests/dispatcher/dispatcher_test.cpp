@@ -160,12 +160,33 @@ TEST(DispatcherTest, OverflowDropOldestKeepsNewestAndCountsDrops) {
     d.start();
     auto s = SinkSession::open(d.shard(0), "slow", /*hold_writes=*/true);
     d.send("slow", make_payload("first"));  // in flight, never dropped
+    ASSERT_TRUE(wait_until([&] { return s->received_count() == 1; }, 5s));
     for (int i = 0; i < 5; ++i) d.send("slow", make_payload("msg-" + std::to_string(i)));
     ASSERT_TRUE(wait_until([&] { return failed(d, FailureReason::overflow_dropped) == 3; }, 5s));
     s->release_all();
     ASSERT_TRUE(wait_until([&] { return s->received_count() == 3; }, 5s));
     EXPECT_EQ(s->received(), (std::vector<std::string>{"first", "msg-3", "msg-4"}));
     EXPECT_EQ(d.online(), 1u);
+    d.stop(1s);
+}
+
+// What waits while a write is in flight leaves in the next write, up to the transport's batch.
+TEST(DispatcherTest, QueuedMessagesLeaveTogetherInTheNextWrite) {
+    Dispatcher d(config_with(1));
+    d.start();
+    auto s = SinkSession::attach(d.shard(0), "busy", /*hold_writes=*/true);
+    s->set_batch(4);
+    s->finish_handshake();
+    d.send("busy", make_payload("first"));
+    ASSERT_TRUE(wait_until([&] { return s->received_count() == 1; }, 5s));
+    for (int i = 0; i < 6; ++i) d.send("busy", make_payload(std::to_string(i)));
+    ASSERT_TRUE(wait_until([&] { return d.shard(0).stats().outbound_bytes.load() == 11; }, 5s));
+    s->release_all();
+    ASSERT_TRUE(wait_until([&] { return test::sent(d) == 7; }, 5s));
+    EXPECT_EQ(s->writes(), (std::vector<std::size_t>{1, 4, 2}));
+    EXPECT_EQ(s->received(), (std::vector<std::string>{"first", "0", "1", "2", "3", "4", "5"}));
+    EXPECT_EQ(d.shard(0).stats().writes.load(), 3u);
+    EXPECT_EQ(s->violations(), 0);
     d.stop(1s);
 }
 

@@ -44,5 +44,36 @@ TEST(OutboundQueueTest, ClearReportsDropped) {
     EXPECT_EQ(queue.bytes(), 0u);
 }
 
+// The front messages are being written: taking one behind them keeps them first, in order,
+// even when the ring has wrapped.
+TEST(OutboundQueueTest, TakeRemovesOneMessageAndKeepsTheOthersInOrder) {
+    OutboundQueue queue;
+    queue.push(item("x"));
+    queue.push(item("y"));
+    queue.pop();
+    queue.pop();  // head now in the middle of the ring
+    for (const char* text : {"a", "b", "cc", "d", "e"}) queue.push(item(text));
+    EXPECT_EQ(*queue.take(2).payload, "cc");
+    EXPECT_EQ(queue.bytes(), 4u);
+    EXPECT_EQ(*queue.at(0).payload, "a");
+    EXPECT_EQ(*queue.at(1).payload, "b");
+    EXPECT_EQ(*queue.at(2).payload, "d");
+    EXPECT_EQ(*queue.take(0).payload, "a");
+    for (const char* text : {"b", "d", "e"}) ASSERT_EQ(*queue.pop().payload, text);
+    EXPECT_TRUE(queue.empty());
+}
+
+TEST(OutboundQueueTest, TruncateKeepsTheFrontAndReportsDropped) {
+    OutboundQueue queue;
+    for (const char* text : {"a", "bb", "ccc"}) queue.push(item(text));
+    EXPECT_EQ(queue.truncate(1), 2u);
+    EXPECT_EQ(queue.size(), 1u);
+    EXPECT_EQ(queue.bytes(), 1u);
+    EXPECT_EQ(*queue.at(0).payload, "a");
+    EXPECT_EQ(queue.truncate(1), 0u);
+    EXPECT_EQ(queue.truncate(0), 1u);
+    EXPECT_TRUE(queue.empty());
+}
+
 }  // namespace
 }  // namespace shardcast::dispatcher

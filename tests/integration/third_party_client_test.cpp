@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <string>
 
+#include "tests/integration/framing/framing_client.hpp"
 #include "tests/integration/test_server.hpp"
 #include "tests/support/clients.hpp"
 #include "tests/support/process.hpp"
@@ -50,6 +51,13 @@ TEST(ThirdPartyClientTest, PythonWebsocketsReceivesTextJsonUnicodeAndLargeMessag
     EXPECT_EQ(message(4)["data"].as_string(), large);
     EXPECT_EQ(lines[5], "closed 1000");
     ASSERT_TRUE(wait_until([&] { return server.dispatcher().online() == 0; }, 5s));
+}
+
+// The server's own framing, against python3-websockets (framing_client.py says what it checks).
+TEST(ThirdPartyClientTest, PythonWebsocketsAcceptsTheServersFraming) {
+    run_framing_client(
+        {"/usr/bin/python3", SHARDCAST_SOURCE_DIR "/tests/integration/framing/framing_client.py"},
+        "python-framing");
 }
 
 }  // namespace

@@ -70,6 +70,13 @@ public:
         return received_.size();
     }
     int violations() const { return violations_.load(); }
+    // Messages per write, in write order.
+    std::vector<std::size_t> writes() const {
+        std::lock_guard lock(mutex_);
+        return writes_;
+    }
+    // Before the first write: how many messages one write may carry, like a corking transport.
+    void set_batch(std::size_t batch) { batch_.store(batch); }
     int close_code() const { return close_code_.load(); }
     bool aborted() const { return aborted_.load(); }
     bool gone() const { return state() == State::closed; }  // read only after shard quiesces
@@ -108,14 +115,19 @@ private:
         return std::static_pointer_cast<SinkSession>(shared_from_this());
     }
 
-    void start_write(const dispatcher::Payload& payload) override {
+    // Takes up to batch messages per write (1 unless set_batch() says otherwise), so hold
+    // mode holds one write of them.
+    void start_write(std::size_t count) override {
         if (writing_.exchange(true)) {
             ++violations_;
         }
         {
             std::lock_guard lock(mutex_);
-            received_.push_back(*payload);
-            addresses_.push_back(payload.get());
+            for (std::size_t i = 0; i < count; ++i) {
+                received_.push_back(*in_flight(i));
+                addresses_.push_back(in_flight(i).get());
+            }
+            writes_.push_back(count);
         }
         if (hold_writes_) {
             held_ = true;
@@ -126,6 +138,7 @@ private:
             self->on_write_done(true);
         });
     }
+    std::size_t max_batch() const override { return batch_.load(); }
     void start_ping() override {
         boost::asio::post(shard().io_context(), [self = self()] { self->on_ping_done(true); });
     }
@@ -145,6 +158,8 @@ private:
     mutable std::mutex mutex_;
     std::vector<std::string> received_;
     std::vector<const std::string*> addresses_;
+    std::vector<std::size_t> writes_;
+    std::atomic<std::size_t> batch_{1};
 };
 
 }  // namespace shardcast::test

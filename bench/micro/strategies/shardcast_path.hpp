@@ -47,12 +47,13 @@ private:
         return std::static_pointer_cast<SinkWriteSession>(shared_from_this());
     }
 
-    void start_write(const dispatcher::Payload& payload) override {
+    // One message per write (the default max_batch): the sink models one send per message.
+    void start_write(std::size_t) override {
         if (writing_) {
             sink_.flag_violation();
         }
         writing_ = true;
-        sink_.write(*payload);
+        sink_.write(*in_flight(0));
         boost::asio::post(shard().io_context(), [self = self()] {
             self->writing_ = false;
             self->on_write_done(true);
