@@ -28,13 +28,9 @@ Exits 0 when all of it holds; gives up after --timeout seconds.
 import argparse
 import collections
 import os
-import shutil
-import signal
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
 # The helpers below are imported from the source tree, which must not collect __pycache__.
 sys.dont_write_bytecode = True
@@ -42,7 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # This test's own modules, and the harness it shares with the other end-to-end tests.
 sys.path[:0] = [HERE, os.path.join(HERE, os.pardir, "support")]
 from harness.processes import NatsServer  # noqa: E402
-from harness.waiting import STARTED, TestFailure, log, wait_until  # noqa: E402
+from harness.runner import find_program, run_scenario  # noqa: E402
+from harness.waiting import TestFailure, log, wait_until  # noqa: E402
 from nats_client import NatsClient  # noqa: E402
 from nginx import Nginx  # noqa: E402
 from node import Api, Node, write_config  # noqa: E402
@@ -847,56 +844,18 @@ def parse_args():
 def main():
     args = parse_args()
     for binary, package in ((args.nats_server, "nats-server"), (args.nginx, "nginx")):
-        if not shutil.which(binary) and not shutil.which(binary, path="/usr/sbin:/sbin"):
+        if not find_program(binary):
             print(f"FAIL: {binary} not found (Debian: apt-get install {package})")
             return 1
-    args.nats_server = shutil.which(args.nats_server) or shutil.which(args.nats_server,
-                                                                      path="/usr/sbin:/sbin")
-    args.nginx = shutil.which(args.nginx) or shutil.which(args.nginx, path="/usr/sbin:/sbin")
+    args.nats_server = find_program(args.nats_server)
+    args.nginx = find_program(args.nginx)
     if not os.path.exists(args.nginx_snippet):
         print(f"FAIL: no nginx snippet at {args.nginx_snippet}")
         return 1
 
-    def give_up(signum, _frame):
-        raise TestFailure(f"timed out after {args.timeout}s" if signum == signal.SIGALRM
-                          else "terminated")
-    signal.signal(signal.SIGALRM, give_up)
-    signal.signal(signal.SIGTERM, give_up)
-    signal.alarm(args.timeout)
-
-    workdir = tempfile.mkdtemp(prefix="shardcast-cluster-test-")
-    scenario = None
-    failure = None
-    try:
-        scenario = Scenario(args, workdir)
-        scenario.run()
-    except TestFailure as e:
-        failure = f"{scenario.current if scenario else 'setup'}: {e}"
-    except Exception:
-        failure = (f"{scenario.current if scenario else 'setup'}: unexpected error\n"
-                   f"{traceback.format_exc()}")
-    finally:
-        # Cleanup is bounded on its own (each stop waits a bounded time before SIGKILL).
-        signal.alarm(0)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if scenario:
-            try:
-                problems = scenario.stop(passed=failure is None)
-            except Exception:
-                problems = [f"cleanup failed:\n{traceback.format_exc()}"]
-            if failure is None and problems:
-                failure = "\n".join(problems)
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-    if failure:
-        print(f"FAIL: {failure}", flush=True)
-        return 1
-    print(f"PASS: 3 nodes, {args.clients} clients, 7 phases "
-          f"({time.monotonic() - STARTED:.1f}s)", flush=True)
-    return 0
+    return run_scenario(lambda workdir: Scenario(args, workdir), timeout=args.timeout,
+                        keep=args.keep, workdir_prefix="shardcast-cluster-test-",
+                        summary=lambda _: f"3 nodes, {args.clients} clients, 7 phases")
 
 
 if __name__ == "__main__":

@@ -23,14 +23,10 @@ import collections
 import http.client
 import json
 import os
-import shutil
-import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
 import websockets
 
@@ -41,7 +37,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                                 "support"))
 from harness.processes import NatsServer  # noqa: E402
-from harness.waiting import STARTED, TestFailure, log, wait_until  # noqa: E402
+from harness.runner import find_program, run_scenario  # noqa: E402
+from harness.waiting import TestFailure, log, wait_until  # noqa: E402
 from prometheus_test_support import dashboard  # noqa: E402
 from prometheus_test_support.processes import (  # noqa: E402
     Prometheus, start_shardcast, write_prometheus_config)
@@ -834,53 +831,20 @@ def parse_args():
 
 def main():
     args = parse_args()
-    if not shutil.which(args.prometheus):
+    if not find_program(args.prometheus):
         print(f"FAIL: {args.prometheus} not found (Debian: apt-get install prometheus)")
         return 1
-    # Debian installs nats-server in /usr/sbin, which a plain user's PATH may lack.
-    nats_server = shutil.which(args.nats_server) or shutil.which(args.nats_server,
-                                                                 path="/usr/sbin:/sbin")
+    nats_server = find_program(args.nats_server)
     if not nats_server:
         print(f"FAIL: {args.nats_server} not found (Debian: apt-get install nats-server)")
         return 1
     args.nats_server = nats_server
 
-    def give_up(signum, _frame):
-        raise TestFailure(f"timed out after {args.timeout}s" if signum == signal.SIGALRM
-                          else "terminated")
-    signal.signal(signal.SIGALRM, give_up)
-    signal.signal(signal.SIGTERM, give_up)
-    signal.alarm(args.timeout)
-
-    workdir = tempfile.mkdtemp(prefix="shardcast-prometheus-test-")
-    scenario = None
-    failure = None
-    try:
-        scenario = Scenario(args, workdir)
-        scenario.run()
-    except TestFailure as e:
-        failure = str(e)
-    except Exception:
-        failure = traceback.format_exc()
-    finally:
-        # Cleanup is bounded on its own (each stop waits at most 10s before SIGKILL).
-        signal.alarm(0)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if scenario:
-            problems = scenario.stop(passed=failure is None)
-            if failure is None and problems:
-                failure = "\n".join(problems)
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-    if failure:
-        print(f"FAIL: {failure}", flush=True)
-        return 1
-    print(f"PASS: {scenario.panel_queries} dashboard queries returned series; counters match "
-          f"({time.monotonic() - STARTED:.1f}s)", flush=True)
-    return 0
+    return run_scenario(
+        lambda workdir: Scenario(args, workdir), timeout=args.timeout, keep=args.keep,
+        workdir_prefix="shardcast-prometheus-test-",
+        summary=lambda scenario: f"{scenario.panel_queries} dashboard queries returned series; "
+                                 "counters match")
 
 
 if __name__ == "__main__":
