@@ -80,11 +80,19 @@ DispatcherConfig config_with(std::size_t shards, DuplicatePolicy duplicates) {
     return config;
 }
 
-TEST(ClusterLinkTest, ReplaceModeHoldsAnIdOnceClaimsOnEveryAttachAndReleasesAtTheEnd) {
+// A started dispatcher joined to a RecordingLink; the link outlives the dispatcher.
+struct Linked {
+    Linked(std::size_t shards, DuplicatePolicy duplicates) : d(config_with(shards, duplicates)) {
+        d.set_link(&link);
+        d.start();
+    }
     RecordingLink link;
-    Dispatcher d(config_with(2, DuplicatePolicy::replace));
-    d.set_link(&link);
-    d.start();
+    Dispatcher d;
+};
+
+TEST(ClusterLinkTest, ReplaceModeHoldsAnIdOnceClaimsOnEveryAttachAndReleasesAtTheEnd) {
+    Linked linked(2, DuplicatePolicy::replace);
+    auto& [link, d] = linked;
     auto first = SinkSession::open(d.shard_for("a"), "a");
     auto second = SinkSession::open(d.shard_for("a"), "a");
     ASSERT_TRUE(wait_until([&] { return first->close_code() == close_code::kReplaced; }, 5s));
@@ -96,10 +104,8 @@ TEST(ClusterLinkTest, ReplaceModeHoldsAnIdOnceClaimsOnEveryAttachAndReleasesAtTh
 }
 
 TEST(ClusterLinkTest, SendForAnIdNotHeldHereIsForwardedInsteadOfCountedAsNoSession) {
-    RecordingLink link;
-    Dispatcher d(config_with(2, DuplicatePolicy::replace));
-    d.set_link(&link);
-    d.start();
+    Linked linked(2, DuplicatePolicy::replace);
+    auto& [link, d] = linked;
     auto here = SinkSession::open(d.shard_for("here"), "here");
     d.send("here", make_payload("1"));
     d.send("elsewhere", make_payload("2"));
@@ -111,10 +117,8 @@ TEST(ClusterLinkTest, SendForAnIdNotHeldHereIsForwardedInsteadOfCountedAsNoSessi
 }
 
 TEST(ClusterLinkTest, WhatCameFromTheBusIsNeverForwardedAgain) {
-    RecordingLink link;
-    Dispatcher d(config_with(2, DuplicatePolicy::allow));
-    d.set_link(&link);
-    d.start();
+    Linked linked(2, DuplicatePolicy::allow);
+    auto& [link, d] = linked;
     d.send("nobody", make_payload("x"), PublishKind::bus);
     d.broadcast(make_payload("y"), {}, PublishKind::bus);
     d.disconnect("nobody", 4000, "bye", PublishKind::bus);
@@ -124,10 +128,8 @@ TEST(ClusterLinkTest, WhatCameFromTheBusIsNeverForwardedAgain) {
 }
 
 TEST(ClusterLinkTest, AllowModeForwardsEvenWhenTheIdIsHeldHere) {
-    RecordingLink link;
-    Dispatcher d(config_with(2, DuplicatePolicy::allow));
-    d.set_link(&link);
-    d.start();
+    Linked linked(2, DuplicatePolicy::allow);
+    auto& [link, d] = linked;
     auto here = SinkSession::open(d.shard_for("a"), "a");
     d.send("a", make_payload("m"));
     d.disconnect("a", 4000, "bye");
@@ -139,10 +141,8 @@ TEST(ClusterLinkTest, AllowModeForwardsEvenWhenTheIdIsHeldHere) {
 }
 
 TEST(ClusterLinkTest, BroadcastLeavesTheNodeOnceWhateverTheShardCount) {
-    RecordingLink link;
-    Dispatcher d(config_with(4, DuplicatePolicy::replace));
-    d.set_link(&link);
-    d.start();
+    Linked linked(4, DuplicatePolicy::replace);
+    auto& [link, d] = linked;
     d.broadcast(make_payload("all"), "skip-me");
     ASSERT_TRUE(wait_until([&] { return link.count("broadcast:skip-me:all") == 1; }, 5s));
     d.stop(1s);
@@ -150,11 +150,9 @@ TEST(ClusterLinkTest, BroadcastLeavesTheNodeOnceWhateverTheShardCount) {
 }
 
 TEST(ClusterLinkTest, RefusedForwardsAreCountedAsBusUnavailable) {
-    RecordingLink link;
+    Linked linked(2, DuplicatePolicy::replace);
+    auto& [link, d] = linked;
     link.refuse(true);
-    Dispatcher d(config_with(2, DuplicatePolicy::replace));
-    d.set_link(&link);
-    d.start();
     d.send("elsewhere", make_payload("1"));
     d.send("elsewhere", make_payload("2"));
     d.broadcast(make_payload("3"));
@@ -164,10 +162,8 @@ TEST(ClusterLinkTest, RefusedForwardsAreCountedAsBusUnavailable) {
 }
 
 TEST(ClusterLinkTest, AClaimReplacesOnlySessionsAttachedBeforeIt) {
-    RecordingLink link;
-    Dispatcher d(config_with(2, DuplicatePolicy::replace));
-    d.set_link(&link);
-    d.start();
+    Linked linked(2, DuplicatePolicy::replace);
+    auto& [link, d] = linked;
     auto session = SinkSession::open(d.shard_for("a"), "a");
     const std::int64_t since = session->attached_ns();
     d.claim("a", since - 1, true);  // an older claim loses
@@ -182,10 +178,8 @@ TEST(ClusterLinkTest, AClaimReplacesOnlySessionsAttachedBeforeIt) {
 }
 
 TEST(ClusterLinkTest, ClientFramesGoUpstreamOnlyWhenTheLinkWantsThem) {
-    RecordingLink link;
-    Dispatcher d(config_with(1, DuplicatePolicy::replace));
-    d.set_link(&link);
-    d.start();
+    Linked linked(1, DuplicatePolicy::replace);
+    auto& [link, d] = linked;
     auto session = SinkSession::open(d.shard_for("a"), "a");
     session->client_sends("dropped");
     ASSERT_TRUE(wait_until([&] { return d.shard(0).stats().frames_received.load() == 1; }, 5s));
