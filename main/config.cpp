@@ -18,6 +18,8 @@
 #include <tuple>
 #include <utility>
 
+#include "transport/client_id.hpp"
+
 namespace shardcast {
 namespace {
 
@@ -266,19 +268,12 @@ std::vector<std::string> parse_nats_urls(std::string_view key, const YAML::Node&
     return urls;
 }
 
-bool name_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-';
-}
-
 // A node name goes into logs, a metric label and a NATS header.
 std::string parse_node_name(std::string_view key, const YAML::Node& node) {
     constexpr std::string_view expected =
         "1 to 128 characters from [A-Za-z0-9._:@-], or nothing for <hostname>:<port>";
     std::string text = scalar(key, node, expected);
-    const bool ok = text.size() <= 128 && std::all_of(text.begin(), text.end(), [](char c) {
-                        return name_char(c) || c == '.' || c == ':' || c == '@';
-                    });
+    const bool ok = text.size() <= 128 && std::all_of(text.begin(), text.end(), transport::id_char);
     if (!ok) {
         fail(key, expected, text);
     }
@@ -290,11 +285,9 @@ std::string parse_subject_prefix(std::string_view key, const YAML::Node& node) {
     constexpr std::string_view expected =
         "dot-separated tokens of [A-Za-z0-9_-] such as shardcast or acme.push";
     std::string text = scalar(key, node, expected);
-    bool ok = !text.empty() && text.front() != '.' && text.back() != '.' &&
-              text.find("..") == std::string::npos;
-    for (char c : text) {
-        ok = ok && (name_char(c) || c == '.');
-    }
+    const bool ok = transport::dots_separate_tokens(text) &&
+                    std::all_of(text.begin(), text.end(),
+                                [](char c) { return transport::word_char(c) || c == '.'; });
     if (!ok) {
         fail(key, expected, text);
     }
