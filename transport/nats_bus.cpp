@@ -344,81 +344,51 @@ bool NatsBus::admit(BusKind kind, std::size_t bytes) {
     return true;
 }
 
-void NatsBus::enqueue(Op&& op) { outbox_.enqueue(std::move(op)); }
+bool NatsBus::queue_publish(BusKind what,
+                            std::string_view client_id,
+                            dispatcher::Payload payload,
+                            std::int64_t number) {
+    if (!admit(what, payload ? payload->size() : 0)) {
+        return false;
+    }
+    outbox_.enqueue(
+        Op{Op::Kind::publish, what, std::string(client_id), std::move(payload), number});
+    return true;
+}
+
+void NatsBus::queue_subscription(Op::Kind kind, std::string_view client_id) {
+    outbox_.enqueue(Op{kind, BusKind::send, std::string(client_id), {}, 0});
+}
 
 void NatsBus::held(std::string_view client_id) {
-    Op op;
-    op.kind = Op::Kind::subscribe;
-    op.client_id.assign(client_id);
-    enqueue(std::move(op));
+    queue_subscription(Op::Kind::subscribe, client_id);
 }
 
 void NatsBus::released(std::string_view client_id) {
-    Op op;
-    op.kind = Op::Kind::unsubscribe;
-    op.client_id.assign(client_id);
-    enqueue(std::move(op));
+    queue_subscription(Op::Kind::unsubscribe, client_id);
 }
 
 void NatsBus::claim(std::string_view client_id, std::int64_t since_ns) {
-    if (!admit(BusKind::claim, 0)) {
-        return;
-    }
-    Op op;
-    op.what = BusKind::claim;
-    op.client_id.assign(client_id);
-    op.number = since_ns;
-    enqueue(std::move(op));
+    queue_publish(BusKind::claim, client_id, {}, since_ns);
 }
 
 bool NatsBus::forward(std::string_view client_id, const dispatcher::Payload& payload) {
-    if (!admit(BusKind::send, payload->size())) {
-        return false;
-    }
-    Op op;
-    op.what = BusKind::send;
-    op.client_id.assign(client_id);
-    op.payload = payload;
-    enqueue(std::move(op));
-    return true;
+    return queue_publish(BusKind::send, client_id, payload);
 }
 
 bool NatsBus::forward_disconnect(std::string_view client_id,
                                  std::uint16_t code,
                                  std::string_view reason) {
-    if (!admit(BusKind::disconnect, reason.size())) {
-        return false;
-    }
-    Op op;
-    op.what = BusKind::disconnect;
-    op.client_id.assign(client_id);
-    op.payload = dispatcher::make_payload(std::string(reason));
-    op.number = code;
-    enqueue(std::move(op));
-    return true;
+    return queue_publish(BusKind::disconnect, client_id,
+                         dispatcher::make_payload(std::string(reason)), code);
 }
 
 bool NatsBus::forward_broadcast(const dispatcher::Payload& payload, std::string_view except) {
-    if (!admit(BusKind::broadcast, payload->size())) {
-        return false;
-    }
-    Op op;
-    op.what = BusKind::broadcast;
-    op.payload = payload;
-    op.except.assign(except);
-    enqueue(std::move(op));
-    return true;
+    return queue_publish(BusKind::broadcast, except, payload);
 }
 
 void NatsBus::upstream(std::string_view client_id, std::string_view data) {
-    if (!admit(BusKind::upstream, data.size())) {
-        return;
-    }
-    Op op;
-    op.what = BusKind::upstream;
-    op.client_id.assign(client_id);
-    op.payload = dispatcher::make_payload(std::string(data));
-    enqueue(std::move(op));
+    queue_publish(BusKind::upstream, client_id, dispatcher::make_payload(std::string(data)));
 }
 
 // The bus thread: runs the outbox in order until stop() and the outbox is empty.
@@ -482,12 +452,12 @@ void NatsBus::execute(Op& op) {
                                             data.data(), static_cast<int>(data.size()));
             break;
         case BusKind::broadcast:
-            if (op.except.empty()) {
+            if (op.client_id.empty()) {
                 status = natsConnection_Publish(connection, subjects_.broadcast().c_str(),
                                                 data.data(), static_cast<int>(data.size()));
             } else {
                 status = Message(subjects_.broadcast(), data)
-                             .set(header::kExcept, op.except)
+                             .set(header::kExcept, op.client_id)
                              .publish(connection);
             }
             break;

@@ -66,16 +66,20 @@ private:
         enum class Kind : unsigned char { subscribe, unsubscribe, publish };
         Kind kind = Kind::publish;
         BusKind what = BusKind::send;
-        std::string client_id;        // the id whose subject is meant (except for broadcast)
+        std::string client_id;        // the id whose subject is meant; broadcast: the id to skip
         dispatcher::Payload payload;  // the data, or the close reason of a disconnect
-        std::string except;           // broadcast: the id to skip
         std::int64_t number = 0;      // claim: since (ns); disconnect: close code
     };
     // The NATS client's handles and callbacks; kept out of this header.
     struct Nats;
 
     bool admit(BusKind kind, std::size_t bytes);
-    void enqueue(Op&& op);
+    // Admits one message and queues it for the bus thread; false when it was refused.
+    bool queue_publish(BusKind what,
+                       std::string_view client_id,
+                       dispatcher::Payload payload,
+                       std::int64_t number = 0);
+    void queue_subscription(Op::Kind kind, std::string_view client_id);
     void run();
     void execute(Op& op);
 

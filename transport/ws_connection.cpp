@@ -149,7 +149,7 @@ private:
                 // The client started the close: answer it, then we are done. If it answers
                 // ours, we are done too.
                 if (state() == State::open) {
-                    say_last_word(event.close_code == 1005
+                    say_last_word(event.close_code == ws::kNoStatus
                                       ? std::string()
                                       : ws::close_payload(event.close_code, {}));
                 }
