@@ -155,6 +155,27 @@ class Scenario:
     def total(self, nodes, name, **labels):
         return sum(n.metric(name, **labels) for n in nodes)
 
+    def bus_messages(self, kind):
+        """(out, in) of shardcast_bus_messages_total for one kind, by node name."""
+        return tuple(self.by_node("shardcast_bus_messages_total", direction=d, kind=kind)
+                     for d in ("out", "in"))
+
+    def check_bus_growth(self, kind, before, want_out, out_why, want_in, in_why):
+        """Each node's bus messages of kind grew by exactly want_out(node) out and want_in(node)
+        in since before (from bus_messages)."""
+        after = self.bus_messages(kind)
+        problems = []
+        for n in self.nodes:
+            for direction, got_before, got_after, want, why in (
+                    ("out", before[0], after[0], want_out(n), out_why),
+                    ("in", before[1], after[1], want_in(n), in_why(n))):
+                grew = got_after[n.name] - got_before[n.name]
+                if grew != want:
+                    problems.append(f'{n.name}: bus messages {direction} (kind="{kind}") grew '
+                                    f"by {grew:g}, expected {want} ({why})")
+        if problems:
+            raise TestFailure("bus counters:\n" + limited(problems))
+
     def by_node(self, name, **labels):
         return {n.name: n.metric(name, **labels) for n in self.alive()}
 
@@ -397,8 +418,7 @@ class Scenario:
     def phase_targeted(self):
         phase = "p2"
         sent_before = self.total(self.nodes, "shardcast_messages_sent_total")
-        out_before = self.by_node("shardcast_bus_messages_total", direction="out", kind="send")
-        in_before = self.by_node("shardcast_bus_messages_total", direction="in", kind="send")
+        bus_before = self.bus_messages("send")
         rounds = 2
         for seq in range(rounds):
             for n in self.nodes:
@@ -432,34 +452,19 @@ class Scenario:
             "(publisher -> holder): " + ", ".join(f"{p}->{h} {k}"
                                                    for (p, h), k in sorted(pairs.items())))
         counts = collections.Counter(self.where.values())
-        out_after = self.by_node("shardcast_bus_messages_total", direction="out", kind="send")
-        in_after = self.by_node("shardcast_bus_messages_total", direction="in", kind="send")
-        problems = []
-        for n in self.nodes:
-            remote_targets = len(self.clients) - counts[n.name]
-            want_out = rounds * remote_targets
-            want_in = (rounds * (len(self.nodes) - 1) + 2) * counts[n.name]
-            got_out = out_after[n.name] - out_before[n.name]
-            got_in = in_after[n.name] - in_before[n.name]
-            if got_out != want_out:
-                problems.append(f'{n.name}: bus messages out (kind="send") grew by {got_out:g}'
-                                f", expected {want_out} ({rounds} per client held elsewhere)")
-            if got_in != want_in:
-                problems.append(f'{n.name}: bus messages in (kind="send") grew by {got_in:g}, '
-                                f"expected {want_in} (from the other nodes and NATS, for its "
-                                f"{counts[n.name]} clients)")
-        if problems:
-            raise TestFailure("bus counters:\n" + limited(problems))
+        self.check_bus_growth(
+            "send", bus_before,
+            want_out=lambda n: rounds * (len(self.clients) - counts[n.name]),
+            out_why=f"{rounds} per client held elsewhere",
+            want_in=lambda n: (rounds * (len(self.nodes) - 1) + 2) * counts[n.name],
+            in_why=lambda n: f"from the other nodes and NATS, for its {counts[n.name]} clients")
         log("phase 2 (targeted): shardcast_messages_sent_total and the bus in/out counters "
             "match exactly")
 
     def phase_broadcast(self):
         phase = "p3"
         sent_before = self.total(self.nodes, "shardcast_messages_sent_total")
-        out_before = self.by_node("shardcast_bus_messages_total", direction="out",
-                                  kind="broadcast")
-        in_before = self.by_node("shardcast_bus_messages_total", direction="in",
-                                 kind="broadcast")
+        bus_before = self.bus_messages("broadcast")
         published = collections.Counter()
         for n in self.nodes:
             text = message(phase, n.name, "*", 0)
@@ -484,25 +489,11 @@ class Scenario:
         self.verify(phase, self.clients)
         self.wait_sent_total(self.nodes, sent_before,
                              (len(self.nodes) + 2) * len(self.clients) - 1, "the broadcasts")
-        out_after = self.by_node("shardcast_bus_messages_total", direction="out",
-                                 kind="broadcast")
-        in_after = self.by_node("shardcast_bus_messages_total", direction="in",
-                                kind="broadcast")
-        problems = []
-        for n in self.nodes:
-            want_out = published[n.name]
-            want_in = sum(published.values()) - published[n.name] + 1
-            got_out = out_after[n.name] - out_before[n.name]
-            got_in = in_after[n.name] - in_before[n.name]
-            if got_out != want_out:
-                problems.append(f'{n.name}: bus messages out (kind="broadcast") grew by '
-                                f"{got_out:g}, expected {want_out} (its own broadcasts)")
-            if got_in != want_in:
-                problems.append(f'{n.name}: bus messages in (kind="broadcast") grew by '
-                                f"{got_in:g}, expected {want_in} (the other nodes' and the one "
-                                "via NATS; never its own back)")
-        if problems:
-            raise TestFailure("bus counters:\n" + limited(problems))
+        self.check_bus_growth(
+            "broadcast", bus_before,
+            want_out=lambda n: published[n.name], out_why="its own broadcasts",
+            want_in=lambda n: sum(published.values()) - published[n.name] + 1,
+            in_why=lambda n: "the other nodes' and the one via NATS; never its own back")
         log(f"phase 3 (broadcast): {len(self.nodes)} broadcasts via the nodes, one more with "
             f"an exception held on {self.nodes[2].name}, and 1 via NATS: each reached every "
             "client exactly once; bus in/out counters match exactly")

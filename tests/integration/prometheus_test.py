@@ -253,6 +253,17 @@ class Instance:
         return sum(len(c.received) for c in self.clients) + self.slow_received
 
 
+def exact_count(checks, name, label):
+    """check(what, metric, labels, expected) for the instance scraped as label: adds the check
+    that sum(metric{labels}) of that instance equals expected to checks."""
+    on = f'job="shardcast",instance="{label}"'
+
+    def check(what, metric, labels, expected):
+        selector = f"{metric}{{{on}{',' + labels if labels else ''}}}"
+        checks.append((f"{name}: {what}", f"sum({selector})", expected))
+    return check
+
+
 class Scenario:
     """The whole test: start, traffic, checks, stop. Runs on the main thread."""
 
@@ -602,11 +613,7 @@ class Scenario:
         checks = []
         for inst in self.instances:
             e = inst.expect
-            on = f'job="shardcast",instance="{inst.label}"'
-
-            def check(what, metric, labels, expected):
-                selector = f"{metric}{{{on}{',' + labels if labels else ''}}}"
-                checks.append((f"{inst.name}: {what}", f"sum({selector})", expected))
+            check = exact_count(checks, inst.name, inst.label)
 
             delivered = inst.delivered()
             check("messages sent", "shardcast_messages_sent_total", "", delivered)
@@ -650,11 +657,7 @@ class Scenario:
         checks = []
         for node in self.cluster:
             e = node.expect
-            on = f'job="shardcast",instance="{node.label}"'
-
-            def check(what, metric, labels, expected):
-                selector = f"{metric}{{{on}{',' + labels if labels else ''}}}"
-                checks.append((f"{node.name}: {what}", f"sum({selector})", expected))
+            check = exact_count(checks, node.name, node.label)
 
             check("node name", "shardcast_node_info", f'node="{node.name}"', 1)
             check("bus connected", "shardcast_bus_connected", "", 1)
