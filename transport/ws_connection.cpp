@@ -169,7 +169,7 @@ private:
     // only when no other write is in flight, so frames never interleave; a client whose close
     // crosses one of our writes sees the connection end without an answer.
     void say_last_word(const std::string& close) {
-        if (writing_) {
+        if (writing()) {
             return;
         }
         const ws::FrameHeader header = ws::frame_header(ws::Opcode::close, close.size());
@@ -188,6 +188,11 @@ private:
     }
 
     // --- writing ---------------------------------------------------------------------------
+
+    // A write is in flight exactly while one of its kinds of frame is.
+    bool writing() const {
+        return writing_data_ || writing_ping_ || writing_pong_ || writing_close_;
+    }
 
     std::size_t max_batch() const override { return kMaxFramesPerWrite; }
 
@@ -212,7 +217,7 @@ private:
     // Everything waiting, in one write: pong and ping first (small, and owed promptly), then
     // the session's batch, then a close frame once no data is left to send before it.
     void flush() {
-        if (writing_ || !socket_.is_open()) {
+        if (writing() || !socket_.is_open()) {
             return;
         }
         const std::size_t frames = data_pending_ + 3;
@@ -251,14 +256,12 @@ private:
         if (buffers_.empty()) {
             return;
         }
-        writing_ = true;
         net::async_write(socket_, buffers_, [self = self()](beast::error_code ec, std::size_t) {
             self->on_written(ec);
         });
     }
 
     void on_written(beast::error_code ec) {
-        writing_ = false;
         const bool ok = !ec;
         const bool data = std::exchange(writing_data_, false);
         const bool ping = std::exchange(writing_ping_, false);
@@ -278,7 +281,7 @@ private:
             return;
         }
         flush();
-        if (!writing_) {
+        if (!writing()) {
             // Nothing left to write: an idle connection keeps no write buffers.
             std::vector<ws::FrameHeader>().swap(headers_);
             std::vector<net::const_buffer>().swap(buffers_);
@@ -302,7 +305,6 @@ private:
     std::string pong_;                        // payload of the pong owed
     std::string close_;                       // payload of our close frame
     std::size_t data_pending_ = 0;            // messages the session asked to write
-    bool writing_ = false;
     bool writing_data_ = false;
     bool writing_ping_ = false;
     bool writing_pong_ = false;
