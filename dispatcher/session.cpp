@@ -89,19 +89,19 @@ void Session::write_next() {
 // failure, and its bytes released.
 void Session::settle_in_flight(std::optional<FailureReason> failure) {
     ShardStats& stats = shard_.stats();
-    const auto now = Clock::now();
-    if (!failure) {
+    if (failure) {
+        stats.add_failed(*failure, in_flight_);
+    } else {
         stats.writes.add();
+        stats.sent.add(in_flight_);
     }
+    stats.outbound_bytes.add(-static_cast<std::int64_t>(in_flight_bytes_));
+    const auto now = Clock::now();
     for (; in_flight_ > 0; --in_flight_) {
         const Outbound done = queue_.pop();
-        if (failure) {
-            stats.add_failed(*failure);
-        } else {
-            stats.sent.add();
+        if (!failure) {
             shard_.record_latency(now - done.enqueued);
         }
-        stats.outbound_bytes.add(-static_cast<std::int64_t>(done.payload->size()));
     }
     in_flight_bytes_ = 0;
 }

@@ -23,6 +23,15 @@ std::chrono::milliseconds tick_period_for(const SessionConfig& c) {
     return std::clamp(shortest / 8, std::chrono::milliseconds{5}, std::chrono::milliseconds{500});
 }
 
+// A shard's scratch buffer, allocated on first use so a shard that never reads or writes
+// holds none.
+std::span<char> scratch(std::unique_ptr<char[]>& buffer, std::size_t size) {
+    if (!buffer) {
+        buffer = std::make_unique_for_overwrite<char[]>(size);
+    }
+    return {buffer.get(), size};
+}
+
 std::uint16_t close_code_for(RemovalReason reason) {
     switch (reason) {
         case RemovalReason::replaced:
@@ -309,11 +318,12 @@ ClientInfo Shard::lookup(std::string_view client_id) const {
 
 std::span<char> Shard::read_scratch() {
     assert(on_shard_thread());
-    constexpr std::size_t kReadScratchBytes = 64 * 1024;
-    if (!read_scratch_) {
-        read_scratch_ = std::make_unique<char[]>(kReadScratchBytes);
-    }
-    return {read_scratch_.get(), kReadScratchBytes};
+    return scratch(read_scratch_, 64 * 1024);
+}
+
+std::span<char> Shard::write_scratch() {
+    assert(on_shard_thread());
+    return scratch(write_scratch_, kWriteScratchBytes);
 }
 
 std::size_t Shard::session_count() const {

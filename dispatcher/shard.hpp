@@ -87,6 +87,11 @@ public:
     // returns, and the shard thread runs one handler at a time, so an idle connection needs
     // no read buffer of its own.
     std::span<char> read_scratch();
+    // One write buffer for every connection of the shard, on the same reasoning: a writer
+    // lays out one system call's bytes in it and copies out whatever the kernel did not take
+    // before it returns.
+    static constexpr std::size_t kWriteScratchBytes = 256 * 1024;
+    std::span<char> write_scratch();
     std::size_t session_count() const;
 
 private:
@@ -136,6 +141,7 @@ private:
     std::vector<std::shared_ptr<Session>> overflowed_;      // removed after a delivery loop
     std::vector<std::shared_ptr<Session>> write_requests_;  // written at the end of the turn
     std::unique_ptr<char[]> read_scratch_;                  // allocated on the first read
+    std::unique_ptr<char[]> write_scratch_;                 // allocated on the first write
 
     Phase phase_ = Phase::running;
     Clock::time_point stop_deadline_{};

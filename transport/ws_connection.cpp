@@ -8,6 +8,8 @@
 // Thread contract: after hand_off, every member runs on the shard thread.
 #include "transport/ws_connection.hpp"
 
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <array>
@@ -15,6 +17,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket.hpp>
+#include <cerrno>
+#include <climits>
 #include <memory>
 #include <span>
 #include <string>
@@ -24,6 +28,7 @@
 #include "dispatcher/session.hpp"
 #include "dispatcher/shard.hpp"
 #include "transport/api.hpp"
+#include "transport/frame_gather.hpp"
 #include "transport/ws_frame.hpp"
 
 namespace shardcast::transport {
@@ -36,8 +41,12 @@ using dispatcher::RemovalReason;
 
 namespace {
 
-// Frames one write may carry: a busy client gets many messages per system call.
-constexpr std::size_t kMaxFramesPerWrite = 64;
+// Messages one write may carry: a busy client gets many per system call.
+constexpr std::size_t kMaxFramesPerWrite = 256;
+// With the pong, ping and close frames that may ride along.
+constexpr std::size_t kMaxFrames = kMaxFramesPerWrite + 3;
+static_assert(ws::FrameGather::scratch_bytes(kMaxFrames) <= dispatcher::Shard::kWriteScratchBytes);
+static_assert(ws::FrameGather::iovec_count(kMaxFrames) <= IOV_MAX);
 
 class WsConnection final : public dispatcher::Session {
 public:
@@ -214,49 +223,75 @@ private:
         flush();
     }
 
-    // Everything waiting, in one write: pong and ping first (small, and owed promptly), then
-    // the session's batch, then a close frame once no data is left to send before it.
+    bool write_pending() const {
+        return pong_pending_ || ping_pending_ || data_pending_ > 0 || close_pending_;
+    }
+
+    // Writes until nothing is pending or a write has to wait for the socket. Most writes
+    // complete in the system call, and their completion may queue the next batch: the loop
+    // takes it here instead of recursing.
     void flush() {
-        if (writing() || !socket_.is_open()) {
-            return;
+        if (flushing_) {
+            return;  // called from a completion inside the loop below, which goes on
         }
-        const std::size_t frames = data_pending_ + 3;
-        headers_.clear();
-        headers_.reserve(frames);  // buffers_ points into headers_: no reallocation below
-        buffers_.clear();
-        buffers_.reserve(2 * frames);
-        auto add = [this](ws::Opcode opcode, std::string_view payload) {
-            headers_.push_back(ws::frame_header(opcode, payload.size()));
-            buffers_.emplace_back(headers_.back().bytes.data(), headers_.back().size);
-            if (!payload.empty()) {
-                buffers_.emplace_back(payload.data(), payload.size());
-            }
-        };
+        const auto keep_alive = self();  // a failed write may remove this session
+        flushing_ = true;
+        while (!writing() && socket_.is_open() && write_pending()) {
+            write_once();
+        }
+        flushing_ = false;
+        if (!writing()) {
+            // Nothing left in flight: an idle connection keeps no write buffers.
+            std::string().swap(tail_bytes_);
+            std::vector<net::const_buffer>().swap(tail_);
+        }
+    }
+
+    // Everything waiting, in one sendmsg laid out in the shard's write scratch: pong and ping
+    // first (small, and owed promptly), then the session's batch, then a close frame once no
+    // data is left to send before it. What the kernel does not take is copied out of the
+    // scratch and finished asynchronously.
+    void write_once() {
+        std::array<iovec, ws::FrameGather::iovec_count(kMaxFrames)> iov;
+        ws::FrameGather frames(shard().write_scratch(), iov);
         if (pong_pending_) {
-            add(ws::Opcode::pong, pong_);
+            frames.add(ws::Opcode::pong, pong_);
             writing_pong_ = true;
             pong_pending_ = false;
         }
         if (ping_pending_) {
-            add(ws::Opcode::ping, {});
+            frames.add(ws::Opcode::ping, {});
             writing_ping_ = true;
             ping_pending_ = false;
         }
         if (data_pending_ > 0) {
             for (std::size_t i = 0; i < data_pending_; ++i) {
-                add(ws::Opcode::text, *in_flight(i));
+                frames.add(ws::Opcode::text, *in_flight(i));
             }
             writing_data_ = true;
             data_pending_ = 0;
         } else if (close_pending_) {
-            add(ws::Opcode::close, close_);
+            frames.add(ws::Opcode::close, close_);
             writing_close_ = true;
             close_pending_ = false;
         }
-        if (buffers_.empty()) {
-            return;
+        const std::span<const iovec> gather = frames.iovecs();
+        msghdr message{};
+        message.msg_iov = const_cast<iovec*>(gather.data());
+        message.msg_iovlen = gather.size();
+        ssize_t sent;
+        do {
+            sent = ::sendmsg(socket_.native_handle(), &message, MSG_NOSIGNAL);
+        } while (sent < 0 && errno == EINTR);
+        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            return on_written(beast::error_code(errno, boost::system::system_category()));
         }
-        net::async_write(socket_, buffers_, [self = self()](beast::error_code ec, std::size_t) {
+        const std::size_t done = sent < 0 ? 0 : static_cast<std::size_t>(sent);
+        if (done == frames.bytes()) {
+            return on_written({});
+        }
+        frames.rest(done, tail_bytes_, tail_);
+        net::async_write(socket_, tail_, [self = self()](beast::error_code ec, std::size_t) {
             self->on_written(ec);
         });
     }
@@ -270,7 +305,7 @@ private:
             pong_.clear();
         }
         if (data) {
-            on_write_done(ok);  // may start the next batch
+            on_write_done(ok);  // may queue the next batch
         }
         if (ping) {
             on_ping_done(ok);
@@ -281,11 +316,6 @@ private:
             return;
         }
         flush();
-        if (!writing()) {
-            // Nothing left to write: an idle connection keeps no write buffers.
-            std::vector<ws::FrameHeader>().swap(headers_);
-            std::vector<net::const_buffer>().swap(buffers_);
-        }
     }
 
     // Cuts the socket now. Pending operations complete with errors and are ignored.
@@ -300,11 +330,13 @@ private:
     // Only while Beast answers the upgrade; it holds the socket meanwhile.
     std::unique_ptr<websocket::stream<tcp::socket>> handshake_;
     ws::FrameReader reader_;
-    std::vector<ws::FrameHeader> headers_;    // of the write in flight
-    std::vector<net::const_buffer> buffers_;  // of the write in flight
-    std::string pong_;                        // payload of the pong owed
-    std::string close_;                       // payload of our close frame
-    std::size_t data_pending_ = 0;            // messages the session asked to write
+    // What the kernel did not take of the write in flight: its scratch bytes, copied, and
+    // the whole rest as buffers (pointing into tail_bytes_ and the session's payloads).
+    std::string tail_bytes_;
+    std::vector<net::const_buffer> tail_;
+    std::string pong_;              // payload of the pong owed
+    std::string close_;             // payload of our close frame
+    std::size_t data_pending_ = 0;  // messages the session asked to write
     bool writing_data_ = false;
     bool writing_ping_ = false;
     bool writing_pong_ = false;
@@ -313,6 +345,7 @@ private:
     bool pong_pending_ = false;
     bool close_pending_ = false;
     bool read_done_ = false;
+    bool flushing_ = false;
 };
 
 }  // namespace

@@ -14,13 +14,10 @@ namespace {
 using dispatcher::close_code::kMaxReasonBytes;
 using dispatcher::close_code::kTooBig;
 
-constexpr std::uint8_t kFin = 0x80;
 constexpr std::uint8_t kReserved = 0x70;
 constexpr std::uint8_t kOpcodeBits = 0x0F;
 constexpr std::uint8_t kMasked = 0x80;
 constexpr std::uint8_t kLengthBits = 0x7F;
-constexpr std::uint8_t kLength16 = 126;
-constexpr std::uint8_t kLength64 = 127;
 constexpr std::size_t kMaxControlPayload = 125;
 
 // An assembly buffer up to this size is kept for the next message; a bigger one is released
@@ -81,28 +78,6 @@ void unmask(char* data,
 }
 
 }  // namespace
-
-FrameHeader frame_header(Opcode opcode, std::size_t payload_size) {
-    FrameHeader header;
-    header.bytes[0] = kFin | static_cast<std::uint8_t>(opcode);
-    if (payload_size < kLength16) {
-        header.bytes[1] = static_cast<std::uint8_t>(payload_size);
-        header.size = 2;
-    } else if (payload_size <= 0xFFFF) {
-        header.bytes[1] = kLength16;
-        header.bytes[2] = static_cast<std::uint8_t>(payload_size >> 8);
-        header.bytes[3] = static_cast<std::uint8_t>(payload_size);
-        header.size = 4;
-    } else {
-        header.bytes[1] = kLength64;
-        const auto length = static_cast<std::uint64_t>(payload_size);
-        for (int i = 0; i < 8; ++i) {
-            header.bytes[2 + i] = static_cast<std::uint8_t>(length >> (56 - 8 * i));
-        }
-        header.size = 10;
-    }
-    return header;
-}
 
 std::string close_payload(std::uint16_t code, std::string_view reason) {
     if (reason.size() > kMaxReasonBytes) {

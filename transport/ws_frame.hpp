@@ -29,12 +29,39 @@ inline constexpr std::uint16_t kProtocolError = 1002;
 inline constexpr std::uint16_t kNoStatus = 1005;  // received only: the close frame had no code
 inline constexpr std::uint16_t kInvalidPayload = 1007;
 
+// Bits of the first two header bytes, and the 7-bit lengths that announce a longer one.
+inline constexpr std::uint8_t kFin = 0x80;
+inline constexpr std::uint8_t kLength16 = 126;
+inline constexpr std::uint8_t kLength64 = 127;
+
 // The header of one unmasked server-to-client frame with FIN set: 2, 4 or 10 bytes.
 struct FrameHeader {
     std::array<std::uint8_t, 10> bytes{};
     std::uint8_t size = 0;
 };
-FrameHeader frame_header(Opcode opcode, std::size_t payload_size);
+
+// Inline: the writer calls this once per frame, and most frames are small.
+inline FrameHeader frame_header(Opcode opcode, std::size_t payload_size) {
+    FrameHeader header;
+    header.bytes[0] = kFin | static_cast<std::uint8_t>(opcode);
+    if (payload_size < kLength16) {
+        header.bytes[1] = static_cast<std::uint8_t>(payload_size);
+        header.size = 2;
+    } else if (payload_size <= 0xFFFF) {
+        header.bytes[1] = kLength16;
+        header.bytes[2] = static_cast<std::uint8_t>(payload_size >> 8);
+        header.bytes[3] = static_cast<std::uint8_t>(payload_size);
+        header.size = 4;
+    } else {
+        header.bytes[1] = kLength64;
+        const auto length = static_cast<std::uint64_t>(payload_size);
+        for (int i = 0; i < 8; ++i) {
+            header.bytes[2 + i] = static_cast<std::uint8_t>(length >> (56 - 8 * i));
+        }
+        header.size = 10;
+    }
+    return header;
+}
 
 // The payload of a close frame: the code in network order, then the reason. A reason longer
 // than dispatcher::close_code::kMaxReasonBytes is cut at the last code point boundary that fits.
