@@ -3,7 +3,8 @@
 // winner writes everything it finds in the buffer, its own message and other threads', and
 // loops while more arrives; a loser checks the send-time and buffer-size limits and returns
 // at once, leaving its message to the winner. The limits are checked only there, when a
-// send arrives while another is in progress.
+// send arrives while another is in progress. The winner writes the buffer one message per
+// socket write: the decorator's flush loop calls delegate.sendMessage once per message.
 //
 // What is kept from the Java: the buffer is a LinkedBlockingQueue (two locks, an atomic
 // count, a node allocated per message, the take lock taken to signal when the queue becomes

@@ -1,6 +1,6 @@
 // GlobalMutex: one lock around every send to every session, the `synchronized` fix. Safe,
 // and the simplest possible: every producer waits for every other producer's write, whatever
-// session it targets.
+// session it targets. Each send is one socket write, as a servlet container's sendText is.
 //
 // Thread contract: send() from any thread; the constructor and wait_delivered() from the
 // benchmark thread.

@@ -1,6 +1,7 @@
 // SessionMutex: a lock per session around its send, the `ReentrantLock` fix. Safe, and
 // producers sending to different sessions no longer wait for each other; producers sending to
-// the same session still do, for as long as that session's write takes.
+// the same session still do, for as long as that session's write takes. Each send is one
+// socket write, as a servlet container's sendText is.
 //
 // Thread contract: send() from any thread; the constructor and wait_delivered() from the
 // benchmark thread.

@@ -1,6 +1,7 @@
 // Unguarded: every producer writes straight to the session, with nothing in between. This is
 // the bug all the other strategies fix, kept as the control that shows the sink's overlap
-// detector works: it must report violations wherever two producers share a session.
+// detector works: it must report violations wherever two producers share a session. Each
+// send is one socket write.
 //
 // Thread contract: send() from any thread (that is the point); the constructor and
 // wait_delivered() from the benchmark thread.
