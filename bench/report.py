@@ -15,6 +15,7 @@ from collections import defaultdict
 FIELDS = [  # (key in loadgen's JSON, column title, format)
     ("delivered_per_s", "delivered msg/s", "{:,.0f}"),
     ("server_cpu_us_per_delivery", "server CPU µs/delivery", "{:.2f}"),
+    ("deliveries_per_write", "deliveries per socket write", "{:.1f}"),
     ("latency_p50_us", "p50 µs", "{:,.0f}"),
     ("latency_p99_us", "p99 µs", "{:,.0f}"),
     ("latency_p999_us", "p99.9 µs", "{:,.0f}"),
@@ -28,7 +29,9 @@ def load(path):
     with open(path) as f:
         for line in f:
             row = json.loads(line)
-            groups[(row["scenario"], row["server"])].append(row["result"])
+            result = row["result"]
+            result["deliveries_per_write"] = row.get("deliveries_per_write")
+            groups[(row["scenario"], row["server"])].append(result)
     return groups
 
 
@@ -129,13 +132,18 @@ def main(raw, results_dir, mode):
     out += ["", "## Against the targets", "",
             "| target | measured | met |", "|---|---|---|"]
     checks = [
-        ("fan-out 1k × 64 B: CPU/delivery ≤ 1/30 of the peer", "fanout-1k-64B", 1 / 30),
-        ("fan-out 10k × 64 B: CPU/delivery ≤ 1/12 of the peer", "fanout-10k-64B", 1 / 12),
+        ("fan-out 1k × 64 B, paced: CPU/delivery ≤ 1/30 of the peer", "fanout-1k-64B", 1 / 30),
+        ("fan-out 1k × 64 B, bursts of 50: CPU/delivery ≤ 1/30 of the peer",
+         "fanout-burst-1k-64B", 1 / 30),
+        ("fan-out 10k × 64 B, paced: CPU/delivery ≤ 1/12 of the peer", "fanout-10k-64B", 1 / 12),
+        ("fan-out 10k × 64 B, bursts of 50: CPU/delivery ≤ 1/12 of the peer",
+         "fanout-burst-10k-64B", 1 / 12),
         ("targeted 1k × 256 B: CPU/delivery ≤ 0.6× the peer", "targeted-1k-256B", 0.6),
     ]
     for title, scenario, bound in checks:
         r = ratio(groups, scenario, "server_cpu_us_per_delivery")
-        out.append(f"| {title} | {'–' if r is None else f'{r:.2f}×'} | "
+        shown = "–" if r is None else f"{r:.2f}×" if bound >= 0.5 else f"{r:.3f}× (1/{1 / r:.0f})"
+        out.append(f"| {title} | {shown} | "
                    f"{'–' if r is None else ('yes' if r <= bound else 'no')} |")
     idle = summary(groups.get(("idle-10000", "shardcast"), []), "server_rss_per_connection_bytes")
     if idle:

@@ -73,13 +73,27 @@ run() {
     local line
     line=$(taskset -c 1 build/release/bench/loadgen --url "127.0.0.1:$port" --server-pid "$server_pid" \
         --duration "$duration" --warmup "$warmup" --json "$@" 2> "$results/.loadgen.log") || true
+    # The design figure beside the timings: messages per socket write over the whole run.
+    local per_write=null
+    if [[ $server == shardcast && -n $line ]]; then
+        per_write=$(curl -sf "http://127.0.0.1:$port/metrics" | python3 -c '
+import sys
+total = {"shardcast_messages_sent_total": 0.0, "shardcast_socket_writes_total": 0.0}
+for line in sys.stdin:
+    name = line.split("{")[0].split(" ")[0]
+    if name in total:
+        total[name] += float(line.rsplit(" ", 1)[1])
+writes = total["shardcast_socket_writes_total"]
+print(total["shardcast_messages_sent_total"] / writes if writes else "null")') || per_write=null
+    fi
     stop_server
     if [[ -z $line ]]; then
         echo "run.sh: loadgen gave no result for $scenario on $server" >&2
         cat "$results/.loadgen.log" >&2
         return 1
     fi
-    printf '{"scenario":"%s","server":"%s","result":%s}\n' "$scenario" "$server" "$line" >> "$raw"
+    printf '{"scenario":"%s","server":"%s","deliveries_per_write":%s,"result":%s}\n' \
+        "$scenario" "$server" "$per_write" "$line" >> "$raw"
     printf '%s %s: ' "$scenario" "$server"
     python3 - "$line" <<'PY'
 import json, sys
@@ -106,6 +120,10 @@ $quick && fanout_clients=(100 1000) idle_clients=(1000) targeted_rates=(5000 100
 
 alternate fanout-1k-64B -- --workload fanout --clients 1000 --size 64 --rate 100 --publishers 2
 alternate fanout-10k-64B -- --workload fanout --clients 10000 --size 64 --rate 10 --publishers 2
+# The same fan-out with broadcasts arriving in bursts: 50 per /api/v1/batch request, so each
+# client has 50 frames to receive at once, the case where frames can share a socket write.
+alternate fanout-burst-1k-64B -- --workload fanout --clients 1000 --size 64 --rate 1000 --batch 50 --publishers 2
+alternate fanout-burst-10k-64B -- --workload fanout --clients 10000 --size 64 --rate 100 --batch 50 --publishers 2
 alternate targeted-1k-256B -- --workload targeted --clients 1000 --size 256 --rate 10000 --batch 50 --publishers 4
 alternate targeted-hot-1k-256B -- --workload targeted --clients 1000 --size 256 --rate 10000 --batch 50 --publishers 4 --hot-fraction 0.3
 for n in "${idle_clients[@]}"; do
