@@ -29,8 +29,13 @@ def frames_received():
         return json.load(r)["totals"]["frames_received"]
 
 
-def connect(client_id):
-    return websockets.connect(f"ws://127.0.0.1:{PORT}/ws/{client_id}", max_size=None)
+def outbound_bytes():
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/api/v1/stats", timeout=10) as r:
+        return json.load(r)["totals"]["outbound_bytes"]
+
+
+def connect(client_id, **options):
+    return websockets.connect(f"ws://127.0.0.1:{PORT}/ws/{client_id}", max_size=None, **options)
 
 
 async def burst_arrives_whole_and_in_order():
@@ -43,6 +48,36 @@ async def burst_arrives_whole_and_in_order():
             message = await asyncio.wait_for(ws.recv(), 10)
             expected = f"m{i:04d}-" + "x" * (i % 300)
             assert message == expected, f"message {i}: {message[:20]!r}"
+
+
+def stall_payload(i):
+    # Sizes on both sides of what the server copies next to its header (512 bytes) and of
+    # the 16-bit length encoding, so a write cut anywhere cuts every kind of frame.
+    sizes = (0, 100, 504, 505, 506, 2000, 70000)
+    return f"s{i:06d}-" + "y" * sizes[i % len(sizes)]
+
+
+async def stalled_reader_gets_everything_in_order():
+    # The client stops reading (one queued message, a 64 KiB read buffer), so the kernel
+    # buffers fill and the server's writes stop part way; once it reads again, every
+    # message must arrive whole and in order. Publishing stops soon after the server has
+    # bytes it could not write, well inside the session's 1 MiB buffer limit.
+    async with connect("stall", max_queue=1, read_limit=64 * 1024) as ws:
+        sent, held = 0, False
+        for _ in range(500):
+            lines = "\n".join(json.dumps({"to": "stall", "data": stall_payload(sent + i)})
+                              for i in range(21))  # about 220 KB
+            await asyncio.to_thread(post, "/api/v1/batch", lines, True)
+            sent += 21
+            if await asyncio.to_thread(outbound_bytes) > 0:
+                await asyncio.sleep(0.1)  # still held a moment later: the write is waiting
+                held = await asyncio.to_thread(outbound_bytes) > 0
+                if held:
+                    break
+        assert held, "the server never had to hold bytes back"
+        for i in range(sent):
+            message = await asyncio.wait_for(ws.recv(), 10)
+            assert message == stall_payload(i), f"message {i}: {message[:20]!r}"
 
 
 async def ping_gets_its_pong():
@@ -97,9 +132,9 @@ async def disconnect_arrives_after_earlier_messages():
         raise AssertionError("still open after disconnect")
 
 
-CHECKS = [burst_arrives_whole_and_in_order, ping_gets_its_pong, fragmented_message_counts_once,
-          client_close_is_answered, oversized_message_gets_1009,
-          disconnect_arrives_after_earlier_messages]
+CHECKS = [burst_arrives_whole_and_in_order, stalled_reader_gets_everything_in_order,
+          ping_gets_its_pong, fragmented_message_counts_once, client_close_is_answered,
+          oversized_message_gets_1009, disconnect_arrives_after_earlier_messages]
 
 
 async def main():
