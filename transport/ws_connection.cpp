@@ -2,7 +2,7 @@
 // decides what to write and when; this class performs it.
 //
 // Beast answers the upgrade. From then on every byte on the socket goes through this class:
-// one writer puts control frames and a batch of queued messages into one writev, and one
+// one writer puts control frames and a batch of queued messages into one sendmsg, and one
 // reader parses the client's frames from the shard's shared read buffer (ws_frame.hpp).
 //
 // Thread contract: after hand_off, every member runs on the shard thread.

@@ -13,7 +13,7 @@
 // and must show violations: proof that the detector sees overlaps when they happen.
 //
 // The baselines write one message per call, as their real counterparts do; shardcast's
-// session hands up to 64 queued messages to one call, as its transport's writev does. What
+// session hands up to 256 queued messages to one call, as its transport's sendmsg does. What
 // a call costs is calibrated in the same binary: BM_LoopbackSend measures the CPU time of a
 // real send() on a 127.0.0.1 TCP connection, and BM_SinkWrite what the sink charges.
 //

@@ -1,11 +1,11 @@
 // Sink: the stand-in for one client socket in the strategy benchmark. Every strategy writes
 // through the same Sink, so they differ only in how they get messages to it.
 //
-// A write models one send()/writev() on a socket: a fixed cost per call (the kernel's TCP
+// A write models one send()/sendmsg() on a socket: a fixed cost per call (the kernel's TCP
 // path, which a profile of the server shows dominates a small send) plus a cost per byte.
 // Both are CPU work, dependent FNV-1a steps, never a sleep: a socket write keeps a core busy.
-// A gather write hands several messages to one call, as a writev with an iovec per frame
-// does, and pays the fixed cost once. The sink counts messages and calls separately, and
+// A gather write hands several messages to one call, as the transport's one sendmsg per
+// batch does, and pays the fixed cost once. The sink counts messages and calls separately, and
 // flags any call that overlaps another on the same sink: the corruption a real socket
 // suffers, which every strategy that claims safety must never allow.
 //
