@@ -31,6 +31,7 @@ def load(path):
             row = json.loads(line)
             result = row["result"]
             result["deliveries_per_write"] = row.get("deliveries_per_write")
+            result["lg0_deliveries_per_write"] = row.get("lg0_deliveries_per_write")
             groups[(row["scenario"], row["server"])].append(result)
     return groups
 
@@ -155,6 +156,11 @@ def main(raw, results_dir, mode):
         r = hot[0] / cold[0]
         out.append(f"| hot client (30 %): the others' p99 ≤ 2× their p99 without it | "
                    f"{r:.2f}× | {'yes' if r <= 2 else 'no'} |")
+    merged = summary(groups.get(("targeted-hot-1k-256B", "shardcast"), []),
+                     "lg0_deliveries_per_write")
+    if merged:
+        out.append(f"| hot client (30 %): its frames coalesced into fewer writes | "
+                   f"{merged[0]:.1f} messages per write | {'yes' if merged[0] > 1 else 'no'} |")
     r = ratio(groups, "targeted-1k-256B", "latency_p99_us")
     if r is not None:
         out.append(f"| targeted p99 below the peer's | {r:.2f}× the peer | {'yes' if r < 1 else 'no'} |")

@@ -70,11 +70,27 @@ run() {
     while [[ $1 != -- ]]; do server_args+=("$1"); shift; done
     shift
     start_server "$server" "${server_args[@]}"
+    # lg0's own messages per write (the hot client's, when there is one), read near the end
+    # of the window while its session is still open.
+    local lg0=$results/.lg0.json lg0_reader=
+    rm -f "$lg0"
+    if [[ $server == shardcast ]]; then
+        (sleep "$(python3 -c "print($warmup + 0.9 * $duration)")"
+         curl -sf -o "$lg0" "http://127.0.0.1:$port/api/v1/clients/lg0") &
+        lg0_reader=$!
+    fi
     local line
     line=$(taskset -c 1 build/release/bench/loadgen --url "127.0.0.1:$port" --server-pid "$server_pid" \
         --duration "$duration" --warmup "$warmup" --json "$@" 2> "$results/.loadgen.log") || true
     # The design figure beside the timings: messages per socket write over the whole run.
-    local per_write=null
+    local per_write=null lg0_per_write=null
+    [[ -n $lg0_reader ]] && { wait "$lg0_reader" || true; }
+    if [[ -s $lg0 ]]; then
+        lg0_per_write=$(python3 -c '
+import json, sys
+info = json.load(open(sys.argv[1]))
+print(info["messages_sent"] / info["socket_writes"] if info["socket_writes"] else "null")' "$lg0")
+    fi
     if [[ $server == shardcast && -n $line ]]; then
         per_write=$(curl -sf "http://127.0.0.1:$port/metrics" | python3 -c '
 import sys
@@ -92,8 +108,8 @@ print(total["shardcast_messages_sent_total"] / writes if writes else "null")') |
         cat "$results/.loadgen.log" >&2
         return 1
     fi
-    printf '{"scenario":"%s","server":"%s","deliveries_per_write":%s,"result":%s}\n' \
-        "$scenario" "$server" "$per_write" "$line" >> "$raw"
+    printf '{"scenario":"%s","server":"%s","deliveries_per_write":%s,"lg0_deliveries_per_write":%s,"result":%s}\n' \
+        "$scenario" "$server" "$per_write" "$lg0_per_write" "$line" >> "$raw"
     printf '%s %s: ' "$scenario" "$server"
     python3 - "$line" <<'PY'
 import json, sys
@@ -159,6 +175,6 @@ for shards in 1 2; do
     done
 done
 
-rm -f "$results/.server.log" "$results/.loadgen.log"
+rm -f "$results/.server.log" "$results/.loadgen.log" "$results/.lg0.json"
 python3 bench/report.py "$raw" "$results" "$($quick && echo quick || echo full)"
 echo "wrote $results/latest.md"

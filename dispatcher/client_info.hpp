@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace shardcast::dispatcher {
@@ -11,6 +12,9 @@ struct ClientInfo {
     bool online = false;
     std::size_t sessions = 0;
     std::size_t shard = 0;
+    // Over its current sessions: messages written, and the socket writes that carried them.
+    std::uint64_t messages_sent = 0;
+    std::uint64_t socket_writes = 0;
 };
 
 }  // namespace shardcast::dispatcher

@@ -94,6 +94,8 @@ void Session::settle_in_flight(std::optional<FailureReason> failure) {
     } else {
         stats.writes.add();
         stats.sent.add(in_flight_);
+        ++socket_writes_;
+        messages_sent_ += in_flight_;
     }
     stats.outbound_bytes.add(-static_cast<std::int64_t>(in_flight_bytes_));
     const auto now = Clock::now();

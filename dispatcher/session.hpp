@@ -44,6 +44,9 @@ public:
     State state() const { return state_; }
     // Nothing queued and no write in flight (messages being written stay at the queue's front).
     bool idle() const { return queue_.empty(); }
+    // Messages written to this session, and the socket writes that carried them.
+    std::uint64_t messages_sent() const { return messages_sent_; }
+    std::uint64_t socket_writes() const { return socket_writes_; }
 
     // Called by the Shard. Queues one message; the write starts when the shard's drain turn
     // ends (write_queued), so what one turn delivers to a session goes out in one write.
@@ -117,6 +120,8 @@ private:
     // write completes, and neither drop_oldest nor a close drops them before that.
     std::uint32_t in_flight_ = 0;
     std::size_t in_flight_bytes_ = 0;
+    std::uint64_t messages_sent_ = 0;
+    std::uint64_t socket_writes_ = 0;
     OutboundQueue queue_;
     Clock::time_point write_started_{};
     Clock::time_point last_heard_;

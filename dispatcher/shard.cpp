@@ -312,6 +312,10 @@ ClientInfo Shard::lookup(std::string_view client_id) const {
     if (it != sessions_.end()) {
         info.sessions = it->second.size();
         info.online = info.sessions > 0;
+        for (const auto& session : it->second) {
+            info.messages_sent += session->messages_sent();
+            info.socket_writes += session->socket_writes();
+        }
     }
     return info;
 }

@@ -243,10 +243,13 @@ std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& l
                 return error(400, "invalid client id (1-128 of A-Z a-z 0-9 . _ : @ -)");
             }
             dispatcher_.lookup(id, [later](dispatcher::ClientInfo info) {
-                later(ApiResponse{200, json::serialize(json::object{{"id", info.id},
-                                                                    {"online", info.online},
-                                                                    {"sessions", info.sessions},
-                                                                    {"shard", info.shard}})});
+                later(ApiResponse{
+                    200, json::serialize(json::object{{"id", info.id},
+                                                      {"online", info.online},
+                                                      {"sessions", info.sessions},
+                                                      {"shard", info.shard},
+                                                      {"messages_sent", info.messages_sent},
+                                                      {"socket_writes", info.socket_writes}})});
             });
             return std::nullopt;
         }

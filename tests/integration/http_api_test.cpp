@@ -142,9 +142,25 @@ TEST_F(HttpApiTest, ClientLookupReportsOnlineStateAndShard) {
     EXPECT_EQ(info["sessions"].as_int64(), 1);
     EXPECT_EQ(info["shard"].as_int64(),
               static_cast<std::int64_t>(server_.dispatcher().router().shard_of("look")));
+    EXPECT_EQ(info["messages_sent"].as_int64(), 0);
+    EXPECT_EQ(info["socket_writes"].as_int64(), 0);
     auto offline = parse(http_.get("/api/v1/clients/nobody").body).as_object();
     EXPECT_FALSE(offline["online"].as_bool());
     EXPECT_EQ(offline["sessions"].as_int64(), 0);
+}
+
+// One batch request puts 40 messages into one drain turn: they leave in writes of many.
+TEST_F(HttpApiTest, ClientLookupCountsMessagesAndTheWritesThatCarriedThem) {
+    auto client = connect("counted");
+    std::string lines;
+    for (int i = 0; i < 40; ++i)
+        lines += R"({"to":"counted","data":"m)" + std::to_string(i) + "\"}\n";
+    ASSERT_EQ(http_.post("/api/v1/batch", lines).status, 202);
+    ASSERT_TRUE(client->wait_messages(40, 5s));
+    auto info = parse(http_.get("/api/v1/clients/counted").body).as_object();
+    EXPECT_EQ(info["messages_sent"].as_int64(), 40);
+    EXPECT_GE(info["socket_writes"].as_int64(), 1);
+    EXPECT_LT(info["socket_writes"].as_int64(), 40);
 }
 
 TEST_F(HttpApiTest, StatsHaveTotalsAndPerShardFigures) {
