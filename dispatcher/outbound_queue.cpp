@@ -14,17 +14,7 @@ void OutboundQueue::push(Outbound item) {
     ++count_;
 }
 
-Outbound OutboundQueue::pop() {
-    assert(count_ > 0);
-    Outbound item = std::move(ring_[head_]);
-    head_ = (head_ + 1) % ring_.size();
-    --count_;
-    bytes_ -= item.payload->size();
-    if (count_ == 0) {
-        head_ = 0;
-    }
-    return item;
-}
+Outbound OutboundQueue::pop() { return take(0); }
 
 Outbound OutboundQueue::take(std::size_t index) {
     assert(index < count_);
