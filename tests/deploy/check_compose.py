@@ -14,11 +14,12 @@ Python 3 with PyYAML (a dependency of yamllint). Exits 1 with one line per probl
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import yaml
+
+from report import report
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
@@ -156,12 +157,8 @@ def main():
     problems = (check_files(services) + check_nodes(services, nodes)
                 + check_nginx(services, nodes) + check_prometheus(services, nodes)
                 + check_grafana(services))
-    for problem in problems:
-        print(f"FAILED: {problem}", file=sys.stderr)
-    if problems:
-        sys.exit(1)
-    print(f"{COMPOSE}: {len(services)} services; mounts, dependencies, nodes, nginx, "
-          "Prometheus and Grafana check out")
+    report(problems, f"{COMPOSE}: {len(services)} services; mounts, dependencies, nodes, "
+                     "nginx, Prometheus and Grafana check out")
 
 
 if __name__ == "__main__":

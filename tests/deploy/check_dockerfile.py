@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from report import report
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy/Dockerfile"
 # Libraries debian:bookworm-slim has already (apt itself needs them).
@@ -186,11 +188,7 @@ def main():
         problems = check_binary(text, args.binary)
     else:
         problems = check_structure(text)
-    for problem in problems:
-        print(f"FAILED: {problem}", file=sys.stderr)
-    if problems:
-        sys.exit(1)
-    print(f"{DOCKERFILE}: OK")
+    report(problems, f"{DOCKERFILE}: OK")
 
 
 if __name__ == "__main__":

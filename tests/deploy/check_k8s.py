@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from report import report
+
 K8S = Path(__file__).resolve().parents[2] / "deploy/k8s"
 # The binary's defaults for the keys the shutdown budget depends on (deploy/shardcast.yaml).
 DEFAULT_DRAIN_TIMEOUT = "5s"
@@ -128,12 +130,8 @@ def check(docs, warnings):
 def main():
     docs, warnings = render()
     problems = check(docs, warnings)
-    for problem in problems:
-        print(f"FAILED: {problem}", file=sys.stderr)
-    if problems:
-        sys.exit(1)
-    print(f"{K8S}: renders {len(docs)} objects; probes, preStop, grace period, non-root, "
-          "Service, NATS alias and PodMonitor check out")
+    report(problems, f"{K8S}: renders {len(docs)} objects; probes, preStop, grace period, "
+                     "non-root, Service, NATS alias and PodMonitor check out")
 
 
 if __name__ == "__main__":
