@@ -217,6 +217,35 @@ TEST_F(HttpApiTest, OversizedBodyIs413BeforeTheBodyIsRead) {
     EXPECT_NE(answer.find("http.max_body"), std::string::npos);
 }
 
+TEST_F(HttpApiTest, PipelinedLargeBatchesAreEachReadWholeAndInOrder) {
+    // Two batches of about 70 KB each, sent in one write: each body is larger than one read,
+    // and the second request's bytes are already buffered when the first is answered.
+    auto a = connect("a");
+    constexpr int kLines = 300;
+    const std::string padding(200, 'x');
+    auto batch = [&](int first) {
+        std::string body;
+        for (int i = first; i < first + kLines; ++i) {
+            body += R"({"to":"a","data":")" + std::to_string(i) + padding + "\"}\n";
+        }
+        return body;
+    };
+    auto request = [](const std::string& body, const char* connection) {
+        return "POST /api/v1/batch HTTP/1.1\r\nHost: x\r\nConnection: " + std::string(connection) +
+               "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    };
+    const std::string answer = raw_exchange(
+        server_.port(), request(batch(0), "keep-alive") + request(batch(kLines), "close"), 10s);
+    const auto first = answer.find("HTTP/1.1 202");
+    ASSERT_NE(first, std::string::npos) << answer;
+    EXPECT_NE(answer.find("HTTP/1.1 202", first + 1), std::string::npos) << answer;
+    ASSERT_TRUE(a->wait_messages(2 * kLines, 10s)) << a->messages().size();
+    const auto messages = a->messages();
+    for (int i = 0; i < 2 * kLines; ++i) {
+        ASSERT_EQ(messages[i], std::to_string(i) + padding) << "message " << i;
+    }
+}
+
 TEST_F(HttpApiTest, MalformedHttpGetsA400AndTheServerKeepsServing) {
     auto client = connect("steady");
     const std::string answer = raw_exchange(server_.port(), "THIS IS NOT HTTP\r\n\r\n", 5s);
