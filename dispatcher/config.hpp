@@ -33,6 +33,10 @@ struct SessionConfig {
     std::size_t max_message_size = 64 * 1024;
     // How long a closing handshake may take before the socket is cut.
     std::chrono::milliseconds close_timeout{2'000};
+    // SO_SNDBUF of each WebSocket socket; 0 keeps the kernel's autotuning, under which one
+    // socket can absorb megabytes for a client that stopped reading before buffer_limit,
+    // send_time_limit or publish admission see any of it.
+    std::size_t socket_send_buffer = 0;
 };
 
 struct DispatcherConfig {

@@ -151,6 +151,20 @@ milliseconds duration(std::string_view key, const YAML::Node& node) {
     return parse_duration(std::string(key), scalar(key, node, kDurationExpected));
 }
 
+// 0, meaning off, or a size from `low` to `high`.
+std::size_t size_off_or_in(std::string_view key,
+                           const YAML::Node& node,
+                           std::size_t low,
+                           std::size_t high,
+                           std::string_view expected) {
+    std::string text = scalar(key, node, kSizeExpected);
+    std::size_t value = parse_size(std::string(key), text);
+    if (value != 0 && (value < low || value > high)) {
+        fail(key, expected, text);
+    }
+    return value;
+}
+
 std::size_t size_at_least(std::string_view key,
                           const YAML::Node& node,
                           std::size_t minimum,
@@ -352,6 +366,12 @@ constexpr Field kFields[] = {
     {"session.close_timeout",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.session.close_timeout = positive_duration(key, node);
+     }},
+    {"session.socket_send_buffer",
+     [](const auto& key, const auto& node, Config& config) {
+         // SO_SNDBUF takes an int, which the kernel doubles; below 4 KiB it rounds up anyway.
+         config.dispatcher.session.socket_send_buffer = size_off_or_in(
+             key, node, 4 * 1024, 256 * 1024 * 1024, "0 (off) or a size from 4KiB to 256MiB");
      }},
     {"publish.max_queue_depth",
      [](const auto& key, const auto& node, Config& config) {
@@ -615,6 +635,7 @@ std::string describe(const Config& config) {
     add("session.max_per_client", std::to_string(session.max_per_client));
     add("session.max_message_size", std::to_string(session.max_message_size));
     add("session.close_timeout", format_duration(session.close_timeout));
+    add("session.socket_send_buffer", std::to_string(session.socket_send_buffer));
     add("publish.max_queue_depth", std::to_string(config.dispatcher.max_queue_depth));
     add("publish.max_outbound_bytes", std::to_string(config.dispatcher.max_outbound_bytes));
     add("http.threads", std::to_string(transport.http_threads));

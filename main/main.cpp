@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -39,6 +40,29 @@ void raise_descriptor_limit() {
     }
 }
 
+// Linux doubles SO_SNDBUF for its bookkeeping and caps it at net.core.wmem_max without an
+// error, so a probe socket shows what session.socket_send_buffer will really give.
+void warn_if_send_buffer_capped(std::size_t requested) {
+    if (requested == 0) {
+        return;
+    }
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return;
+    }
+    int value = static_cast<int>(requested);
+    socklen_t length = sizeof value;
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, sizeof value) == 0 &&
+        ::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, &length) == 0 &&
+        static_cast<std::size_t>(value) / 2 < requested) {
+        spdlog::warn(
+            "session.socket_send_buffer={} is capped by the kernel at {} bytes; raise "
+            "the sysctl net.core.wmem_max to allow more",
+            requested, value / 2);
+    }
+    ::close(fd);
+}
+
 // <hostname>:<port>, unique per node of a cluster as long as each runs on its own host or
 // port. With port 0 the bound port is not known yet, so the process id stands in.
 std::string default_node_name(std::uint16_t port) {
@@ -55,6 +79,7 @@ int serve(const shardcast::Config& config) {
         spdlog::warn("auth.api_keys is empty: anyone who can reach the port can publish");
     }
     raise_descriptor_limit();
+    warn_if_send_buffer_capped(config.dispatcher.session.socket_send_buffer);
 
     const std::string node = config.cluster.node.empty() ? default_node_name(config.transport.port)
                                                          : config.cluster.node;

@@ -106,6 +106,11 @@ private:
             return;
         }
         socket_.non_blocking(true, ec);
+        if (const std::size_t bytes = shard().config().socket_send_buffer; bytes != 0) {
+            // Config validation keeps this within int. Should it fail, the socket is gone
+            // and the first read or write removes the session.
+            socket_.set_option(net::socket_base::send_buffer_size(static_cast<int>(bytes)), ec);
+        }
         on_open();
         do_read();
     }

@@ -2,6 +2,7 @@
 // the graceful stop on SIGTERM seen from clients and from /readyz.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <string>
 
 #include "dispatcher/close_code.hpp"
@@ -76,6 +77,30 @@ TEST(ServerBinaryTest, PortInUseIsAClearStartupError) {
     EXPECT_NE(second.output().find("listen on 127.0.0.1:" + std::to_string(port)),
               std::string::npos)
         << second.output();
+}
+
+TEST(ServerBinaryTest, SendBufferTheKernelWouldCapIsNamedAtStartup) {
+    std::size_t wmem_max = 0;
+    std::ifstream("/proc/sys/net/core/wmem_max") >> wmem_max;
+    if (wmem_max == 0 || wmem_max >= 128u * 1024u * 1024u) {
+        GTEST_SKIP() << "net.core.wmem_max is " << wmem_max << ": no value in range is capped";
+    }
+    const std::string requested = std::to_string(2 * wmem_max);
+    Process capped({SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "-s",
+                    "session.socket_send_buffer=" + requested},
+                   out_file("capped"));
+    ASSERT_NE(start_and_find_port(capped), 0);
+    EXPECT_NE(
+        capped.output().find("session.socket_send_buffer=" + requested +
+                             " is capped by the kernel at " + std::to_string(wmem_max) + " bytes"),
+        std::string::npos)
+        << capped.output();
+
+    Process fits(
+        {SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "-s", "session.socket_send_buffer=4KiB"},
+        out_file("fits"));
+    ASSERT_NE(start_and_find_port(fits), 0);
+    EXPECT_EQ(fits.output().find("is capped"), std::string::npos) << fits.output();
 }
 
 TEST(ServerBinaryTest, MetricsCanBeTurnedOff) {

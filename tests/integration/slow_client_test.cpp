@@ -113,6 +113,36 @@ TEST(SlowClientTest, HalfOpenClientIsRemovedAfterTheHeartbeatTimeout) {
     EXPECT_TRUE(healthy->is_open());
 }
 
+// Payload bytes a client that never reads took before the first write stalled: 16 KiB
+// messages are sent one at a time, each once the one before has been written whole.
+std::size_t written_before_first_stall(std::size_t socket_send_buffer) {
+    auto config = test_dispatcher_config();
+    config.session.buffer_limit = 256 * 1024 * 1024;
+    config.session.send_time_limit = 60s;
+    config.session.socket_send_buffer = socket_send_buffer;
+    TestServer server(config);
+    StalledClient slow(server.port(), "/ws/slow");
+    const auto chunk = make_payload(std::string(16 * 1024, 'x'));
+    std::size_t written = 0;
+    for (std::uint64_t i = 1; i <= 1024; ++i) {
+        server.dispatcher().send("slow", chunk);
+        if (!wait_until([&] { return server.sent() == i; }, 300ms)) {
+            break;
+        }
+        written += chunk->size();
+    }
+    return written;
+}
+
+TEST(SlowClientTest, SocketSendBufferBoundsWhatTheKernelHoldsForAClientThatStoppedReading) {
+    // The client's 4 KiB receive buffer keeps its own share small: what differs is the
+    // server's send buffer, fixed at 2 x 16 KiB (Linux doubles it) or autotuned.
+    const std::size_t bounded = written_before_first_stall(16 * 1024);
+    const std::size_t autotuned = written_before_first_stall(0);
+    EXPECT_LT(bounded, 128u * 1024u);
+    EXPECT_LT(bounded, autotuned) << bounded << " bytes with SO_SNDBUF set";
+}
+
 // A shard whose clients cannot keep up pushes back on HTTP producers: 429 with Retry-After
 // for publishes that would reach it, while every other shard keeps taking sends.
 TEST(SlowClientTest, AnOverloadedShardRefusesPublishesWith429UntilItDrains) {

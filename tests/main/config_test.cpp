@@ -74,6 +74,7 @@ TEST(ConfigDefaultsTest, NoFileAndNoOverridesGiveStructDefaults) {
     EXPECT_EQ(session.max_per_client, 8u);
     EXPECT_EQ(session.max_message_size, 64u * 1024u);
     EXPECT_EQ(session.close_timeout, 2s);
+    EXPECT_EQ(session.socket_send_buffer, 0u);
     EXPECT_EQ(config.transport.http_threads, 1u);
     EXPECT_EQ(config.transport.max_body, 4u * 1024u * 1024u);
     EXPECT_EQ(config.transport.http_idle_timeout, 60s);
@@ -98,6 +99,7 @@ session:
   max_per_client: 4
   max_message_size: 16KB
   close_timeout: 3
+  socket_send_buffer: 64KiB
 http:
   threads: 2
   max_body: 1MB
@@ -125,6 +127,7 @@ log:
     EXPECT_EQ(session.max_per_client, 4u);
     EXPECT_EQ(session.max_message_size, 16'000u);
     EXPECT_EQ(session.close_timeout, 3s);
+    EXPECT_EQ(session.socket_send_buffer, 64u * 1024u);
     EXPECT_EQ(config.transport.http_threads, 2u);
     EXPECT_EQ(config.transport.max_body, 1'000'000u);
     EXPECT_EQ(config.transport.http_idle_timeout, 3600s);
@@ -246,6 +249,20 @@ TEST(ConfigErrorTest, SizeBelowMinimumNamesKey) {
               "http.max_body: expected a size of at least 1KiB, got \"512\"");
     EXPECT_EQ(error_of({"session.max_message_size=124"}),
               "session.max_message_size: expected a size of at least 125, got \"124\"");
+}
+
+TEST(ConfigErrorTest, SizeOutsideItsRangeButNotOffNamesKey) {
+    const char* expected =
+        "session.socket_send_buffer: expected 0 (off) or a size from 4KiB to "
+        "256MiB, got ";
+    EXPECT_EQ(error_of({"session.socket_send_buffer=1KiB"}), std::string(expected) + "\"1KiB\"");
+    EXPECT_EQ(error_of({"session.socket_send_buffer=1GiB"}), std::string(expected) + "\"1GiB\"");
+    EXPECT_EQ(load_config(std::nullopt, {"session.socket_send_buffer=0"})
+                  .dispatcher.session.socket_send_buffer,
+              0u);
+    EXPECT_EQ(load_config(std::nullopt, {"session.socket_send_buffer=4KiB"})
+                  .dispatcher.session.socket_send_buffer,
+              4096u);
 }
 
 TEST(ConfigErrorTest, BadEnumNamesKeyAndChoices) {
@@ -429,7 +446,7 @@ TEST(ConfigDescribeTest, ListsEveryKeyOnOneLine) {
               "session.heartbeat_interval=25s session.heartbeat_timeout=60s "
               "session.cleanup_interval=30s session.on_duplicate=replace "
               "session.max_per_client=8 session.max_message_size=65536 "
-              "session.close_timeout=2s publish.max_queue_depth=65536 "
+              "session.close_timeout=2s session.socket_send_buffer=0 publish.max_queue_depth=65536 "
               "publish.max_outbound_bytes=67108864 http.threads=1 http.max_body=4194304 "
               "http.idle_timeout=60s auth.api_keys=<0 keys> shutdown.drain_timeout=5s "
               "metrics.enabled=true metrics.listen= cluster.nats.url= "
