@@ -6,10 +6,12 @@
 namespace shardcast::transport::ws {
 
 void FrameGather::add(Opcode opcode, std::string_view payload) {
-    const FrameHeader header = frame_header(opcode, payload.size());
-    const std::string_view header_bytes(reinterpret_cast<const char*>(header.bytes.data()),
-                                        header.size);
-    copy(header_bytes);
+    // The header is written where it goes. Built on the stack and copied over, its bytes were
+    // read back before their stores had landed: a store-forwarding stall that made this the
+    // costliest line of a burst fan-out.
+    assert(used_ + sizeof(FrameHeader::bytes) <= scratch_.size());
+    claim(put_frame_header(reinterpret_cast<std::uint8_t*>(scratch_.data() + used_), opcode,
+                           payload.size()));
     if (payload.size() <= kCopyLimit) {
         copy(payload);
     } else {
@@ -27,17 +29,21 @@ void FrameGather::copy(std::string_view bytes) {
         return;
     }
     assert(used_ + bytes.size() <= scratch_.size());
+    std::memcpy(scratch_.data() + used_, bytes.data(), bytes.size());
+    claim(bytes.size());
+}
+
+void FrameGather::claim(std::size_t size) {
     char* at = scratch_.data() + used_;
-    std::memcpy(at, bytes.data(), bytes.size());
-    used_ += bytes.size();
-    bytes_ += bytes.size();
+    used_ += size;
+    bytes_ += size;
     if (count_ > 0 && in_scratch(iov_[count_ - 1]) &&
         static_cast<char*>(iov_[count_ - 1].iov_base) + iov_[count_ - 1].iov_len == at) {
-        iov_[count_ - 1].iov_len += bytes.size();
+        iov_[count_ - 1].iov_len += size;
         return;
     }
     assert(count_ < iov_.size());
-    iov_[count_++] = iovec{at, bytes.size()};
+    iov_[count_++] = iovec{at, size};
 }
 
 void FrameGather::reference(std::string_view bytes) {

@@ -47,6 +47,8 @@ private:
     bool in_scratch(const iovec& v) const;
     // Appends bytes to the scratch, extending the last run if it ends in the scratch.
     void copy(std::string_view bytes);
+    // Takes the size bytes just written at the end of the scratch into the write.
+    void claim(std::size_t size);
     void reference(std::string_view bytes);
 
     std::span<char> scratch_;

@@ -40,26 +40,33 @@ struct FrameHeader {
     std::uint8_t size = 0;
 };
 
-// Inline: the writer calls this once per frame, and most frames are small.
+// Writes the header for a payload of payload_size into out, which has room for 10 bytes, and
+// returns its size. Inline: the writer calls this once per frame, and most frames are small.
+inline std::size_t put_frame_header(std::uint8_t* out, Opcode opcode, std::size_t payload_size) {
+    out[0] = kFin | static_cast<std::uint8_t>(opcode);
+    if (payload_size < kLength16) {
+        out[1] = static_cast<std::uint8_t>(payload_size);
+        return 2;
+    }
+    if (payload_size <= 0xFFFF) {
+        out[1] = kLength16;
+        out[2] = static_cast<std::uint8_t>(payload_size >> 8);
+        out[3] = static_cast<std::uint8_t>(payload_size);
+        return 4;
+    }
+    out[1] = kLength64;
+    const auto length = static_cast<std::uint64_t>(payload_size);
+    for (int i = 0; i < 8; ++i) {
+        out[2 + i] = static_cast<std::uint8_t>(length >> (56 - 8 * i));
+    }
+    return 10;
+}
+
+// The same header as a value, for a frame written on its own.
 inline FrameHeader frame_header(Opcode opcode, std::size_t payload_size) {
     FrameHeader header;
-    header.bytes[0] = kFin | static_cast<std::uint8_t>(opcode);
-    if (payload_size < kLength16) {
-        header.bytes[1] = static_cast<std::uint8_t>(payload_size);
-        header.size = 2;
-    } else if (payload_size <= 0xFFFF) {
-        header.bytes[1] = kLength16;
-        header.bytes[2] = static_cast<std::uint8_t>(payload_size >> 8);
-        header.bytes[3] = static_cast<std::uint8_t>(payload_size);
-        header.size = 4;
-    } else {
-        header.bytes[1] = kLength64;
-        const auto length = static_cast<std::uint64_t>(payload_size);
-        for (int i = 0; i < 8; ++i) {
-            header.bytes[2 + i] = static_cast<std::uint8_t>(length >> (56 - 8 * i));
-        }
-        header.size = 10;
-    }
+    header.size =
+        static_cast<std::uint8_t>(put_frame_header(header.bytes.data(), opcode, payload_size));
     return header;
 }
 
