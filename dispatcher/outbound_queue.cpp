@@ -9,8 +9,8 @@ void OutboundQueue::push(Outbound item) {
     if (count_ == ring_.size()) {
         grow();
     }
-    bytes_ += item.payload->size();
-    ring_[(head_ + count_) % ring_.size()] = std::move(item);
+    bytes_ += item.size();
+    ring_[slot(count_)] = std::move(item);
     ++count_;
 }
 
@@ -18,15 +18,14 @@ Outbound OutboundQueue::pop() { return take(0); }
 
 Outbound OutboundQueue::take(std::size_t index) {
     assert(index < count_);
-    auto slot = [this](std::size_t i) -> Outbound& { return ring_[(head_ + i) % ring_.size()]; };
-    Outbound item = std::move(slot(index));
+    Outbound item = std::move(ring_[slot(index)]);
     for (std::size_t i = index; i > 0; --i) {
-        slot(i) = std::move(slot(i - 1));
+        ring_[slot(i)] = std::move(ring_[slot(i - 1)]);
     }
-    slot(0) = {};
-    head_ = (head_ + 1) % ring_.size();
+    ring_[slot(0)] = {};
+    head_ = slot(1);
     --count_;
-    bytes_ -= item.payload->size();
+    bytes_ -= item.size();
     if (count_ == 0) {
         head_ = 0;
     }
@@ -39,8 +38,8 @@ std::size_t OutboundQueue::truncate(std::size_t keep) {
     }
     std::size_t dropped = 0;
     while (count_ > keep) {
-        Outbound& last = ring_[(head_ + count_ - 1) % ring_.size()];
-        bytes_ -= last.payload->size();
+        Outbound& last = ring_[slot(count_ - 1)];
+        bytes_ -= last.size();
         last = {};
         --count_;
         ++dropped;
@@ -59,7 +58,7 @@ std::size_t OutboundQueue::clear() {
 void OutboundQueue::grow() {
     std::vector<Outbound> bigger(ring_.empty() ? 4 : ring_.size() * 2);
     for (std::size_t i = 0; i < count_; ++i) {
-        bigger[i] = std::move(ring_[(head_ + i) % ring_.size()]);
+        bigger[i] = std::move(ring_[slot(i)]);
     }
     ring_ = std::move(bigger);
     head_ = 0;

@@ -5,15 +5,9 @@
 #include <cstddef>
 #include <vector>
 
-#include "dispatcher/command.hpp"
-#include "dispatcher/payload.hpp"
+#include "dispatcher/outbound.hpp"
 
 namespace shardcast::dispatcher {
-
-struct Outbound {
-    Payload payload;
-    Clock::time_point enqueued{};
-};
 
 // A ring over a vector that starts empty: an idle session owns no buffer, and a busy
 // one reuses its slots instead of allocating per message as a deque would.
@@ -26,7 +20,7 @@ public:
     void push(Outbound item);
     Outbound pop();  // precondition: !empty()
     // The i-th message from the front (i < size()).
-    const Outbound& at(std::size_t i) const { return ring_[(head_ + i) % ring_.size()]; }
+    const Outbound& at(std::size_t i) const { return ring_[slot(i)]; }
     // Removes the message at index (< size()), keeping the order of the others: the messages
     // before it are being written and must stay at the front.
     Outbound take(std::size_t index);
@@ -36,6 +30,9 @@ public:
     std::size_t clear();
 
 private:
+    // Where the i-th message from the front lives. The ring's size is a power of two (4,
+    // then doubling), so wrapping is a mask: a division here showed in fan-out profiles.
+    std::size_t slot(std::size_t i) const { return (head_ + i) & (ring_.size() - 1); }
     void grow();
 
     std::vector<Outbound> ring_;

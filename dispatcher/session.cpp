@@ -26,7 +26,7 @@ Session::Session(Shard& shard, std::string client_id)
 
 bool Session::on_shard_thread() const { return shard_.on_shard_thread(); }
 
-bool Session::deliver(const Payload& payload, Clock::time_point enqueued) {
+bool Session::deliver(const Outbound& message) {
     assert(on_shard_thread());
     const SessionConfig& config = shard_.config();
     ShardStats& stats = shard_.stats();
@@ -34,7 +34,7 @@ bool Session::deliver(const Payload& payload, Clock::time_point enqueued) {
         stats.add_failed(FailureReason::session_closed);
         return true;
     }
-    const std::size_t size = payload->size();
+    const std::size_t size = message.size();
     // The limit is on what waits: the batch being written is already on its way.
     auto waiting = [this] { return queue_.bytes() - in_flight_bytes_; };
     if (waiting() + size > config.buffer_limit) {
@@ -45,7 +45,7 @@ bool Session::deliver(const Payload& payload, Clock::time_point enqueued) {
         // drop_oldest: make room from the front; the write in flight is already on the wire.
         while (queue_.size() > in_flight_ && waiting() + size > config.buffer_limit) {
             const Outbound dropped = queue_.take(in_flight_);
-            stats.outbound_bytes.add(-static_cast<std::int64_t>(dropped.payload->size()));
+            stats.outbound_bytes.add(-static_cast<std::int64_t>(dropped.size()));
             stats.add_failed(FailureReason::overflow_dropped);
         }
         if (size > config.buffer_limit) {
@@ -53,7 +53,7 @@ bool Session::deliver(const Payload& payload, Clock::time_point enqueued) {
             return true;
         }
     }
-    queue_.push(Outbound{payload, enqueued});
+    queue_.push(message);
     stats.outbound_bytes.add(static_cast<std::int64_t>(size));
     if (state_ == State::open && in_flight_ == 0 && !write_requested_) {
         write_requested_ = true;
@@ -74,9 +74,9 @@ void Session::write_queued() {
 void Session::write_next() {
     const std::size_t most = std::min(queue_.size(), std::max<std::size_t>(1, max_batch()));
     std::size_t count = 1;
-    std::size_t bytes = queue_.at(0).payload->size();
-    while (count < most && bytes + queue_.at(count).payload->size() <= kMaxBatchBytes) {
-        bytes += queue_.at(count).payload->size();
+    std::size_t bytes = queue_.at(0).size();
+    while (count < most && bytes + queue_.at(count).size() <= kMaxBatchBytes) {
+        bytes += queue_.at(count).size();
         ++count;
     }
     in_flight_ = static_cast<std::uint32_t>(count);
@@ -102,7 +102,7 @@ void Session::settle_in_flight(std::optional<FailureReason> failure) {
     for (; in_flight_ > 0; --in_flight_) {
         const Outbound done = queue_.pop();
         if (!failure) {
-            shard_.record_latency(now - done.enqueued);
+            shard_.record_latency(now - done.enqueued());
         }
     }
     in_flight_bytes_ = 0;

@@ -52,7 +52,7 @@ public:
     // ends (write_queued), so what one turn delivers to a session goes out in one write.
     // Returns false when the message overflows a terminate-policy buffer: the shard must
     // then remove the session with RemovalReason::overflow.
-    bool deliver(const Payload& payload, Clock::time_point enqueued);
+    bool deliver(const Outbound& message);
     // Called by the Shard at the end of a drain turn, once per session deliver() asked for.
     void write_queued();
 
@@ -92,7 +92,7 @@ protected:
     // write says how many it takes with max_batch(); the default is one message per write.
     virtual void start_write(std::size_t count) = 0;
     virtual std::size_t max_batch() const { return 1; }
-    const Payload& in_flight(std::size_t i) const { return queue_.at(i).payload; }
+    const std::string& in_flight(std::size_t i) const { return queue_.at(i).text(); }
     virtual void start_ping() = 0;
     // Sends a close frame; the transport calls finish_close() once the socket is closed.
     virtual void start_close(std::uint16_t code, std::string_view reason) = 0;

@@ -137,7 +137,7 @@ void Shard::deliver(Command& command) {
             auto it = sessions_.find(command.client_id);
             const bool held_here = it != sessions_.end();
             if (held_here) {
-                deliver_to(it->second, command);
+                deliver_to(it->second, Outbound(command.payload, command.enqueued));
             }
             if (forwards(command, held_here)) {
                 if (!link_->forward(command.client_id, command.payload)) {
@@ -148,7 +148,7 @@ void Shard::deliver(Command& command) {
             }
             break;
         }
-        case Command::Kind::broadcast:
+        case Command::Kind::broadcast: {
             // Every shard sees every broadcast; shard 0 alone counts it as published and
             // hands it to the other nodes.
             if (index_ == 0) {
@@ -158,12 +158,14 @@ void Shard::deliver(Command& command) {
                     stats_.add_failed(FailureReason::bus_unavailable);
                 }
             }
+            const Outbound message(command.payload, command.enqueued);
             for (const auto& [id, list] : sessions_) {
                 if (command.client_id.empty() || id != command.client_id) {
-                    deliver_to(list, command);
+                    deliver_to(list, message);
                 }
             }
             break;
+        }
         case Command::Kind::disconnect: {
             const std::string_view reason =
                 command.payload ? std::string_view(*command.payload) : std::string_view{};
@@ -215,9 +217,9 @@ void Shard::replace_older(const Command& claim) {
     }
 }
 
-void Shard::deliver_to(const SessionList& sessions, const Command& command) {
+void Shard::deliver_to(const SessionList& sessions, const Outbound& message) {
     for (const auto& session : sessions) {
-        if (!session->deliver(command.payload, command.enqueued)) {
+        if (!session->deliver(message)) {
             overflowed_.push_back(session);
         }
     }

@@ -26,6 +26,7 @@
 #include "dispatcher/config.hpp"
 #include "dispatcher/inbox.hpp"
 #include "dispatcher/latency_histogram.hpp"
+#include "dispatcher/outbound.hpp"
 #include "dispatcher/removal_reason.hpp"
 #include "dispatcher/shard_stats.hpp"
 
@@ -107,7 +108,7 @@ private:
     void drain();
     void collect();
     void deliver(Command& command);
-    void deliver_to(const SessionList& sessions, const Command& command);
+    void deliver_to(const SessionList& sessions, const Outbound& message);
     bool forwards(const Command& command, bool held_here) const;
     void replace_older(const Command& claim);
     void remove_overflowed();

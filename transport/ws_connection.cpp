@@ -271,7 +271,7 @@ private:
         }
         if (data_pending_ > 0) {
             for (std::size_t i = 0; i < data_pending_; ++i) {
-                frames.add(ws::Opcode::text, *in_flight(i));
+                frames.add(ws::Opcode::text, in_flight(i));
             }
             writing_data_ = true;
             data_pending_ = 0;

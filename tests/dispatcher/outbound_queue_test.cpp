@@ -7,7 +7,9 @@
 namespace shardcast::dispatcher {
 namespace {
 
-Outbound item(std::string text) { return Outbound{make_payload(std::move(text)), Clock::now()}; }
+Outbound item(std::string text) {
+    return Outbound(make_payload(std::move(text)), std::chrono::steady_clock::now());
+}
 
 TEST(OutboundQueueTest, StartsEmptyWithoutAllocating) {
     OutboundQueue queue;
@@ -18,10 +20,10 @@ TEST(OutboundQueueTest, StartsEmptyWithoutAllocating) {
 TEST(OutboundQueueTest, PopsInPushOrderAcrossGrowth) {
     OutboundQueue queue;
     for (int i = 0; i < 3; ++i) queue.push(item(std::to_string(i)));
-    EXPECT_EQ(*queue.pop().payload, "0");  // head moves, so the ring wraps on growth
+    EXPECT_EQ(queue.pop().text(), "0");  // head moves, so the ring wraps on growth
     for (int i = 3; i < 40; ++i) queue.push(item(std::to_string(i)));
     for (int i = 1; i < 40; ++i) {
-        ASSERT_EQ(*queue.pop().payload, std::to_string(i));
+        ASSERT_EQ(queue.pop().text(), std::to_string(i));
     }
     EXPECT_TRUE(queue.empty());
 }
@@ -53,13 +55,13 @@ TEST(OutboundQueueTest, TakeRemovesOneMessageAndKeepsTheOthersInOrder) {
     queue.pop();
     queue.pop();  // head now in the middle of the ring
     for (const char* text : {"a", "b", "cc", "d", "e"}) queue.push(item(text));
-    EXPECT_EQ(*queue.take(2).payload, "cc");
+    EXPECT_EQ(queue.take(2).text(), "cc");
     EXPECT_EQ(queue.bytes(), 4u);
-    EXPECT_EQ(*queue.at(0).payload, "a");
-    EXPECT_EQ(*queue.at(1).payload, "b");
-    EXPECT_EQ(*queue.at(2).payload, "d");
-    EXPECT_EQ(*queue.take(0).payload, "a");
-    for (const char* text : {"b", "d", "e"}) ASSERT_EQ(*queue.pop().payload, text);
+    EXPECT_EQ(queue.at(0).text(), "a");
+    EXPECT_EQ(queue.at(1).text(), "b");
+    EXPECT_EQ(queue.at(2).text(), "d");
+    EXPECT_EQ(queue.take(0).text(), "a");
+    for (const char* text : {"b", "d", "e"}) ASSERT_EQ(queue.pop().text(), text);
     EXPECT_TRUE(queue.empty());
 }
 
@@ -69,7 +71,7 @@ TEST(OutboundQueueTest, TruncateKeepsTheFrontAndReportsDropped) {
     EXPECT_EQ(queue.truncate(1), 2u);
     EXPECT_EQ(queue.size(), 1u);
     EXPECT_EQ(queue.bytes(), 1u);
-    EXPECT_EQ(*queue.at(0).payload, "a");
+    EXPECT_EQ(queue.at(0).text(), "a");
     EXPECT_EQ(queue.truncate(1), 0u);
     EXPECT_EQ(queue.truncate(0), 1u);
     EXPECT_TRUE(queue.empty());

@@ -124,8 +124,8 @@ private:
         {
             std::lock_guard lock(mutex_);
             for (std::size_t i = 0; i < count; ++i) {
-                received_.push_back(*in_flight(i));
-                addresses_.push_back(in_flight(i).get());
+                received_.push_back(in_flight(i));
+                addresses_.push_back(&in_flight(i));
             }
             writes_.push_back(count);
         }

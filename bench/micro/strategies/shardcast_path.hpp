@@ -70,7 +70,7 @@ private:
             const std::size_t batch = std::exchange(pending_, 0);
             writing_ = true;
             frames_.clear();
-            for (std::size_t i = 0; i < batch; ++i) frames_.emplace_back(*in_flight(i));
+            for (std::size_t i = 0; i < batch; ++i) frames_.emplace_back(in_flight(i));
             sink_.write(frames_);
             writing_ = false;
             on_write_done(true);
