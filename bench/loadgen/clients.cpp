@@ -1,46 +1,113 @@
-// The WebSocket clients of ClientGroup. One of the two files of loadgen that include Beast.
+// The WebSocket clients of ClientGroup, on plain Asio sockets: loadgen writes the upgrade
+// request and reads the 101 itself, and reads frames with ServerFrames. A general-purpose
+// client library pays per message (a composed read operation, a buffer per connection); here
+// a readable socket is read into the group's one buffer and every frame in it is handled in
+// place, so loadgen's thread is not what limits a run.
 //
 // A Client is owned by its group, not by shared_ptr: with tens of thousands of clients the
 // group's vector is the cheapest owner, and every handler that captures `this` runs on the
 // group's Loop, which outlives them all (the Loop is joined before the group is destroyed).
-// The websocket stream is rebuilt for every connection, only ever by the group's connection
-// pacer (a posted or timer handler), never inside one of the stream's own handlers.
+// The socket is rebuilt for every connection, only ever by the group's connection pacer (a
+// posted or timer handler), never inside one of the socket's own handlers.
 #include "bench/loadgen/clients.hpp"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/websocket.hpp>
+#include <boost/asio/write.hpp>
 #include <chrono>
 #include <deque>
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 
 #include "bench/loadgen/message.hpp"
+#include "bench/loadgen/server_frames.hpp"
 
 namespace shardcast::loadgen {
 
 namespace {
 
 namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 using boost::system::error_code;
-// The io_context's own executor rather than any_io_executor: a read completes for every
-// message, and the polymorphic executor's copies were a visible share of its cost.
+// The io_context's own executor rather than any_io_executor: its copies were a visible share
+// of a read's cost.
 using Socket = net::basic_stream_socket<tcp, net::io_context::executor_type>;
+using Timer = net::basic_waitable_timer<std::chrono::steady_clock,
+                                        net::wait_traits<std::chrono::steady_clock>,
+                                        net::io_context::executor_type>;
 
 // Bounds the upgrade and the closing handshake; a connection once open has no idle timeout,
 // since the run's own deadline ends it.
 constexpr std::chrono::seconds kHandshakeTimeout{5};
-// A client only ever writes pongs and a close frame: a small write buffer saves memory.
-constexpr std::size_t kWriteBufferBytes = 256;
+// The group's read buffer: one read takes many frames when a server writes them together.
+constexpr std::size_t kReadBufferBytes = 64 * 1024;
+// Full reads of one socket in a row before the other sockets get a turn.
+constexpr int kReadsPerTurn = 4;
+// The longest 101 response loadgen accepts.
+constexpr std::size_t kMaxResponseBytes = 8192;
+
+// Every connection sends the same key, the example of RFC 6455 section 1.3, whose accept
+// value is known: computing SHA-1 per connection would buy nothing on loopback, where no
+// cache can replay an old response. Servers do not check a key's randomness.
+constexpr std::string_view kKey = "dGhlIHNhbXBsZSBub25jZQ==";
+constexpr std::string_view kAccept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                              [](char x, char y) { return lower(x) == lower(y); });
+}
+
+bool icontains(std::string_view text, std::string_view word) {
+    for (std::size_t i = 0; i + word.size() <= text.size(); ++i) {
+        if (iequals(text.substr(i, word.size()), word)) return true;
+    }
+    return false;
+}
+
+std::string_view trimmed(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// Why the response head (status line and headers, without the blank line) does not complete
+// the upgrade; empty when it does.
+std::string refusal(std::string_view head) {
+    const std::size_t eol = head.find("\r\n");
+    const std::string_view status = head.substr(0, eol);
+    if (!status.starts_with("HTTP/1.1 101")) return "upgrade refused: " + std::string(status);
+    bool upgrade = false;
+    bool connection = false;
+    bool accept = false;
+    for (std::size_t at = eol; at != std::string_view::npos && at < head.size();) {
+        const std::size_t begin = at + 2;
+        const std::size_t end = head.find("\r\n", begin);
+        const std::string_view line = head.substr(begin, end - begin);
+        at = end;
+        const std::size_t colon = line.find(':');
+        if (colon == std::string_view::npos) continue;
+        const std::string_view name = line.substr(0, colon);
+        const std::string_view value = trimmed(line.substr(colon + 1));
+        if (iequals(name, "upgrade")) upgrade = iequals(value, "websocket");
+        if (iequals(name, "connection")) connection = icontains(value, "upgrade");
+        if (iequals(name, "sec-websocket-accept")) accept = value == kAccept;
+    }
+    if (!upgrade || !connection) return "a 101 without Upgrade: websocket and Connection: upgrade";
+    if (!accept) return "a 101 with a wrong Sec-WebSocket-Accept";
+    return {};
+}
 
 }  // namespace
 
@@ -57,6 +124,7 @@ struct ClientGroup::Impl {
           server(net::ip::make_address_v4(options.host), options.port),
           host_header(options.host + ":" + std::to_string(options.port)),
           streams(options.publishes() ? static_cast<std::size_t>(options.publishers) : 0),
+          read_buffer(kReadBufferBytes),
           pacer(loop.context()),
           churn_timer(loop.context()) {}
 
@@ -65,6 +133,11 @@ struct ClientGroup::Impl {
     void churn_tick();
     void add_open(Client* client);
     void remove_open(Client* client);
+    std::array<std::uint8_t, 4> mask_key() {
+        const auto k = static_cast<std::uint32_t>(rng());
+        return {static_cast<std::uint8_t>(k), static_cast<std::uint8_t>(k >> 8),
+                static_cast<std::uint8_t>(k >> 16), static_cast<std::uint8_t>(k >> 24)};
+    }
 
     Loop& loop;
     const Options& options;
@@ -74,6 +147,8 @@ struct ClientGroup::Impl {
     std::size_t streams;  // StreamChecks per connection: one per publisher
     std::vector<std::unique_ptr<Client>> clients;
     std::vector<Client*> open_clients;  // the ones churn may pick, in no order
+    // Every client reads into this, and handles what it read before the next client reads.
+    std::vector<char> read_buffer;
 
     // Connections wait here for a token: connect_rate / threads tokens per second.
     std::deque<Client*> waiting;
@@ -97,7 +172,7 @@ namespace detail {
 class Client {
 public:
     Client(ClientGroup::Impl& group, int index)
-        : group_(group), index_(index), target_("/ws/" + client_id(index)) {}
+        : group_(group), index_(index), timer_(group.loop.context()) {}
 
     // Where this client sits in the group's open_clients while it is open.
     std::size_t open_slot = 0;
@@ -106,23 +181,21 @@ public:
     void connect() {
         state_ = State::connecting;
         connect_start_ns_ = now_ns();
-        ws_.emplace(group_.loop.context());
-        ws_->set_option(websocket::stream_base::timeout{kHandshakeTimeout,
-                                                        websocket::stream_base::none(), false});
-        ws_->write_buffer_bytes(kWriteBufferBytes);
-        ws_->set_option(websocket::stream_base::decorator([](websocket::request_type& req) {
-            req.set(beast::http::field::user_agent, "shardcast-loadgen");
-        }));
-        auto& socket = beast::get_lowest_layer(*ws_);
+        frames_ = ServerFrames{};
+        outbox_.clear();
+        close_received_ = false;
+        end_after_write_ = false;
+        socket_.emplace(group_.loop.context());
         error_code ec;
-        socket.open(tcp::v4(), ec);
-        if (!ec) bind_source(socket, ec);
+        socket_->open(tcp::v4(), ec);
+        if (!ec) bind_source(ec);
         if (ec) {
             connect_failed();
             return;
         }
+        start_timer();
         ++pending_;
-        socket.async_connect(group_.server, [this](error_code ec) { on_connect(ec); });
+        socket_->async_connect(group_.server, [this](error_code ec) { on_connect(ec); });
     }
 
     // Churn: ends an open connection the way the options say, then reconnects.
@@ -133,32 +206,28 @@ public:
         record_.close_ns = now_ns();
         record_.churned = true;
         if (group_.options.churn_close == ChurnClose::handshake) {
-            ++pending_;
-            ws_->async_close(websocket::close_code::normal, [this](error_code) {
-                --pending_;
-                maybe_finish();
-            });
+            // Frames keep arriving and counting until the server's close answers this one.
+            start_timer();
+            send(client_frame(0x8, std::string_view("\x03\xe8", 2), group_.mask_key()));
         } else {
             // SO_LINGER 0 turns close into a reset: no FIN, no TIME_WAIT, a vanished client.
-            auto& socket = beast::get_lowest_layer(*ws_);
             error_code ignored;
-            socket.set_option(net::socket_base::linger(true, 0), ignored);
-            socket.close(ignored);
+            socket_->set_option(net::socket_base::linger(true, 0), ignored);
+            end_socket();
         }
     }
 
     // The run is over: cancel whatever is pending. A connection still open counts as open at
     // the end.
     void shut() {
-        if (!ws_) return;
-        error_code ignored;
-        beast::get_lowest_layer(*ws_).close(ignored);
+        if (!socket_) return;
+        end_socket();
     }
 
 private:
     enum class State { idle, connecting, open, closing, ended };
 
-    void bind_source(Socket& socket, error_code& ec) {
+    void bind_source(error_code& ec) {
         const int sources = group_.options.source_ips;
         if (sources <= 1) return;
         // 127.0.0.k: each source address has its own ephemeral port range, so many sources
@@ -169,9 +238,21 @@ private:
         // Defer the port choice to connect(), where the 4-tuple, not the address, must be
         // unique.
         const int one = 1;
-        setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        setsockopt(socket_->native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
 #endif
-        socket.bind(tcp::endpoint(source, 0), ec);
+        socket_->bind(tcp::endpoint(source, 0), ec);
+    }
+
+    // Bounds the step in progress (the upgrade, or the closing handshake): when it fires the
+    // socket is closed, which fails whatever waits on it.
+    void start_timer() {
+        ++pending_;
+        timer_.expires_after(kHandshakeTimeout);
+        timer_.async_wait([this](error_code ec) {
+            --pending_;
+            if (!ec && (state_ == State::connecting || state_ == State::closing)) end_socket();
+            maybe_finish();
+        });
     }
 
     void on_connect(error_code ec) {
@@ -180,17 +261,64 @@ private:
             connect_failed();
             return;
         }
+        socket_->non_blocking(true, ec);
+        if (ec) {
+            connect_failed();
+            return;
+        }
+        handshake_ = "GET /ws/" + client_id(index_) + " HTTP/1.1\r\nHost: " + group_.host_header +
+                     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " +
+                     std::string(kKey) +
+                     "\r\nSec-WebSocket-Version: 13\r\nUser-Agent: shardcast-loadgen\r\n\r\n";
         ++pending_;
-        ws_->async_handshake(group_.host_header, target_,
-                             [this](error_code ec) { on_handshake(ec); });
+        net::async_write(*socket_, net::buffer(handshake_), [this](error_code ec, std::size_t) {
+            --pending_;
+            if (ec || group_.stopping) {
+                connect_failed();
+                return;
+            }
+            handshake_.clear();
+            read_response();
+        });
     }
 
-    void on_handshake(error_code ec) {
+    void read_response() {
+        const std::size_t had = handshake_.size();
+        handshake_.resize(had + 1024);
+        ++pending_;
+        socket_->async_read_some(
+            net::buffer(handshake_.data() + had, 1024),
+            [this, had](error_code ec, std::size_t n) { on_response_read(ec, had + n); });
+    }
+
+    // size: the bytes of the response read so far.
+    void on_response_read(error_code ec, std::size_t size) {
         --pending_;
         if (ec || group_.stopping) {
             connect_failed();
             return;
         }
+        handshake_.resize(size);
+        const std::size_t end = handshake_.find("\r\n\r\n");
+        if (end != std::string::npos) {
+            on_response(end);
+        } else if (handshake_.size() > kMaxResponseBytes) {
+            note_error("a response head over 8 KiB");
+            connect_failed();
+        } else {
+            read_response();
+        }
+    }
+
+    // head_size: where the blank line that ends the response's head begins.
+    void on_response(std::size_t head_size) {
+        if (const std::string why = refusal(std::string_view(handshake_).substr(0, head_size));
+            !why.empty()) {
+            note_error(why);
+            connect_failed();
+            return;
+        }
+        timer_.cancel();
         const std::int64_t now = now_ns();
         auto& stats = group_.stats;
         stats.connect.record(now - connect_start_ns_);
@@ -200,7 +328,14 @@ private:
         record_ = ConnectionRecord{index_, now, 0, false, {}};
         record_.streams.resize(group_.streams);
         group_.add_open(this);
-        do_read();
+        // Frames the server sent right behind its 101.
+        const std::string early = handshake_.substr(head_size + 4);
+        std::string().swap(handshake_);
+        if (!early.empty() && !consume(early, now)) {
+            maybe_finish();
+            return;
+        }
+        read_more();
     }
 
     void connect_failed() {
@@ -208,42 +343,110 @@ private:
         if (!group_.stopping) ++stats.connect_failures;
         if (attempts_++ == 0) stats.bump(stats.connects_done);
         state_ = State::ended;
-        error_code ignored;
-        beast::get_lowest_layer(*ws_).close(ignored);
+        std::string().swap(handshake_);
+        end_socket();
     }
 
-    void do_read() {
-        ++pending_;
-        ws_->async_read(buffer_, [this](error_code ec, std::size_t) { on_read(ec); });
-    }
-
-    void on_read(error_code ec) {
-        --pending_;
-        if (!ec) {
-            on_message(now_ns());
-            buffer_.consume(buffer_.size());
-            do_read();
-            return;
-        }
-        if (state_ == State::open) {
-            // Neither churn nor the end of the run closed it: the server did.
-            if (!group_.stopping) {
-                ++group_.stats.unexpected_closes;
-                if (ec == websocket::error::closed) {
-                    group_.stats.last_close_code = ws_->reason().code;
-                }
-                record_.close_ns = now_ns();
+    // Reads what the socket holds into the group's buffer and handles it, then waits for more.
+    // It reads until a read comes back short before it waits: the socket is edge-triggered,
+    // so a wait begun with bytes unread could wait for ever.
+    void read_more() {
+        std::vector<char>& buffer = group_.read_buffer;
+        for (int turn = 0; turn < kReadsPerTurn; ++turn) {
+            error_code ec;
+            const std::size_t n = socket_->read_some(net::buffer(buffer), ec);
+            if (ec == net::error::would_block) {
+                wait_readable();
+                return;
             }
-            state_ = State::closing;
-            group_.remove_open(this);
+            if (ec) {
+                on_read_error();
+                return;
+            }
+            if (!consume(std::string_view(buffer.data(), n), now_ns())) {
+                maybe_finish();
+                return;
+            }
+            if (n < buffer.size()) {
+                wait_readable();
+                return;
+            }
         }
-        maybe_finish();
+        ++pending_;
+        net::post(group_.loop.context(), [this] {
+            --pending_;
+            if (reading()) {
+                read_more();
+            } else {
+                maybe_finish();
+            }
+        });
     }
 
-    void on_message(std::int64_t now) {
+    void wait_readable() {
+        ++pending_;
+        socket_->async_wait(tcp::socket::wait_read, [this](error_code ec) {
+            --pending_;
+            if (!ec && reading()) {
+                read_more();
+            } else {
+                maybe_finish();
+            }
+        });
+    }
+
+    bool reading() const {
+        return socket_ && socket_->is_open() && !close_received_ &&
+               (state_ == State::open || state_ == State::closing);
+    }
+
+    // Handles bytes read at now; false when the connection is over.
+    bool consume(std::string_view bytes, std::int64_t now) {
+        const bool framed =
+            frames_.feed(bytes, [this, now](FrameKind kind, std::string_view payload) {
+                on_frame(kind, payload, now);
+            });
+        if (!framed) {
+            ++group_.stats.framing_errors;
+            note_error("framing: " + frames_.error());
+            server_ended();
+            end_socket();
+            return false;
+        }
+        return reading();
+    }
+
+    void on_frame(FrameKind kind, std::string_view payload, std::int64_t now) {
+        if (close_received_) return;
+        switch (kind) {
+            case FrameKind::message:
+                on_message(payload, now);
+                break;
+            case FrameKind::ping:
+                send(client_frame(0xA, payload, group_.mask_key()));
+                break;
+            case FrameKind::pong:
+                break;
+            case FrameKind::close:
+                close_received_ = true;
+                if (state_ == State::closing) {
+                    // The answer to loadgen's own close: the handshake is complete.
+                    end_socket();
+                    break;
+                }
+                server_ended();
+                if (!group_.stopping) {
+                    group_.stats.last_close_code = ServerFrames::close_code(payload);
+                }
+                // Echo the code, then close once the echo is written.
+                end_after_write_ = true;
+                send(client_frame(0x8, payload.substr(0, 2), group_.mask_key()));
+                break;
+        }
+    }
+
+    void on_message(std::string_view text, std::int64_t now) {
         auto& stats = group_.stats;
-        const auto data = buffer_.data();
-        const std::string_view text(static_cast<const char*>(data.data()), data.size());
         const auto stamp = parse_message(text);
         if (!stamp || stamp->publisher >= record_.streams.size()) {
             ++stats.malformed;
@@ -259,6 +462,60 @@ private:
                 stats.others_latency.record(now - stamp->send_ns);
             }
         }
+    }
+
+    // A failed read or write: the connection is gone.
+    void on_read_error() {
+        server_ended();
+        end_socket();
+        maybe_finish();
+    }
+
+    // The server ended an open connection (a close frame, EOF, a reset, or bad framing).
+    void server_ended() {
+        if (state_ != State::open) return;
+        if (!group_.stopping) {
+            ++group_.stats.unexpected_closes;
+            record_.close_ns = now_ns();
+        }
+        state_ = State::closing;
+        group_.remove_open(this);
+    }
+
+    // Queues a control frame behind the write in progress, if any: one write at a time.
+    void send(const std::string& frame) {
+        outbox_ += frame;
+        if (writing_.empty()) write_next();
+    }
+
+    void write_next() {
+        writing_.swap(outbox_);
+        ++pending_;
+        net::async_write(*socket_, net::buffer(writing_), [this](error_code ec, std::size_t) {
+            --pending_;
+            writing_.clear();
+            if (ec) {
+                outbox_.clear();
+                on_read_error();
+                return;
+            }
+            if (!outbox_.empty()) {
+                write_next();
+                return;
+            }
+            if (end_after_write_) end_socket();
+            maybe_finish();
+        });
+    }
+
+    void end_socket() {
+        error_code ignored;
+        timer_.cancel();
+        if (socket_) socket_->close(ignored);
+    }
+
+    void note_error(std::string why) {
+        if (group_.stats.first_error.empty()) group_.stats.first_error = std::move(why);
     }
 
     // The connection is over once its last handler has run: record it, and reconnect when
@@ -278,12 +535,17 @@ private:
 
     ClientGroup::Impl& group_;
     const int index_;
-    const std::string target_;
-    std::optional<websocket::stream<Socket>> ws_;
-    beast::flat_buffer buffer_;
+    std::optional<Socket> socket_;
+    Timer timer_;
+    std::string handshake_;  // the upgrade request, then the response as it arrives
+    ServerFrames frames_;
+    std::string writing_;  // the control frames being written
+    std::string outbox_;   // control frames queued behind them
     ConnectionRecord record_;
     State state_ = State::idle;
-    int pending_ = 0;  // handlers still to run for this connection
+    bool close_received_ = false;
+    bool end_after_write_ = false;  // the server closed: end once the echo of its close is out
+    int pending_ = 0;               // handlers still to run for this connection
     int attempts_ = 0;
     std::int64_t connect_start_ns_ = 0;
 };

@@ -1,6 +1,5 @@
-// ClientGroup: the WebSocket clients one Loop owns, each a Beast client that connects to
-// /ws/lg<index>, reads every message and checks it against its StreamChecks. Beast is
-// included only by clients.cpp.
+// ClientGroup: the WebSocket clients one Loop owns, each connecting to /ws/lg<index>,
+// reading every message and checking it against its StreamChecks.
 //
 // Thread contract: construct and destroy on the main thread while the Loop's thread is not
 // touching the group (before start, after stop); call the other members on the Loop's thread

@@ -9,6 +9,7 @@
 #include <boost/asio/post.hpp>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -44,7 +45,9 @@ struct LoopStats {
     std::uint64_t delivered_in_window = 0;
     std::uint64_t connect_failures = 0;
     std::uint64_t unexpected_closes = 0;
-    std::uint64_t malformed = 0;  // frames that were not a loadgen message
+    std::uint64_t malformed = 0;       // frames that were not a loadgen message
+    std::uint64_t framing_errors = 0;  // connections ended by a frame that broke RFC 6455
+    std::string first_error;           // the first refused upgrade or framing error
     std::uint64_t reconnects = 0;
     std::uint16_t last_close_code = 0;  // from the server's close frame of an unexpected close
     std::vector<ConnectionRecord> connections;    // every connection that has ended

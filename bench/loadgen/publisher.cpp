@@ -1,4 +1,4 @@
-// The HTTP publisher of publisher.hpp. One of the two files of loadgen that include Beast.
+// The HTTP publisher of publisher.hpp. The one file of loadgen that includes Beast.
 // do_x starts an async step and on_x completes it, in the order they run.
 #include "bench/loadgen/publisher.hpp"
 

@@ -148,6 +148,7 @@ void print_json(std::ostream& out, const Options& o, const Result& r) {
     j["unconfirmed_tail"] = r.unconfirmed_tail;
     j["unexpected_closes"] = r.unexpected_closes;
     j["malformed"] = r.malformed;
+    j["framing_errors"] = r.framing_errors;
     j["http_errors"] = r.http_errors;
     j["throttled"] = r.throttled;
     j["transport_errors"] = r.transport_errors;

@@ -56,6 +56,7 @@ struct Result {
     std::uint64_t unexpected_closes = 0;
     std::uint16_t last_close_code = 0;
     std::uint64_t malformed = 0;
+    std::uint64_t framing_errors = 0;
     std::uint64_t http_errors = 0;
     std::uint64_t throttled = 0;
     std::uint64_t transport_errors = 0;

@@ -257,6 +257,8 @@ private:
             result_.connect_failures += stats.connect_failures;
             result_.unexpected_closes += stats.unexpected_closes;
             result_.malformed += stats.malformed;
+            result_.framing_errors += stats.framing_errors;
+            if (result_.first_error.empty()) result_.first_error = stats.first_error;
             result_.reconnects += stats.reconnects;
             if (stats.last_close_code != 0) result_.last_close_code = stats.last_close_code;
             for (const ConnectionRecord& record : stats.connections) check(record);
@@ -361,6 +363,7 @@ private:
                                std::to_string(result_.last_close_code) + ")");
         }
         count(result_.malformed, "frames that were not loadgen messages");
+        count(result_.framing_errors, "connections that broke WebSocket framing");
         count(result_.http_errors, "publish requests refused");
         count(result_.transport_errors, "publisher connections failed");
         if (!result_.first_error.empty()) problems.push_back("first error: " + result_.first_error);

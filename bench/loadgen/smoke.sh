@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Smoke test of loadgen (ctest LoadgenSmoke): starts the shardcast binary on 127.0.0.1:0, runs
-# a short fanout and a short targeted scenario with 50 clients against it, stops the server,
-# and exits with loadgen's status (1 if any message was lost, reordered or duplicated).
+# a short fanout, targeted and churn scenario with 50 clients against it, stops the server,
+# and exits with loadgen's status (1 if any message was lost, reordered or duplicated, or a
+# connection closed unexpectedly). The server pings every 100 ms and closes a client it has
+# not heard from in 300 ms, so the clients' pongs are part of the check.
 #   smoke.sh <shardcast binary> <loadgen binary>
 set -uo pipefail
 
 shardcast=$1
 loadgen=$2
 log=$(mktemp)
-"$shardcast" --listen 127.0.0.1:0 -s log.summary_interval=0 2>"$log" &
+"$shardcast" --listen 127.0.0.1:0 -s log.summary_interval=0 \
+    -s session.heartbeat_interval=100ms -s session.heartbeat_timeout=300ms 2>"$log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$log"' EXIT
 
@@ -29,3 +32,4 @@ fi
 common=(--url "127.0.0.1:$port" --server-pid "$pid" --clients 50 --warmup 0.2 --duration 1)
 "$loadgen" "${common[@]}" --workload fanout --rate 200 || exit $?
 "$loadgen" "${common[@]}" --workload targeted --rate 2000 --batch 10 --publishers 2 || exit $?
+"$loadgen" "${common[@]}" --workload churn --rate 200 --churn-rate 100 || exit $?
