@@ -136,6 +136,8 @@ def main(raw, results_dir, mode):
         ("fan-out 1k × 64 B, paced: CPU/delivery ≤ 1/30 of the peer", "fanout-1k-64B", 1 / 30),
         ("fan-out 1k × 64 B, bursts of 50: CPU/delivery ≤ 1/30 of the peer",
          "fanout-burst-1k-64B", 1 / 30),
+        ("fan-out 1k × 64 B, unpaced: CPU/delivery ≤ 1/30 of the peer", "overload-fanout-1k",
+         1 / 30),
         ("fan-out 10k × 64 B, paced: CPU/delivery ≤ 1/12 of the peer", "fanout-10k-64B", 1 / 12),
         ("fan-out 10k × 64 B, bursts of 50: CPU/delivery ≤ 1/12 of the peer",
          "fanout-burst-10k-64B", 1 / 12),
