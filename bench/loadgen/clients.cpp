@@ -1,8 +1,9 @@
 // The WebSocket clients of ClientGroup, on plain Asio sockets: loadgen writes the upgrade
 // request and reads the 101 itself, and reads frames with ServerFrames. A general-purpose
-// client library pays per message (a composed read operation, a buffer per connection); here
-// a readable socket is read into the group's one buffer and every frame in it is handled in
-// place, so loadgen's thread is not what limits a run.
+// client library pays per message (a composed read operation, a growing buffer per
+// connection); here one read takes whatever the socket holds, a small per-client buffer first
+// and the group's one large buffer for the rest, and every frame in it is handled in place,
+// so loadgen's thread is not what limits a run.
 //
 // A Client is owned by its group, not by shared_ptr: with tens of thousands of clients the
 // group's vector is the cheapest owner, and every handler that captures `this` runs on the
@@ -51,7 +52,9 @@ using Timer = net::basic_waitable_timer<std::chrono::steady_clock,
 constexpr std::chrono::seconds kHandshakeTimeout{5};
 // The group's read buffer: one read takes many frames when a server writes them together.
 constexpr std::size_t kReadBufferBytes = 64 * 1024;
-// Full reads of one socket in a row before the other sockets get a turn.
+// What a client reads first on each wakeup: a paced frame or two, or a targeted message.
+constexpr std::size_t kFirstReadBytes = 1024;
+// Full reads of one socket in a row, after the first, before the other sockets get a turn.
 constexpr int kReadsPerTurn = 4;
 // The longest 101 response loadgen accepts.
 constexpr std::size_t kMaxResponseBytes = 8192;
@@ -335,7 +338,7 @@ private:
             maybe_finish();
             return;
         }
-        read_more();
+        read_next();
     }
 
     void connect_failed() {
@@ -347,52 +350,53 @@ private:
         end_socket();
     }
 
-    // Reads what the socket holds into the group's buffer and handles it, then waits for more.
-    // It reads until a read comes back short before it waits: the socket is edge-triggered,
-    // so a wait begun with bytes unread could wait for ever.
-    void read_more() {
+    // Each wakeup reads into the client's own small buffer, which Asio fills when the socket
+    // becomes readable; a read that fills it is followed by reads into the group's buffer
+    // until one comes back short. A read, unlike a wait, needs no epoll_ctl per wakeup.
+    void read_next() {
+        ++pending_;
+        socket_->async_read_some(net::buffer(first_read_),
+                                 [this](error_code ec, std::size_t n) { on_read(ec, n); });
+    }
+
+    void on_read(error_code ec, std::size_t n) {
+        --pending_;
+        if (ec) {
+            on_read_error();
+            return;
+        }
+        if (!reading()) {
+            maybe_finish();
+            return;
+        }
+        if (!consume(std::string_view(first_read_.data(), n), now_ns())) {
+            maybe_finish();
+            return;
+        }
+        if (n == first_read_.size() && !read_rest()) return;
+        read_next();
+    }
+
+    // Reads what else the socket holds, a bounded number of times so that other clients get
+    // their turn (the next read_next may complete at once, and Asio posts that completion).
+    // False when the connection is over.
+    bool read_rest() {
         std::vector<char>& buffer = group_.read_buffer;
         for (int turn = 0; turn < kReadsPerTurn; ++turn) {
             error_code ec;
             const std::size_t n = socket_->read_some(net::buffer(buffer), ec);
-            if (ec == net::error::would_block) {
-                wait_readable();
-                return;
-            }
+            if (ec == net::error::would_block) return true;
             if (ec) {
                 on_read_error();
-                return;
+                return false;
             }
             if (!consume(std::string_view(buffer.data(), n), now_ns())) {
                 maybe_finish();
-                return;
+                return false;
             }
-            if (n < buffer.size()) {
-                wait_readable();
-                return;
-            }
+            if (n < buffer.size()) return true;
         }
-        ++pending_;
-        net::post(group_.loop.context(), [this] {
-            --pending_;
-            if (reading()) {
-                read_more();
-            } else {
-                maybe_finish();
-            }
-        });
-    }
-
-    void wait_readable() {
-        ++pending_;
-        socket_->async_wait(tcp::socket::wait_read, [this](error_code ec) {
-            --pending_;
-            if (!ec && reading()) {
-                read_more();
-            } else {
-                maybe_finish();
-            }
-        });
+        return true;
     }
 
     bool reading() const {
@@ -538,6 +542,7 @@ private:
     std::optional<Socket> socket_;
     Timer timer_;
     std::string handshake_;  // the upgrade request, then the response as it arrives
+    std::array<char, kFirstReadBytes> first_read_;
     ServerFrames frames_;
     std::string writing_;  // the control frames being written
     std::string outbox_;   // control frames queued behind them
