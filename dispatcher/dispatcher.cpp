@@ -126,7 +126,7 @@ bool Dispatcher::claim(std::string_view client_id, std::int64_t since_ns, bool w
 
 Dispatcher::Overload Dispatcher::overload_of_shard(std::size_t index) const {
     const Shard& shard = *shards_[index];
-    const std::size_t depth = shard.inbox().size_approx();
+    const std::size_t depth = shard.queue_depth();
     if (config_.max_queue_depth != 0 && depth > config_.max_queue_depth) {
         return {Overload::Limit::queue_depth, index, depth};
     }

@@ -88,6 +88,7 @@ void Shard::drain() {
         batch_[next_] = Command{};  // release the payload now, not at the end of the batch
         ++next_;
     }
+    stats_.collected.set(static_cast<std::int64_t>(batch_.size() - next_));
     // Corking: everything this turn queued for a session leaves in one write.
     for (const auto& session : write_requests_) {
         session->write_queued();

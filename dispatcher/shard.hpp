@@ -3,7 +3,7 @@
 // reads session state, writes to their sockets or closes them.
 //
 // Thread contract: start(), publish(), begin_stop(), wait_stopped(), join() and the const
-// readers (stats(), inbox().size_approx()) are safe from any thread; everything else runs
+// readers (stats(), queue_depth()) are safe from any thread; everything else runs
 // on the shard thread (asserted in debug builds).
 #pragma once
 
@@ -47,7 +47,12 @@ public:
     ShardStats& stats() { return stats_; }
     const ShardStats& stats() const { return stats_; }
     const LatencyHistogram& latency() const { return latency_; }
-    const Inbox& inbox() const { return inbox_; }
+    // Commands published and not yet delivered: those in the inbox, and those a drain turn
+    // has taken from it but not reached (up to 64Ki, each broadcast worth a delivery to
+    // every session). Any thread; approximate while producers push.
+    std::size_t queue_depth() const {
+        return inbox_.size_approx() + static_cast<std::size_t>(stats_.collected.load());
+    }
     bool on_shard_thread() const { return executor_.running_in_this_thread(); }
     // The tick period: how often heartbeats, send limits and closing deadlines are checked.
     std::chrono::milliseconds tick_period() const { return tick_period_; }

@@ -63,6 +63,7 @@ struct ShardStats {
     Gauge sessions;            // sessions in the shard's map
     Gauge outbound_bytes;      // bytes queued or in flight in this shard's sessions
     Peak queue_depth_peak;     // most commands one drain turn found waiting
+    Gauge collected;           // commands taken from the inbox and not yet delivered
     std::atomic<std::int64_t> last_turn_ns{0};  // steady clock of the shard's last tick
 
     void add_published(PublishKind k) { published[static_cast<std::size_t>(k)].add(); }

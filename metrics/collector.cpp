@@ -94,8 +94,9 @@ std::vector<MetricFamily> Collector::Collect() const {
     auto& frames = family(out, "shardcast_frames_received_total",
                           "Frames clients sent (their content is dropped).", MetricType::Counter);
     auto& sessions = family(out, "shardcast_sessions", "Sessions online.", MetricType::Gauge);
-    auto& depth = family(out, "shardcast_shard_queue_depth",
-                         "Commands waiting in the shard's inbox.", MetricType::Gauge);
+    auto& depth =
+        family(out, "shardcast_shard_queue_depth",
+               "Commands published to the shard and not yet delivered.", MetricType::Gauge);
     auto& outbound =
         family(out, "shardcast_shard_outbound_bytes",
                "Bytes queued or in flight in the shard's sessions.", MetricType::Gauge);
@@ -116,7 +117,7 @@ std::vector<MetricFamily> Collector::Collect() const {
         }
         add(frames, d(s.frames_received.load()), {{"shard", id}});
         add(sessions, d(s.sessions.load()), {{"shard", id}});
-        add(depth, d(static_cast<std::uint64_t>(shard.inbox().size_approx())), {{"shard", id}});
+        add(depth, d(static_cast<std::uint64_t>(shard.queue_depth())), {{"shard", id}});
         add(outbound, d(s.outbound_bytes.load()), {{"shard", id}});
         latency.metric.push_back(latency_metric(shard.latency(), {{"shard", id}}));
         for (std::size_t r = 0; r < cleaned.size(); ++r) cleaned[r] += s.cleaned[r].load();

@@ -403,7 +403,7 @@ ApiResponse Api::stats() const {
         shards.push_back(json::object{
             {"shard", i},
             {"sessions", s.sessions.load()},
-            {"queue_depth", shard.inbox().size_approx()},
+            {"queue_depth", shard.queue_depth()},
             {"outbound_bytes", s.outbound_bytes.load()},
             {"sent", s.sent.load()},
             {"writes", s.writes.load()},

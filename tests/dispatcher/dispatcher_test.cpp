@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/post.hpp>
 #include <future>
+#include <memory>
 #include <string>
 
 #include "dispatcher/close_code.hpp"
@@ -250,6 +252,44 @@ TEST(DispatcherTest, StopCountsWhatTheDeadlineCutOff) {
     d.stop(50ms);
     // One write stays in flight; the 9 queued behind it are failed as shutdown.
     EXPECT_EQ(failed(d, FailureReason::shutdown), 9u);
+}
+
+// Commands a drain turn has taken from the inbox but not delivered still count towards
+// publish.max_queue_depth: a turn takes up to 64Ki at once, each broadcast worth a delivery
+// to every session, so counting the inbox alone let seconds of work pile up unrefused.
+TEST(DispatcherTest, CommandsTakenButNotDeliveredCountTowardsTheQueueDepthLimit) {
+    DispatcherConfig config = config_with(1);
+    config.drain_budget = 1;
+    config.max_queue_depth = 10;
+    Dispatcher d(config);
+    d.start();
+    Shard& shard = d.shard_for("x");
+    // Holds the shard's thread in a handler of its own until the gate opens.
+    auto hold = [&shard](std::shared_future<void> gate) {
+        auto holding = std::make_shared<std::promise<void>>();
+        auto held = holding->get_future();
+        boost::asio::post(shard.io_context(), [holding, gate] {
+            holding->set_value();
+            gate.wait();
+        });
+        return held;
+    };
+    std::promise<void> first_gate;
+    std::promise<void> second_gate;
+    hold(first_gate.get_future().share()).wait();
+    for (int i = 0; i < 30; ++i) d.send("x", make_payload("m"));  // posts one drain turn
+    EXPECT_EQ(d.overload_of("x").limit, Dispatcher::Overload::Limit::queue_depth);
+    // Queued behind that turn: it takes all 30 from the inbox and delivers one.
+    auto second_held = hold(second_gate.get_future().share());
+    first_gate.set_value();
+    second_held.wait();
+    const Dispatcher::Overload overload = d.overload_of("x");
+    EXPECT_EQ(overload.limit, Dispatcher::Overload::Limit::queue_depth);
+    EXPECT_EQ(overload.value, 29u);
+    second_gate.set_value();
+    ASSERT_TRUE(wait_until([&] { return failed(d, FailureReason::no_session) == 30; }, 5s));
+    EXPECT_FALSE(d.overload_of("x"));
+    d.stop(1s);
 }
 
 }  // namespace
