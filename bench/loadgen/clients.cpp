@@ -187,7 +187,6 @@ public:
         frames_ = ServerFrames{};
         outbox_.clear();
         close_received_ = false;
-        end_after_write_ = false;
         socket_.emplace(group_.loop.context());
         error_code ec;
         socket_->open(tcp::v4(), ec);
@@ -442,8 +441,7 @@ private:
                 if (!group_.stopping) {
                     group_.stats.last_close_code = ServerFrames::close_code(payload);
                 }
-                // Echo the code, then close once the echo is written.
-                end_after_write_ = true;
+                // Echo the code; the socket ends once the echo is written.
                 send(client_frame(0x8, payload.substr(0, 2), group_.mask_key()));
                 break;
         }
@@ -507,7 +505,8 @@ private:
                 write_next();
                 return;
             }
-            if (end_after_write_) end_socket();
+            // After the server's close, the last write was the echo of it.
+            if (close_received_) end_socket();
             maybe_finish();
         });
     }
@@ -549,8 +548,7 @@ private:
     ConnectionRecord record_;
     State state_ = State::idle;
     bool close_received_ = false;
-    bool end_after_write_ = false;  // the server closed: end once the echo of its close is out
-    int pending_ = 0;               // handlers still to run for this connection
+    int pending_ = 0;  // handlers still to run for this connection
     int attempts_ = 0;
     std::int64_t connect_start_ns_ = 0;
 };

@@ -68,13 +68,19 @@ public:
 private:
     static constexpr std::size_t kInvalid = static_cast<std::size_t>(-1);
 
+    // A server frame's header size, from its second byte: no mask key, so 2, 4 or 10.
+    static std::size_t header_size(std::uint8_t b1) {
+        const unsigned length7 = b1 & 0x7F;
+        return length7 == 127 ? 10 : length7 == 126 ? 4 : 2;
+    }
+
     // The size of the frame that begins bytes, header included, as far as the bytes tell: the
     // header's size while it is incomplete. kInvalid when the length field is bad.
     std::size_t frame_size(std::string_view bytes) {
         if (bytes.size() < 2) return 2;
         const auto b1 = static_cast<std::uint8_t>(bytes[1]);
         const unsigned length7 = b1 & 0x7F;
-        const std::size_t header = length7 == 127 ? 10 : length7 == 126 ? 4 : 2;
+        const std::size_t header = header_size(b1);
         if (bytes.size() < header) return header;
         std::uint64_t length = length7;
         if (header > 2) {
@@ -104,8 +110,7 @@ private:
         const unsigned opcode = b0 & 0x0F;
         if ((b0 & 0x70) != 0) return fail("reserved bits set with no extension agreed");
         if ((b1 & 0x80) != 0) return fail("a masked frame from the server");
-        const unsigned length7 = b1 & 0x7F;
-        const std::string_view payload = frame.substr(length7 == 127 ? 10 : length7 == 126 ? 4 : 2);
+        const std::string_view payload = frame.substr(header_size(b1));
         if (opcode >= 0x8) {
             if (!fin) return fail("a fragmented control frame");
             if (payload.size() > 125) return fail("a control frame over 125 bytes");
