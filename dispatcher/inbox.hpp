@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <vector>
 
 #include "dispatcher/command.hpp"
 
@@ -31,9 +33,9 @@ public:
         return {true, !scheduled_.exchange(true, std::memory_order_acq_rel)};
     }
 
-    // Shard thread. Moves up to max commands into out; 0 means every producer looked empty.
-    std::size_t pop_bulk(Command* out, std::size_t max) {
-        return queue_.try_dequeue_bulk(out, max);
+    // Shard thread. Appends up to max commands to out; 0 means every producer looked empty.
+    std::size_t pop_bulk(std::vector<Command>& out, std::size_t max) {
+        return queue_.try_dequeue_bulk(std::back_inserter(out), max);
     }
 
     // Shard thread, at the end of a drain turn. Returns true when commands arrived after the

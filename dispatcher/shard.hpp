@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <future>
 #include <memory>
@@ -112,6 +113,7 @@ private:
 
     void drain();
     void collect();
+    void append_in_stamp_order();
     void deliver(Command& command);
     void deliver_to(const SessionList& sessions, const Outbound& message);
     bool forwards(const Command& command, bool held_here) const;
@@ -142,8 +144,17 @@ private:
 
     std::unordered_map<std::string, SessionList, Hash, std::equal_to<>> sessions_;
     std::unordered_map<Session*, std::shared_ptr<Session>> closing_;
-    std::vector<Command> batch_;  // drained, sorted by stamp, delivered from next_
+    // Commands taken from the inbox, sorted by stamp and delivered from next_. The delivered
+    // prefix is dropped once it is as long as the rest, so a backlog that never empties
+    // holds at most about twice what is undelivered.
+    std::vector<Command> batch_;
     std::size_t next_ = 0;
+    std::vector<Command> arrivals_;  // one collect()'s pops, before they join batch_
+    struct StampOrder {
+        std::uint64_t stamp;
+        std::size_t index;  // into arrivals_
+    };
+    std::vector<StampOrder> order_;                         // arrivals_ sorted by stamp
     std::vector<std::shared_ptr<Session>> overflowed_;      // removed after a delivery loop
     std::vector<std::shared_ptr<Session>> write_requests_;  // written at the end of the turn
     std::unique_ptr<char[]> read_scratch_;                  // allocated on the first read

@@ -365,7 +365,9 @@ void matrix(benchmark::internal::Benchmark* b, bool with_metrics) {
     b->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
-BENCHMARK(BM_LoopbackSend)->ArgNames({"bytes", "idle"})->ArgsProduct({{64, 4096}, {1, 0}});
+BENCHMARK(BM_LoopbackSend)
+    ->ArgNames({"bytes", "idle"})
+    ->ArgsProduct({{64, 1152, 4096, 16384}, {1, 0}});
 BENCHMARK(BM_SinkWrite)->ArgName("messages")->Arg(0)->Arg(1)->Arg(64);
 BENCHMARK(BM_GlobalMutex)->Apply([](auto* b) { matrix(b, false); });
 BENCHMARK(BM_SessionMutex)->Apply([](auto* b) { matrix(b, false); });

@@ -30,6 +30,18 @@ DispatcherConfig config_with(std::size_t shards) {
 using test::cleaned;
 using test::failed;
 
+// Occupies the shard's thread with a handler of its own until the gate opens; the returned
+// future is ready once the thread is held. Handlers posted meanwhile queue behind it.
+std::future<void> hold_shard(Shard& shard, std::shared_future<void> gate) {
+    auto holding = std::make_shared<std::promise<void>>();
+    auto held = holding->get_future();
+    boost::asio::post(shard.io_context(), [holding, gate] {
+        holding->set_value();
+        gate.wait();
+    });
+    return held;
+}
+
 TEST(DispatcherTest, SendReachesTheSessionOfTheId) {
     Dispatcher d(config_with(2));
     d.start();
@@ -264,23 +276,13 @@ TEST(DispatcherTest, CommandsTakenButNotDeliveredCountTowardsTheQueueDepthLimit)
     Dispatcher d(config);
     d.start();
     Shard& shard = d.shard_for("x");
-    // Holds the shard's thread in a handler of its own until the gate opens.
-    auto hold = [&shard](std::shared_future<void> gate) {
-        auto holding = std::make_shared<std::promise<void>>();
-        auto held = holding->get_future();
-        boost::asio::post(shard.io_context(), [holding, gate] {
-            holding->set_value();
-            gate.wait();
-        });
-        return held;
-    };
     std::promise<void> first_gate;
     std::promise<void> second_gate;
-    hold(first_gate.get_future().share()).wait();
+    hold_shard(shard, first_gate.get_future().share()).wait();
     for (int i = 0; i < 30; ++i) d.send("x", make_payload("m"));  // posts one drain turn
     EXPECT_EQ(d.overload_of("x").limit, Dispatcher::Overload::Limit::queue_depth);
     // Queued behind that turn: it takes all 30 from the inbox and delivers one.
-    auto second_held = hold(second_gate.get_future().share());
+    auto second_held = hold_shard(shard, second_gate.get_future().share());
     first_gate.set_value();
     second_held.wait();
     const Dispatcher::Overload overload = d.overload_of("x");
@@ -289,6 +291,36 @@ TEST(DispatcherTest, CommandsTakenButNotDeliveredCountTowardsTheQueueDepthLimit)
     second_gate.set_value();
     ASSERT_TRUE(wait_until([&] { return failed(d, FailureReason::no_session) == 30; }, 5s));
     EXPECT_FALSE(d.overload_of("x"));
+    d.stop(1s);
+}
+
+// A turn that runs out of budget keeps the rest for the next turn, which appends what has
+// arrived since. The delivered front of the batch is dropped then (it used to be kept until
+// a turn delivered everything, so a backlog that never emptied grew without bound): what
+// remains must still be delivered whole and in publish order.
+TEST(DispatcherTest, CommandsArrivingBehindABacklogKeepPublishOrder) {
+    DispatcherConfig config = config_with(1);
+    config.drain_budget = 2;
+    Dispatcher d(config);
+    d.start();
+    Shard& shard = d.shard(0);
+    auto s = SinkSession::open(shard, "x");
+    std::promise<void> first_gate;
+    std::promise<void> second_gate;
+    hold_shard(shard, first_gate.get_future().share()).wait();
+    for (int i = 0; i < 4; ++i) d.send("x", make_payload(std::to_string(i)));
+    // Behind the first turn, which takes 0-3 and delivers 0 and 1.
+    auto second_held = hold_shard(shard, second_gate.get_future().share());
+    first_gate.set_value();
+    second_held.wait();
+    EXPECT_EQ(shard.queue_depth(), 2u);
+    // The next turn takes these behind 2 and 3, after dropping the delivered 0 and 1.
+    for (int i = 4; i < 7; ++i) d.send("x", make_payload(std::to_string(i)));
+    second_gate.set_value();
+    ASSERT_TRUE(wait_until([&] { return s->received_count() == 7; }, 5s))
+        << "received " << s->received_count();
+    EXPECT_EQ(s->received(), (std::vector<std::string>{"0", "1", "2", "3", "4", "5", "6"}));
+    EXPECT_EQ(shard.queue_depth(), 0u);
     d.stop(1s);
 }
 
