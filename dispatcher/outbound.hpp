@@ -6,7 +6,11 @@
 // Outbound, so its count is a plain integer, and the Payload inside, with its atomic count,
 // is released once, when the last session lets go. A queue slot is one pointer.
 //
-// Thread contract: created, copied and destroyed on one shard's thread only.
+// A targeted send makes one block per message. A shard thread keeps the blocks it frees for
+// reuse (ThreadCache): malloc and free of them took a tenth of the CPU of a busy shard.
+//
+// Thread contract: created, copied and destroyed on one shard's thread only (or on the
+// thread that destroys the shard, after its thread has ended).
 #pragma once
 
 #include <chrono>
@@ -23,7 +27,7 @@ class Outbound {
 public:
     Outbound() = default;
     Outbound(Payload payload, std::chrono::steady_clock::time_point enqueued)
-        : block_(new Block{std::move(payload), enqueued, 1}) {}
+        : block_(make_block(std::move(payload), enqueued)) {}
     Outbound(const Outbound& other) noexcept : block_(other.block_) {
         if (block_ != nullptr) ++block_->refs;
     }
@@ -33,7 +37,7 @@ public:
         return *this;
     }
     ~Outbound() {
-        if (block_ != nullptr && --block_->refs == 0) delete block_;
+        if (block_ != nullptr && --block_->refs == 0) recycle(block_);
     }
 
     // Preconditions: not default-constructed or moved from.
@@ -43,12 +47,37 @@ public:
 
     bool empty() const { return block_ == nullptr; }
 
+    // While one exists on a thread, that thread keeps up to kCachedBlocks freed blocks for
+    // reuse; its destructor frees them. A shard thread holds one for its whole run. Blocks
+    // freed on other threads go straight back to the allocator.
+    class ThreadCache {
+    public:
+        ThreadCache();
+        ThreadCache(const ThreadCache&) = delete;
+        ThreadCache& operator=(const ThreadCache&) = delete;
+        ~ThreadCache();
+    };
+    static constexpr std::size_t kCachedBlocks = 4096;
+
 private:
     struct Block {
         Payload payload;
         std::chrono::steady_clock::time_point enqueued;
-        std::uint32_t refs;
+        std::uint32_t refs = 1;
+        Block* next_free = nullptr;  // while in the thread's cache
     };
+    // The calling thread's freed blocks. Plain data, so the thread_local needs no guard and
+    // no destructor: it is off until a ThreadCache turns it on.
+    struct Cache {
+        Block* head = nullptr;  // linked through next_free
+        std::size_t size = 0;
+        bool enabled = false;
+    };
+    static thread_local Cache cache_;
+
+    static Block* make_block(Payload payload, std::chrono::steady_clock::time_point enqueued);
+    static void recycle(Block* block);
+
     Block* block_ = nullptr;
 };
 

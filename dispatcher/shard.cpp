@@ -68,7 +68,10 @@ void Shard::start() {
     next_sweep_ = now + config_.session.cleanup_interval;
     // The timer is armed before the thread exists, so no other thread touches it.
     schedule_tick();
-    thread_ = std::thread([this] { io_context_.run(); });
+    thread_ = std::thread([this] {
+        const Outbound::ThreadCache cache;
+        io_context_.run();
+    });
 }
 
 bool Shard::publish(Command&& command) {

@@ -1,5 +1,6 @@
 // Outbound: copies share the one Payload and its bytes, and the Payload is released exactly
-// when the last copy goes, whichever way copies are made, moved or replaced.
+// when the last copy goes, whichever way copies are made, moved or replaced, and whether or
+// not the thread keeps freed blocks for reuse.
 #include "dispatcher/outbound.hpp"
 
 #include <gtest/gtest.h>
@@ -58,6 +59,38 @@ TEST(OutboundTest, MoveLeavesTheSourceEmptyAndAssignmentReleasesTheOldPayload) {
     EXPECT_FALSE(watch_b.expired());
     other = Outbound();
     EXPECT_TRUE(watch_b.expired());
+}
+
+// With a ThreadCache, as on a shard thread, a freed block waits for reuse: the message in it
+// must still go when its last Outbound does, and a reused block must carry only its new one.
+TEST(OutboundTest, ACachedBlockReleasesItsMessageAndCarriesOnlyTheNextOne) {
+    const Outbound::ThreadCache cache;
+    Payload first = make_payload("first");
+    const std::weak_ptr<const std::string> watch_first = first;
+    const auto then = Clock::now();
+    {
+        const Outbound a(std::move(first), then);
+        const Outbound b = a;
+    }
+    EXPECT_TRUE(watch_first.expired());
+
+    std::vector<Outbound> many;
+    for (int i = 0; i < 100; ++i) {
+        many.emplace_back(make_payload("m" + std::to_string(i)), then + std::chrono::seconds(i));
+    }
+    many.clear();  // all 100 blocks to the cache
+    const auto now = Clock::now();
+    for (int i = 0; i < 100; ++i) {
+        many.emplace_back(make_payload("n" + std::to_string(i)), now);
+    }
+    for (int i = 0; i < 100; ++i) {
+        EXPECT_EQ(many[i].text(), "n" + std::to_string(i));
+        EXPECT_EQ(many[i].enqueued(), now);
+    }
+    // A reused block's count starts from one again: its copy outlives the original.
+    const Outbound copy = many.front();
+    many.clear();
+    EXPECT_EQ(copy.text(), "n0");
 }
 
 }  // namespace
