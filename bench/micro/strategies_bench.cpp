@@ -70,8 +70,10 @@ constexpr int kSampleEvery = 8;
 constexpr double kHotShare = 0.3;
 constexpr std::size_t kPayloadBytes = 64;
 // The sink's costs, as measured on the machine in bench/results/strategies.md. Per byte:
-// about 170 ns per 64-byte message. Per call: about 0.9 us (BM_SinkWrite/messages:0), kept
-// below the CPU time a 64-byte send() on an idle loopback connection took there
+// about 170 ns per 64-byte message, far above the 2-12 ns each further 64-byte message adds
+// to a real send() (BM_LoopbackSend with 1,152 to 16,384 bytes), which charges shardcast's
+// batched writes too much. Per call: about 0.9 us (BM_SinkWrite/messages:0), kept below the
+// CPU time a 64-byte send() on an idle loopback connection took there
 // (BM_LoopbackSend/bytes:64/idle:1: medians of 2.5 to 4.9 us, 1.15 us at the least), so the
 // baselines' one call per message is, if anything, charged too little.
 constexpr int kDefaultSinkRounds = 3;
@@ -294,9 +296,9 @@ std::int64_t thread_cpu_ns() {
     return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
 }
 
-// What one real send() of 64 bytes (or 4 KiB, a batch of 64 such messages) costs the calling
-// thread in CPU time, on a connected 127.0.0.1 TCP socket: the figure the sink's fixed cost
-// per call is calibrated against.
+// What one real send() of 64 bytes (or 1,152, 4,096 or 16,384: a batch of 18, 64 or 256 such
+// messages) costs the calling thread in CPU time, on a connected 127.0.0.1 TCP socket: the
+// figures the sink's costs are compared with.
 //
 // idle:1 waits for the reader's answer after each send, so every send finds the connection
 // idle and runs the whole transmit path, as a write to a client that keeps up does. Only
