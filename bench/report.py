@@ -21,6 +21,7 @@ FIELDS = [  # (key in loadgen's JSON, column title, format)
     ("latency_p999_us", "p99.9 µs", "{:,.0f}"),
     ("server_rss_per_connection_bytes", "RSS B/conn", "{:,.0f}"),
     ("loadgen_max_thread_cpu_percent", "loadgen busiest thread %", "{:.0f}"),
+    ("steal_percent", "steal %", "{:.0f}"),
 ]
 
 
@@ -118,7 +119,9 @@ def main(raw, results_dir, mode):
            "Produced by `bench/run.sh`: each run starts a fresh server pinned to CPU 0 and drives "
            "it with `loadgen` pinned to CPU 1; shardcast and the Node `ws` peer alternate. Cells "
            "are medians with min–max over the runs. Server CPU per delivery is the server's CPU "
-           "time over the window divided by the messages delivered in it.", ""]
+           "time over the window divided by the messages delivered in it. Steal is the share "
+           "of the machine's CPU time the hypervisor gave to other guests during the window: "
+           "where it is high, latencies say more about the host than about the server.", ""]
     header = "| scenario | server | runs | " + " | ".join(t for _, t, _ in FIELDS) + " | passed |"
     out += [header, "|" + "---|" * (len(FIELDS) + 4)]
     for scenario in scenarios:

@@ -1,5 +1,5 @@
-// /proc/<pid>/stat fields 14 and 15 (utime, stime) in clock ticks, and VmRSS / VmHWM from
-// /proc/<pid>/status, as proc(5) documents them.
+// /proc/<pid>/stat fields 14 and 15 (utime, stime) in clock ticks, VmRSS / VmHWM from
+// /proc/<pid>/status, and the first line of /proc/stat, as proc(5) documents them.
 #include "bench/loadgen/proc_stats.hpp"
 
 #include <sys/syscall.h>
@@ -66,6 +66,22 @@ std::optional<ProcSample> read_self() { return read_at("/proc/self", true); }
 
 std::optional<ProcSample> read_own_thread(int tid) {
     return read_at("/proc/self/task/" + std::to_string(tid), false);
+}
+
+std::optional<MachineSample> read_machine() {
+    std::ifstream in("/proc/stat");
+    std::string label;
+    if (!(in >> label) || label != "cpu") return std::nullopt;
+    // user nice system idle iowait irq softirq steal, then guest times that user and nice
+    // already include.
+    unsigned long long ticks[8] = {};
+    for (auto& t : ticks) {
+        if (!(in >> t)) return std::nullopt;
+    }
+    unsigned long long total = 0;
+    for (const auto t : ticks) total += t;
+    const auto hz = static_cast<double>(sysconf(_SC_CLK_TCK));
+    return MachineSample{static_cast<double>(ticks[7]) / hz, static_cast<double>(total) / hz};
 }
 
 int current_tid() { return static_cast<int>(syscall(SYS_gettid)); }

@@ -16,12 +16,22 @@ struct ProcSample {
     std::int64_t at_ns = 0;      // steady_clock when read
 };
 
+// The machine's CPU time from /proc/stat, all CPUs together: the time the hypervisor gave
+// to other guests while this one had work (steal) shows how far a run's timings can be
+// trusted on a shared VM.
+struct MachineSample {
+    double steal_seconds = 0;
+    double total_seconds = 0;  // every state, steal included
+};
+
 // pid's figures, or nullopt when it is gone or unreadable.
 std::optional<ProcSample> read_process(int pid);
 // This process's figures.
 std::optional<ProcSample> read_self();
 // CPU seconds of one thread of this process (RSS is per process, so left 0).
 std::optional<ProcSample> read_own_thread(int tid);
+// The machine's figures, or nullopt when /proc/stat is unreadable.
+std::optional<MachineSample> read_machine();
 // The calling thread's id, for read_own_thread.
 int current_tid();
 

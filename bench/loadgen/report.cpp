@@ -95,6 +95,10 @@ void print_human(std::ostream& out, const Options& o, const Result& r) {
         "loadgen   CPU %.1f%% (busiest thread %.1f%%), RSS %.1f MiB (%.0f B per client)\n",
         r.self.cpu_percent, r.self_max_thread_cpu_percent, mib(r.self.rss_end_bytes),
         r.self_rss_per_client);
+    if (r.steal_percent) {
+        out << printed("machine   %.1f%% of all CPU time stolen by the hypervisor\n",
+                       *r.steal_percent);
+    }
     if (r.self_max_thread_cpu_percent >= kSaturatedPercent) {
         out << "warning   a loadgen thread was busy for most of the window: the rates above may "
                "be loadgen's limit rather than the server's (try --threads)\n";
@@ -167,6 +171,9 @@ void print_json(std::ostream& out, const Options& o, const Result& r) {
     j["loadgen_max_thread_cpu_percent"] = r.self_max_thread_cpu_percent;
     j["loadgen_rss_bytes"] = r.self.rss_end_bytes;
     j["loadgen_rss_per_client_bytes"] = r.self_rss_per_client;
+    if (r.steal_percent) {
+        j["steal_percent"] = *r.steal_percent;
+    }
     j["passed"] = r.passed();
     boost::json::array problems;
     for (const auto& problem : r.problems) problems.emplace_back(problem);

@@ -69,6 +69,8 @@ struct Result {
     ProcFigures self;
     double self_max_thread_cpu_percent = 0;
     double self_rss_per_client = 0;
+    // The machine's CPU time stolen by the hypervisor over the window, % of all CPU time.
+    std::optional<double> steal_percent;
 
     // Why the run failed; empty when it passed.
     std::vector<std::string> problems;

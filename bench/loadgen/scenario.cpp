@@ -60,6 +60,7 @@ struct Snapshot {
     std::optional<ProcSample> server;
     std::optional<ProcSample> self;
     std::vector<std::optional<ProcSample>> threads;  // one per Loop
+    std::optional<MachineSample> machine;
 };
 
 double cpu_percent(const ProcSample& a, const ProcSample& b) {
@@ -229,6 +230,10 @@ private:
                                                               before_connect_.self->rss_bytes) /
                                           static_cast<double>(result_.connected);
         }
+        if (a.machine && b.machine && b.machine->total_seconds > a.machine->total_seconds) {
+            result_.steal_percent = (b.machine->steal_seconds - a.machine->steal_seconds) /
+                                    (b.machine->total_seconds - a.machine->total_seconds) * 100;
+        }
         if (options_.server_pid) {
             if (a.server && b.server) {
                 result_.server = figures(*a.server, *b.server);
@@ -374,6 +379,7 @@ private:
         if (options_.server_pid) s.server = read_process(*options_.server_pid);
         s.self = read_self();
         for (const auto& loop : loops_) s.threads.push_back(read_own_thread(loop->tid()));
+        s.machine = read_machine();
         return s;
     }
 
