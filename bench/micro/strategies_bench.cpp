@@ -22,6 +22,7 @@
 // is uniform, or hot: 30 % of messages to one session and the rest uniform over the others.
 // Every producer times one send in kSampleEvery with the steady clock: how long a send
 // holds the producer. msgs_per_write is deliveries per socket write, over all sinks.
+// cpu_ns_per_msg is the process's CPU time over the timed region per message.
 // Shardcast also runs with a scraper rendering /metrics every millisecond (metrics:1) and
 // without (metrics:0).
 //
@@ -165,8 +166,17 @@ private:
     std::uint64_t max_ = 0;
 };
 
+std::int64_t cpu_ns_of(clockid_t clock) {
+    timespec t{};
+    clock_gettime(clock, &t);
+    return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+std::int64_t thread_cpu_ns() { return cpu_ns_of(CLOCK_THREAD_CPUTIME_ID); }
+std::int64_t process_cpu_ns() { return cpu_ns_of(CLOCK_PROCESS_CPUTIME_ID); }
+
 // Runs the workload through a strategy, once per iteration, and reports throughput to full
-// delivery, producer time per send, overlapping writes and undelivered messages.
+// delivery, CPU time per message, producer time per send, overlapping writes and undelivered
+// messages.
 template <class Strategy>
 void run(benchmark::State& state, Strategy& strategy, const Sinks& sinks, const Workload& w) {
     // A payload per message, made before timing starts: as in a server, where every publish
@@ -180,6 +190,7 @@ void run(benchmark::State& state, Strategy& strategy, const Sinks& sinks, const 
     }
     std::vector<SendTimes> times(static_cast<std::size_t>(w.producers));
     std::uint64_t sent = 0;
+    std::int64_t cpu_ns = 0;
 
     for (auto _ : state) {
         std::latch ready(w.producers);
@@ -210,12 +221,14 @@ void run(benchmark::State& state, Strategy& strategy, const Sinks& sinks, const 
             });
         }
         ready.wait();
+        const std::int64_t cpu_start = process_cpu_ns();
         const auto start = Clock::now();
         go.count_down();
         done.wait();
         sent += kMessages;
         strategy.wait_delivered(sent);
         const auto stop = Clock::now();
+        cpu_ns += process_cpu_ns() - cpu_start;
         for (auto& t : producers) t.join();
         state.SetIterationTime(std::chrono::duration<double>(stop - start).count());
     }
@@ -223,6 +236,9 @@ void run(benchmark::State& state, Strategy& strategy, const Sinks& sinks, const 
     SendTimes all;
     for (const auto& t : times) all.merge(t);
     state.SetItemsProcessed(static_cast<std::int64_t>(sent));
+    // CPU time of every thread of the process over the timed region, per message: what the
+    // strategy costs the machine, whoever waits for whom.
+    state.counters["cpu_ns_per_msg"] = static_cast<double>(cpu_ns) / static_cast<double>(sent);
     state.counters["prod_ns"] = all.mean();
     state.counters["prod_p99_ns"] = static_cast<double>(all.quantile(0.99));
     state.counters["prod_max_ns"] = static_cast<double>(all.max());
@@ -288,12 +304,6 @@ void BM_SinkWrite(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * state.range(0));
     state.counters["rounds"] = sink_cost.rounds;
     state.counters["call_steps"] = sink_cost.call_steps;
-}
-
-std::int64_t thread_cpu_ns() {
-    timespec t{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
 }
 
 // What one real send() of 64 bytes (or 1,152, 4,096 or 16,384: a batch of 18, 64 or 256 such
