@@ -70,15 +70,16 @@ constexpr int kMessages = 16'000;  // per iteration; divisible by every producer
 constexpr int kSampleEvery = 8;
 constexpr double kHotShare = 0.3;
 constexpr std::size_t kPayloadBytes = 64;
-// The sink's costs, as measured on the machine in bench/results/strategies.md. Per byte:
-// about 170 ns per 64-byte message, far above the 2-12 ns each further 64-byte message adds
-// to a real send() (BM_LoopbackSend with 1,152 to 16,384 bytes), which charges shardcast's
-// batched writes too much. Per call: about 0.9 us (BM_SinkWrite/messages:0), kept below the
-// CPU time a 64-byte send() on an idle loopback connection took there
-// (BM_LoopbackSend/bytes:64/idle:1: medians of 2.5 to 4.9 us, 1.15 us at the least), so the
-// baselines' one call per message is, if anything, charged too little.
-constexpr int kDefaultSinkRounds = 3;
-constexpr int kDefaultSinkCallSteps = 1000;
+// The sink's costs, set to what a real send() costs (bench/results/strategies.md, "The
+// default sink is the measured one"). Per call: 2,800 steps, about 3 us, the CPU time of a
+// send() on an idle 127.0.0.1 connection (BM_LoopbackSend/bytes:64/idle:1, medians of
+// 3.1-5.0 us; BM_SinkWrite/messages:0 shows what the steps cost on the machine at hand). Per
+// byte: nothing, since each further 64-byte message in one send() adds 2-12 ns, below what
+// one round of FNV-1a per byte charges (about 67 ns per message). The former default, 3
+// rounds and 1,000 steps, charged a third of the call and 18-140 times the bytes; earlier
+// tables used it, and --sink_rounds=3 --sink_call_steps=1000 reproduces it.
+constexpr int kDefaultSinkRounds = 0;
+constexpr int kDefaultSinkCallSteps = 2800;
 
 SinkCost sink_cost{kDefaultSinkRounds, kDefaultSinkCallSteps};  // --sink_rounds, --sink_call_steps
 
