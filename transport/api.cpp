@@ -5,6 +5,7 @@
 
 #include "dispatcher/close_code.hpp"
 #include "transport/client_id.hpp"
+#include "transport/printable.hpp"
 
 namespace shardcast::transport {
 namespace json = boost::json;
@@ -209,7 +210,7 @@ std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& l
             return ApiResponse{200, metrics_(), "text/plain; version=0.0.4; charset=utf-8"};
         case Route::unknown:
         case Route::websocket:  // upgrades are taken by the HttpSession before this point
-            return error(404, "no route for " + std::string(path));
+            return error(404, "no route for " + printable(path));
         default:
             break;
     }
@@ -254,7 +255,7 @@ std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& l
             return std::nullopt;
         }
         default:
-            return error(404, "no route for " + std::string(path));
+            return error(404, "no route for " + printable(path));
     }
 }
 

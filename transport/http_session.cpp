@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "transport/client_id.hpp"
+#include "transport/printable.hpp"
 #include "transport/ws_connection.hpp"
 
 namespace shardcast::transport {
@@ -171,8 +172,8 @@ private:
         const auto& request = parser_->get();
         // 429s come in floods exactly when the server is busiest: counted, not logged.
         if (response.status >= 400 && response.status < 500 && response.status != 429) {
-            spdlog::warn("rejected {} {}: {} {}", std::string_view(request.method_string()),
-                         std::string_view(request.target()), response.status, response.body);
+            spdlog::warn("rejected {} {}: {} {}", printable(request.method_string()),
+                         printable(request.target()), response.status, response.body);
         }
         response_ = {};
         response_.version(request.version() == 10 ? 10 : 11);

@@ -210,6 +210,21 @@ TEST_F(HttpApiTest, UnknownRouteIs404AndWrongMethodIs405) {
     EXPECT_TRUE(allow) << "405 without Allow: POST";
 }
 
+TEST_F(HttpApiTest, AnUnknownTargetIsEchoedPrintableAndShort) {
+    // Bytes above 0x7F are legal in a target; echoed raw they would make the body invalid
+    // UTF-8, so not JSON. A target can also run to the header limit.
+    const std::string answer = raw_exchange(server_.port(),
+                                            "GET /nope/\xff\xfe" + std::string(2000, 'a') +
+                                                " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                            5s);
+    ASSERT_EQ(answer.rfind("HTTP/1.1 404", 0), 0u) << answer;
+    const std::string error = std::string(
+        parse(answer.substr(answer.find("\r\n\r\n") + 4)).as_object().at("error").as_string());
+    EXPECT_EQ(error.rfind("no route for /nope/%FF%FEaaa", 0), 0u) << error;
+    EXPECT_LT(error.size(), 200u) << error;
+    EXPECT_EQ(error.substr(error.size() - 3), "...") << error;
+}
+
 TEST_F(HttpApiTest, OversizedBodyIs413BeforeTheBodyIsRead) {
     // Content-Length says 1 GiB but no body follows: only the header can have decided.
     const std::string answer = raw_exchange(server_.port(),
