@@ -188,7 +188,9 @@ bool Api::authorized(std::string_view authorization) const {
 std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& later) {
     const std::string_view path = path_of(request.target);
     const Route route = route_of(path);
-    const bool get = request.method == "GET";
+    // HEAD is GET without the body (the session leaves it out): load balancers check health
+    // with either.
+    const bool get = request.method == "GET" || request.method == "HEAD";
     const bool post = request.method == "POST";
 
     auto only = [](std::string_view allow) {
@@ -199,14 +201,14 @@ std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& l
 
     switch (route) {
         case Route::healthz:
-            if (!get) return only("GET");
+            if (!get) return only("GET, HEAD");
             return ApiResponse{200, R"({"status":"ok"})"};
         case Route::readyz:
-            if (!get) return only("GET");
+            if (!get) return only("GET, HEAD");
             return readiness();
         case Route::metrics:
             if (!metrics_) return error(404, "metrics are disabled");
-            if (!get) return only("GET");
+            if (!get) return only("GET, HEAD");
             return ApiResponse{200, metrics_(), "text/plain; version=0.0.4; charset=utf-8"};
         case Route::unknown:
         case Route::websocket:  // upgrades are taken by the HttpSession before this point
@@ -235,10 +237,10 @@ std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& l
             if (!post) return only("POST");
             return disconnect(request.body);
         case Route::stats:
-            if (!get) return only("GET");
+            if (!get) return only("GET, HEAD");
             return stats();
         case Route::client: {
-            if (!get) return only("GET");
+            if (!get) return only("GET, HEAD");
             const std::string_view id = path.substr(kClientPrefix.size());
             if (!valid_client_id(id)) {
                 return error(400, "invalid client id (1-128 of A-Z a-z 0-9 . _ : @ -)");

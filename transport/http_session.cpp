@@ -191,6 +191,9 @@ private:
         response_.body() = std::move(response.body);
         response_.keep_alive(!close && request.keep_alive());
         response_.prepare_payload();
+        // An answer to HEAD has no body whatever its status, but the Content-Length a GET
+        // would get. A body here would be read as the start of the next response.
+        if (request.method() == http::verb::head) response_.body().clear();
         http::async_write(stream_, response_,
                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
                               if (ec) return;

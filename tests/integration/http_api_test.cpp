@@ -225,6 +225,29 @@ TEST_F(HttpApiTest, AnUnknownTargetIsEchoedPrintableAndShort) {
     EXPECT_EQ(error.substr(error.size() - 3), "...") << error;
 }
 
+TEST_F(HttpApiTest, HeadAnswersLikeGetWithoutABody) {
+    // Three requests on one connection: a body after either HEAD answer would be read as the
+    // start of the next answer.
+    const std::string answer =
+        raw_exchange(server_.port(),
+                     "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                     "HEAD /api/v1/send HTTP/1.1\r\nHost: x\r\n\r\n"
+                     "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                     5s);
+    ASSERT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer;
+    const auto second = answer.find("\r\n\r\nHTTP/1.1 405");
+    ASSERT_NE(second, std::string::npos) << answer;
+    const auto third = answer.find("\r\n\r\nHTTP/1.1 200", second + 4);
+    ASSERT_NE(third, std::string::npos) << answer;
+    // The HEAD answer carries the length a GET would have; only the GET's body follows.
+    EXPECT_NE(answer.substr(0, second + 2).find("Content-Length: 15\r\n"), std::string::npos)
+        << answer;
+    EXPECT_NE(answer.substr(second, third - second).find("Allow: POST\r\n"), std::string::npos)
+        << answer;
+    EXPECT_EQ(answer.find('{'), answer.size() - 15) << answer;
+    EXPECT_EQ(answer.substr(answer.size() - 15), R"({"status":"ok"})");
+}
+
 TEST_F(HttpApiTest, OversizedBodyIs413BeforeTheBodyIsRead) {
     // Content-Length says 1 GiB but no body follows: only the header can have decided.
     const std::string answer = raw_exchange(server_.port(),
