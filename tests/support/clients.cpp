@@ -718,9 +718,46 @@ Received receive_some(int fd, std::string& out, Clock::time_point deadline) {
 
 }  // namespace
 
+std::string client_frame(std::uint8_t first,
+                         std::string_view payload,
+                         std::uint32_t key,
+                         bool masked) {
+    std::string frame;
+    frame.push_back(static_cast<char>(first));
+    const char mask_bit = masked ? static_cast<char>(0x80) : 0;
+    if (payload.size() < 126) {
+        frame.push_back(static_cast<char>(mask_bit | payload.size()));
+    } else if (payload.size() <= 0xffff) {
+        frame.push_back(static_cast<char>(mask_bit | 126));
+        frame.push_back(static_cast<char>(payload.size() >> 8));
+        frame.push_back(static_cast<char>(payload.size() & 0xff));
+    } else {
+        frame.push_back(static_cast<char>(mask_bit | 127));
+        for (int shift = 56; shift >= 0; shift -= 8) {
+            frame.push_back(
+                static_cast<char>((static_cast<std::uint64_t>(payload.size()) >> shift) & 0xff));
+        }
+    }
+    if (!masked) {
+        frame.append(payload);
+        return frame;
+    }
+    std::array<char, 4> mask{};
+    for (std::size_t i = 0; i < mask.size(); ++i) {
+        mask[i] = static_cast<char>((key >> (8 * i)) & 0xff);
+    }
+    frame.append(mask.data(), mask.size());
+    frame.reserve(frame.size() + payload.size());
+    for (std::size_t i = 0; i < payload.size(); ++i) {
+        frame.push_back(static_cast<char>(payload[i] ^ mask[i % 4]));
+    }
+    return frame;
+}
+
 std::string raw_exchange(std::uint16_t port,
                          const std::string& bytes,
-                         std::chrono::milliseconds timeout) {
+                         std::chrono::milliseconds timeout,
+                         AfterSend after) {
     const auto deadline = Clock::now() + timeout;
     std::string error;
     const auto socket = connect_loopback(port, 0, deadline, error);
@@ -729,7 +766,9 @@ std::string raw_exchange(std::uint16_t port,
     }
     // A server that rejects the request early may close before reading it all: still read
     // what it answered.
-    send_all(socket.fd(), bytes, deadline);
+    if (send_all(socket.fd(), bytes, deadline) && after == AfterSend::half_close) {
+        ::shutdown(socket.fd(), SHUT_WR);
+    }
     std::string received;
     while (receive_some(socket.fd(), received, deadline) == Received::kData) {
     }
@@ -860,33 +899,8 @@ bool StalledClient::wait_server_closed(std::chrono::milliseconds timeout) {
 std::optional<std::uint16_t> StalledClient::close_code() const { return impl_->close_code; }
 
 bool StalledClient::send_raw_frame(std::uint8_t opcode, std::string_view payload, bool fin) {
-    std::string frame;
-    frame.push_back(static_cast<char>((fin ? 0x80 : 0x00) | (opcode & 0x0f)));
-    if (payload.size() < 126) {
-        frame.push_back(static_cast<char>(0x80 | payload.size()));
-    } else if (payload.size() <= 0xffff) {
-        frame.push_back(static_cast<char>(0x80 | 126));
-        frame.push_back(static_cast<char>(payload.size() >> 8));
-        frame.push_back(static_cast<char>(payload.size() & 0xff));
-    } else {
-        frame.push_back(static_cast<char>(0x80 | 127));
-        for (int shift = 56; shift >= 0; shift -= 8) {
-            frame.push_back(
-                static_cast<char>((static_cast<std::uint64_t>(payload.size()) >> shift) & 0xff));
-        }
-    }
-    std::random_device random;
-    const std::uint32_t key = random();
-    std::array<char, 4> mask{};
-    for (std::size_t i = 0; i < mask.size(); ++i) {
-        mask[i] = static_cast<char>((key >> (8 * i)) & 0xff);
-    }
-    frame.append(mask.data(), mask.size());
-    frame.reserve(frame.size() + payload.size());
-    for (std::size_t i = 0; i < payload.size(); ++i) {
-        frame.push_back(static_cast<char>(payload[i] ^ mask[i % 4]));
-    }
-    return send_raw(frame);
+    const auto first = static_cast<std::uint8_t>((fin ? 0x80 : 0x00) | (opcode & 0x0f));
+    return send_raw(client_frame(first, payload, std::random_device{}()));
 }
 
 bool StalledClient::send_raw(std::string_view bytes) {

@@ -161,12 +161,25 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+// A client frame as RFC 6455 lays it out: `first` is the FIN, RSV and opcode byte; the
+// payload is masked with `key`, or sent in the clear when `masked` is false, which a server
+// must refuse. Any thread.
+std::string client_frame(std::uint8_t first,
+                         std::string_view payload,
+                         std::uint32_t key,
+                         bool masked = true);
+
+// What raw_exchange does once its bytes are sent: keep the connection open for the server
+// to close, or also shut down its sending side, so the server reads end-of-stream after them.
+enum class AfterSend { keep_open, half_close };
+
 // Sends raw bytes on a fresh TCP connection to 127.0.0.1:<port> and returns everything read
 // until the server closes (or resets) the connection or the timeout passes; "" if the connect
 // failed. For malformed-HTTP tests. Any thread.
 std::string raw_exchange(std::uint16_t port,
                          const std::string& bytes,
-                         std::chrono::milliseconds timeout);
+                         std::chrono::milliseconds timeout,
+                         AfterSend after = AfterSend::keep_open);
 
 // A WebSocket peer that completes the upgrade by hand (raw TCP, reads only the 101 response)
 // and then never reads again unless asked: it answers no pings and, with its 4 KiB receive
