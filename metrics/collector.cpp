@@ -169,6 +169,11 @@ std::vector<MetricFamily> Collector::Collect() const {
     add(family(out, "shardcast_batch_lines_rejected_total",
                "Lines of /api/v1/batch requests that were rejected.", MetricType::Counter),
         d(http_.rejected_batch_lines()));
+    add(family(out, "shardcast_accept_errors_total",
+               "Connections the listener failed to accept, most often for want of a file "
+               "descriptor; it pauses up to 1 s before each retry.",
+               MetricType::Counter),
+        d(http_.accept_errors()));
 
     add(family(out, "shardcast_build_info", "Version and revision of this build; always 1.",
                MetricType::Gauge),

@@ -80,6 +80,7 @@ public:
     void record_rejected_batch_lines(std::uint64_t n) {
         rejected_batch_lines_.fetch_add(n, std::memory_order_relaxed);
     }
+    void record_accept_error() { accept_errors_.fetch_add(1, std::memory_order_relaxed); }
 
     std::uint64_t count(Route route, std::size_t status_index) const {
         return counts_[static_cast<std::size_t>(route)][status_index].load(
@@ -88,6 +89,8 @@ public:
     std::uint64_t rejected_batch_lines() const {
         return rejected_batch_lines_.load(std::memory_order_relaxed);
     }
+    // Connections the listener failed to accept (see Listener).
+    std::uint64_t accept_errors() const { return accept_errors_.load(std::memory_order_relaxed); }
     // Requests answered with a 4xx status, all routes.
     std::uint64_t rejected() const {
         std::uint64_t sum = 0;
@@ -102,6 +105,7 @@ public:
 private:
     std::array<std::array<std::atomic<std::uint64_t>, kStatuses.size()>, kRouteCount> counts_{};
     std::atomic<std::uint64_t> rejected_batch_lines_{0};
+    std::atomic<std::uint64_t> accept_errors_{0};
     std::array<std::atomic<std::uint64_t>, kUpgradeRefusalCount> refusals_{};
 };
 

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <string>
@@ -25,7 +26,10 @@ void throw_on(const boost::system::error_code& ec,
 }  // namespace
 
 Listener::Listener(net::io_context& io_context, const tcp::endpoint& endpoint, HttpContext& context)
-    : io_context_(io_context), acceptor_(net::make_strand(io_context)), context_(context) {
+    : io_context_(io_context),
+      acceptor_(net::make_strand(io_context)),
+      retry_(acceptor_.get_executor()),
+      context_(context) {
     boost::system::error_code ec;
     acceptor_.open(endpoint.protocol(), ec);
     throw_on(ec, "open", endpoint);
@@ -43,6 +47,7 @@ void Listener::close() {
     net::post(acceptor_.get_executor(), [self = shared_from_this()] {
         boost::system::error_code ignored;
         self->acceptor_.close(ignored);
+        self->retry_.cancel();
     });
 }
 
@@ -60,14 +65,35 @@ void Listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
         return;  // closed by close()
     }
     if (ec) {
-        // Out of descriptors and the like: say so, and keep accepting.
-        spdlog::warn("accept: {}", ec.message());
-    } else {
-        // Pushes are small and latency matters: do not let Nagle hold them back.
-        socket.set_option(tcp::no_delay(true), ec);
-        start_http_session(std::move(socket), context_);
+        return pause_after(ec);
     }
+    if (failures_ > 0) {
+        spdlog::info("accept: accepting again after {} failed attempts", failures_);
+        failures_ = 0;
+        pause_ = {};
+    }
+    // Pushes are small and latency matters: do not let Nagle hold them back.
+    socket.set_option(tcp::no_delay(true), ec);
+    start_http_session(std::move(socket), context_);
     do_accept();
+}
+
+void Listener::pause_after(const boost::system::error_code& ec) {
+    constexpr std::chrono::milliseconds kFirstPause{5};
+    constexpr std::chrono::milliseconds kLongestPause{1000};
+    context_.stats.record_accept_error();
+    // Said once per episode, not once per attempt: the metric counts every one.
+    if (failures_++ == 0) {
+        spdlog::warn("accept: {}; retrying from {} ms to {} ms apart until it succeeds",
+                     ec.message(), kFirstPause.count(), kLongestPause.count());
+    }
+    pause_ =
+        pause_ == std::chrono::milliseconds{0} ? kFirstPause : std::min(pause_ * 2, kLongestPause);
+    retry_.expires_after(pause_);
+    retry_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
+        if (wait_ec || !self->acceptor_.is_open()) return;
+        self->do_accept();
+    });
 }
 
 }  // namespace shardcast::transport

@@ -1,9 +1,15 @@
-// Listener: accepts TCP connections and starts an HttpSession on a strand for each.
+// Listener: accepts TCP connections and starts an HttpSession on a strand for each. When an
+// accept fails (out of file descriptors, most often), it pauses before the next one, from
+// 5 ms doubling to 1 s, until one succeeds: the failed connection stays in the backlog, so
+// retrying at once would fail again at once, a busy loop.
 // Thread contract: constructed and started on the main thread; close() from any thread.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 
 #include "transport/http_session.hpp"
@@ -25,10 +31,15 @@ public:
 private:
     void do_accept();
     void on_accept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket);
+    void pause_after(const boost::system::error_code& ec);
 
     boost::asio::io_context& io_context_;
     boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer retry_;  // on the acceptor's strand
     HttpContext& context_;
+    // Since the last accept that succeeded; both reset by the next one.
+    std::chrono::milliseconds pause_{0};
+    std::uint64_t failures_ = 0;
 };
 
 }  // namespace shardcast::transport

@@ -1,9 +1,15 @@
-// The shardcast binary as an operator runs it: flags, config errors that name the key, and
-// the graceful stop on SIGTERM seen from clients and from /readyz.
+// The shardcast binary as an operator runs it: flags, config errors that name the key,
+// running out of file descriptors, and the graceful stop on SIGTERM seen from clients and
+// from /readyz.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "dispatcher/close_code.hpp"
 #include "tests/support/clients.hpp"
@@ -124,6 +130,49 @@ TEST(ServerBinaryTest, MetricsAreOnByDefault) {
     EXPECT_EQ(response.status, 200);
     EXPECT_NE(response.body.find("shardcast_build_info{version=\"0."), std::string::npos)
         << response.body.substr(0, 500);
+}
+
+TEST(ServerBinaryTest, OutOfDescriptorsPausesAcceptingLogsOnceAndRecovers) {
+    // 32 descriptors: the server's own and a few connections. Connections beyond those wait
+    // in the backlog, and every accept fails until some close.
+    Process server({SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "--shards", "1"},
+                   out_file("descriptors"), 32);
+    const std::uint16_t port = start_and_find_port(server);
+    ASSERT_NE(port, 0);
+    std::vector<int> held;
+    for (int i = 0; i < 64; ++i) {
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_port = htons(port);
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+        held.push_back(fd);
+    }
+    ASSERT_TRUE(wait_until(
+        [&] { return server.output().find("accept: Too many open files") != std::string::npos; },
+        20s))
+        << server.output();
+    for (const int fd : held) ::close(fd);
+    ASSERT_TRUE(wait_until(
+        [&] { return server.output().find("accepting again after") != std::string::npos; }, 20s))
+        << server.output();
+
+    HttpClient http(port);
+    EXPECT_EQ(http.get("/healthz").status, 200);
+    const std::string metrics = http.get("/metrics").body;
+    constexpr std::string_view kCounter = "\nshardcast_accept_errors_total ";
+    const auto at = metrics.find(kCounter);
+    ASSERT_NE(at, std::string::npos);
+    EXPECT_GE(std::stoull(metrics.substr(at + kCounter.size())), 1u) << metrics.substr(at, 40);
+    // An accept retried at once fails at once: a busy loop that logged each failure.
+    const std::string output = server.output();
+    std::size_t warnings = 0;
+    for (auto i = output.find("accept: Too many"); i != std::string::npos;
+         i = output.find("accept: Too many", i + 1)) {
+        ++warnings;
+    }
+    EXPECT_LT(warnings, 10u) << output.substr(0, 2000);
 }
 
 TEST(ServerBinaryTest, SigtermDrainsQueuedMessagesAndCloses1001) {

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,7 +22,8 @@ namespace shardcast::test {
 
 class Process {
 public:
-    Process(std::vector<std::string> argv, std::string output_path)
+    // max_open_files, when not 0, is the child's RLIMIT_NOFILE, soft and hard alike.
+    Process(std::vector<std::string> argv, std::string output_path, rlim_t max_open_files = 0)
         : output_path_(std::move(output_path)) {
         // Emptied here, before the child exists, so output() never shows a previous run's text.
         std::ofstream(output_path_, std::ios::trunc).flush();
@@ -36,6 +38,10 @@ public:
             if (out >= 0) {
                 ::dup2(out, STDOUT_FILENO);
                 ::dup2(out, STDERR_FILENO);
+            }
+            if (max_open_files > 0) {
+                const rlimit limit{max_open_files, max_open_files};  // setrlimit is a bare syscall
+                ::setrlimit(RLIMIT_NOFILE, &limit);
             }
             ::execv(args[0], args.data());
             ::_exit(127);
