@@ -133,6 +133,13 @@ TEST(ServerBinaryTest, MetricsAreOnByDefault) {
 }
 
 TEST(ServerBinaryTest, OutOfDescriptorsPausesAcceptingLogsOnceAndRecovers) {
+#if defined(__SANITIZE_ADDRESS__)
+    // This build runs UBSan too, whose vptr check probes memory through a pipe(). With no
+    // descriptor left the probe fails, and the check reports the first polymorphic type it
+    // meets (boost's error_category, in the accept error's message) as an invalid object.
+    // The release and TSan stages run this test.
+    GTEST_SKIP() << "UBSan's vptr check needs a free file descriptor";
+#endif
     // 32 descriptors: the server's own and a few connections. Connections beyond those wait
     // in the backlog, and every accept fails until some close.
     Process server({SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "--shards", "1"},
