@@ -64,6 +64,10 @@ void Listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) {
         return;  // closed by close()
     }
+    // A client that gave up while still in the backlog: its trouble, not ours.
+    if (ec == net::error::connection_aborted) {
+        return do_accept();
+    }
     if (ec) {
         return pause_after(ec);
     }

@@ -1,7 +1,8 @@
 // Listener: accepts TCP connections and starts an HttpSession on a strand for each. When an
-// accept fails (out of file descriptors, most often), it pauses before the next one, from
-// 5 ms doubling to 1 s, until one succeeds: the failed connection stays in the backlog, so
-// retrying at once would fail again at once, a busy loop.
+// accept fails for want of a resource (file descriptors, most often), it pauses before the
+// next one, from 5 ms doubling to 1 s, until one succeeds: the failed connection stays in the
+// backlog, so retrying at once would fail again at once, a busy loop. A connection aborted
+// by its client before it was accepted is only skipped.
 // Thread contract: constructed and started on the main thread; close() from any thread.
 #pragma once
 
