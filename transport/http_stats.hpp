@@ -1,4 +1,5 @@
-// HttpStats: requests answered, by route and status code. Written by every HTTP thread
+// HttpStats: requests answered, by route and status code, plus the refused upgrades, the
+// rejected batch lines and the listener's failed accepts. Written by every HTTP thread
 // (relaxed atomic adds: the API path is far from the per-message hot path) and read by
 // the stats API, the log summary and the metrics scrape.
 #pragma once
