@@ -151,6 +151,16 @@ def main(raw, results_dir, mode):
         shown = "–" if r is None else f"{r:.2f}×" if bound >= 0.5 else f"{r:.3f}× (1/{1 / r:.0f})"
         out.append(f"| {title} | {shown} | "
                    f"{'–' if r is None else ('yes' if r <= bound else 'no')} |")
+    # The opt-in write delay against the peer's paced figure (the peer has no such setting).
+    peer = summary(groups.get(("fanout-1k-64B", "node-ws"), []), "server_cpu_us_per_delivery")
+    for delay in ("20ms", "100ms"):
+        ours = summary(groups.get((f"write-delay-{delay}-fanout-1k", "shardcast"), []),
+                       "server_cpu_us_per_delivery")
+        if ours and peer and peer[0] > 0:
+            r = ours[0] / peer[0]
+            out.append(f"| fan-out 1k × 64 B, paced, `session.write_delay={delay}` (opt-in): "
+                       f"CPU/delivery ≤ 1/30 of the peer | {r:.3f}× (1/{1 / r:.0f}) | "
+                       f"{'yes' if r <= 1 / 30 else 'no'} |")
     idle = summary(groups.get(("idle-10000", "shardcast"), []), "server_rss_per_connection_bytes")
     if idle:
         out.append(f"| idle 10k: ≤ 2 KiB RSS per connection | {idle[0]:,.0f} B | "

@@ -37,6 +37,11 @@ struct SessionConfig {
     // socket can absorb megabytes for a client that stopped reading before buffer_limit,
     // send_time_limit or publish admission see any of it.
     std::size_t socket_send_buffer = 0;
+    // How long a message that finds its session idle waits before its write starts, so the
+    // messages that follow it within that time share its socket write. 0 writes at the end of
+    // the drain turn that queued it. A delay trades latency for CPU: each write is a system
+    // call and a trip through the kernel's TCP path, however few bytes it carries.
+    std::chrono::milliseconds write_delay{0};
 };
 
 struct DispatcherConfig {

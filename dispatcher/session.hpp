@@ -50,6 +50,7 @@ public:
 
     // Called by the Shard. Queues one message; the write starts when the shard's drain turn
     // ends (write_queued), so what one turn delivers to a session goes out in one write.
+    // With session.write_delay, it starts once the delay has passed, with what came since.
     // Returns false when the message overflows a terminate-policy buffer: the shard must
     // then remove the session with RemovalReason::overflow.
     bool deliver(const Outbound& message);

@@ -58,6 +58,7 @@ Shard::Shard(std::size_t index, const DispatcherConfig& config)
       work_(io_context_.get_executor()),
       tick_timer_(io_context_),
       stop_timer_(io_context_),
+      write_delay_timer_(io_context_),
       tick_period_(tick_period_for(config.session)) {}
 
 Shard::~Shard() { join(); }
@@ -93,11 +94,7 @@ void Shard::drain() {
         ++next_;
     }
     stats_.collected.set(static_cast<std::int64_t>(batch_.size() - next_));
-    // Corking: everything this turn queued for a session leaves in one write.
-    for (const auto& session : write_requests_) {
-        session->write_queued();
-    }
-    write_requests_.clear();
+    end_turn_writes();
     if (next_ < batch_.size()) {
         boost::asio::post(io_context_, [this] { drain(); });
         return;
@@ -107,6 +104,34 @@ void Shard::drain() {
     if (inbox_.finish_drain()) {
         boost::asio::post(io_context_, [this] { drain(); });
     }
+}
+
+// Corking: everything this turn queued for a session leaves in one write. With a write
+// delay, the first request arms one timer for the shard and every session that asks before
+// it fires joins that flush: one timer per shard, not one per session.
+void Shard::end_turn_writes() {
+    if (write_requests_.empty() || write_delay_armed_) {
+        return;
+    }
+    if (config_.session.write_delay.count() == 0) {
+        flush_write_requests();
+        return;
+    }
+    write_delay_armed_ = true;
+    write_delay_timer_.expires_after(config_.session.write_delay);
+    write_delay_timer_.async_wait([this](boost::system::error_code ec) {
+        write_delay_armed_ = false;
+        if (!ec) {
+            flush_write_requests();
+        }
+    });
+}
+
+void Shard::flush_write_requests() {
+    for (const auto& session : write_requests_) {
+        session->write_queued();
+    }
+    write_requests_.clear();
 }
 
 // Pops until a pass finds every producer empty. Stopping only then is what makes ordering

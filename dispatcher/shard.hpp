@@ -85,7 +85,8 @@ public:
     // A closed session leaves the closing list.
     void forget(Session& session);
     void record_latency(Clock::duration latency) { latency_.record(latency); }
-    // The session has messages to write once this drain turn is over.
+    // The session has messages to write once this drain turn is over, or with
+    // session.write_delay once the delay has passed.
     void request_write(std::shared_ptr<Session> session) {
         write_requests_.push_back(std::move(session));
     }
@@ -119,6 +120,8 @@ private:
     bool forwards(const Command& command, bool held_here) const;
     void replace_older(const Command& claim);
     void remove_overflowed();
+    void end_turn_writes();
+    void flush_write_requests();
     void schedule_tick();
     void tick();
     void sweep();
@@ -133,6 +136,7 @@ private:
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
     boost::asio::steady_timer tick_timer_;
     boost::asio::steady_timer stop_timer_;
+    boost::asio::steady_timer write_delay_timer_;
     std::chrono::milliseconds tick_period_;
     Clock::time_point next_sweep_;
     std::thread thread_;
@@ -154,11 +158,13 @@ private:
         std::uint64_t stamp;
         std::size_t index;  // into arrivals_
     };
-    std::vector<StampOrder> order_;                         // arrivals_ sorted by stamp
-    std::vector<std::shared_ptr<Session>> overflowed_;      // removed after a delivery loop
-    std::vector<std::shared_ptr<Session>> write_requests_;  // written at the end of the turn
-    std::unique_ptr<char[]> read_scratch_;                  // allocated on the first read
-    std::unique_ptr<char[]> write_scratch_;                 // allocated on the first write
+    std::vector<StampOrder> order_;                     // arrivals_ sorted by stamp
+    std::vector<std::shared_ptr<Session>> overflowed_;  // removed after a delivery loop
+    // Written at the end of the turn, or when write_delay_timer_ fires.
+    std::vector<std::shared_ptr<Session>> write_requests_;
+    bool write_delay_armed_ = false;         // write_requests_ wait for write_delay_timer_
+    std::unique_ptr<char[]> read_scratch_;   // allocated on the first read
+    std::unique_ptr<char[]> write_scratch_;  // allocated on the first write
 
     Phase phase_ = Phase::running;
     Clock::time_point stop_deadline_{};

@@ -151,6 +151,15 @@ milliseconds duration(std::string_view key, const YAML::Node& node) {
     return parse_duration(std::string(key), scalar(key, node, kDurationExpected));
 }
 
+milliseconds duration_up_to(std::string_view key, const YAML::Node& node, milliseconds max) {
+    std::string text = scalar(key, node, kDurationExpected);
+    milliseconds value = parse_duration(std::string(key), text);
+    if (value > max) {
+        fail(key, "a duration from 0 to " + format_duration(max), text);
+    }
+    return value;
+}
+
 // 0, meaning off, or a size from `low` to `high`.
 std::size_t size_off_or_in(std::string_view key,
                            const YAML::Node& node,
@@ -372,6 +381,11 @@ constexpr Field kFields[] = {
          // SO_SNDBUF takes an int, which the kernel doubles; below 4 KiB it rounds up anyway.
          config.dispatcher.session.socket_send_buffer = size_off_or_in(
              key, node, 4 * 1024, 256 * 1024 * 1024, "0 (off) or a size from 4KiB to 256MiB");
+     }},
+    {"session.write_delay",
+     [](const auto& key, const auto& node, Config& config) {
+         // Every message may wait this long; past a second it is a stall, not a delay.
+         config.dispatcher.session.write_delay = duration_up_to(key, node, milliseconds{1000});
      }},
     {"publish.max_queue_depth",
      [](const auto& key, const auto& node, Config& config) {
@@ -636,6 +650,7 @@ std::string describe(const Config& config) {
     add("session.max_message_size", std::to_string(session.max_message_size));
     add("session.close_timeout", format_duration(session.close_timeout));
     add("session.socket_send_buffer", std::to_string(session.socket_send_buffer));
+    add("session.write_delay", format_duration(session.write_delay));
     add("publish.max_queue_depth", std::to_string(config.dispatcher.max_queue_depth));
     add("publish.max_outbound_bytes", std::to_string(config.dispatcher.max_outbound_bytes));
     add("http.threads", std::to_string(transport.http_threads));

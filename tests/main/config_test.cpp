@@ -75,6 +75,7 @@ TEST(ConfigDefaultsTest, NoFileAndNoOverridesGiveStructDefaults) {
     EXPECT_EQ(session.max_message_size, 64u * 1024u);
     EXPECT_EQ(session.close_timeout, 2s);
     EXPECT_EQ(session.socket_send_buffer, 0u);
+    EXPECT_EQ(session.write_delay, 0ms);
     EXPECT_EQ(config.transport.http_threads, 1u);
     EXPECT_EQ(config.transport.max_body, 4u * 1024u * 1024u);
     EXPECT_EQ(config.transport.http_idle_timeout, 60s);
@@ -100,6 +101,7 @@ session:
   max_message_size: 16KB
   close_timeout: 3
   socket_send_buffer: 64KiB
+  write_delay: 20ms
 http:
   threads: 2
   max_body: 1MB
@@ -128,6 +130,7 @@ log:
     EXPECT_EQ(session.max_message_size, 16'000u);
     EXPECT_EQ(session.close_timeout, 3s);
     EXPECT_EQ(session.socket_send_buffer, 64u * 1024u);
+    EXPECT_EQ(session.write_delay, 20ms);
     EXPECT_EQ(config.transport.http_threads, 2u);
     EXPECT_EQ(config.transport.max_body, 1'000'000u);
     EXPECT_EQ(config.transport.http_idle_timeout, 3600s);
@@ -263,6 +266,16 @@ TEST(ConfigErrorTest, SizeOutsideItsRangeButNotOffNamesKey) {
     EXPECT_EQ(load_config(std::nullopt, {"session.socket_send_buffer=4KiB"})
                   .dispatcher.session.socket_send_buffer,
               4096u);
+}
+
+TEST(ConfigErrorTest, WriteDelayAboveOneSecondNamesKey) {
+    EXPECT_EQ(error_of({"session.write_delay=1001ms"}),
+              "session.write_delay: expected a duration from 0 to 1s, got \"1001ms\"");
+    EXPECT_EQ(error_of({"session.write_delay=-5ms"}),
+              "session.write_delay: expected a duration such as 250ms, 30s, 5m or 1h, got "
+              "\"-5ms\"");
+    EXPECT_EQ(load_config(std::nullopt, {"session.write_delay=1s"}).dispatcher.session.write_delay,
+              1s);
 }
 
 TEST(ConfigErrorTest, BadEnumNamesKeyAndChoices) {
@@ -446,8 +459,9 @@ TEST(ConfigDescribeTest, ListsEveryKeyOnOneLine) {
               "session.heartbeat_interval=25s session.heartbeat_timeout=60s "
               "session.cleanup_interval=30s session.on_duplicate=replace "
               "session.max_per_client=8 session.max_message_size=65536 "
-              "session.close_timeout=2s session.socket_send_buffer=0 publish.max_queue_depth=65536 "
-              "publish.max_outbound_bytes=67108864 http.threads=1 http.max_body=4194304 "
+              "session.close_timeout=2s session.socket_send_buffer=0 session.write_delay=0s "
+              "publish.max_queue_depth=65536 publish.max_outbound_bytes=67108864 http.threads=1 "
+              "http.max_body=4194304 "
               "http.idle_timeout=60s auth.api_keys=<0 keys> shutdown.drain_timeout=5s "
               "metrics.enabled=true metrics.listen= cluster.nats.url= "
               "cluster.nats.reconnect_wait=100ms cluster.nats.reconnect_wait_max=2s "
