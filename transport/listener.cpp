@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <chrono>
 #include <string>
 #include <system_error>
 
@@ -74,7 +75,6 @@ void Listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
     if (failures_ > 0) {
         spdlog::info("accept: accepting again after {} failed attempts", failures_);
         failures_ = 0;
-        pause_ = {};
     }
     // Pushes are small and latency matters: do not let Nagle hold them back.
     socket.set_option(tcp::no_delay(true), ec);
@@ -91,9 +91,9 @@ void Listener::pause_after(const boost::system::error_code& ec) {
         spdlog::warn("accept: {}; retrying from {} ms to {} ms apart until it succeeds",
                      ec.message(), kFirstPause.count(), kLongestPause.count());
     }
-    pause_ =
-        pause_ == std::chrono::milliseconds{0} ? kFirstPause : std::min(pause_ * 2, kLongestPause);
-    retry_.expires_after(pause_);
+    // 5, 10, 20 ... ms: the ninth pause would pass the longest, so the exponent stops there.
+    const auto doublings = std::min<std::uint64_t>(failures_ - 1, 8);
+    retry_.expires_after(std::min(kFirstPause * (1 << doublings), kLongestPause));
     retry_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
         if (wait_ec || !self->acceptor_.is_open()) return;
         self->do_accept();

@@ -9,7 +9,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <chrono>
 #include <cstdint>
 #include <memory>
 
@@ -38,8 +37,7 @@ private:
     boost::asio::ip::tcp::acceptor acceptor_;
     boost::asio::steady_timer retry_;  // on the acceptor's strand
     HttpContext& context_;
-    // Since the last accept that succeeded; both reset by the next one.
-    std::chrono::milliseconds pause_{0};
+    // Failed accepts since the last one that succeeded; the pause before a retry follows.
     std::uint64_t failures_ = 0;
 };
 
