@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -62,7 +63,9 @@ TEST(ServerBinaryTest, UnknownKeyInFileStopsStartupNamingTheKey) {
     const std::string path = out_file("typo") + ".yaml";
     std::ofstream(path) << "session:\n  bufer_limit: 1MiB\n";
     Process p({SHARDCAST_BINARY, "--config", path}, out_file("typo"));
-    ASSERT_EQ(p.wait(10s), 2);
+    const auto code = p.wait(10s);
+    std::remove(path.c_str());
+    ASSERT_EQ(code, 2);
     EXPECT_NE(p.output().find("session.bufer_limit: unknown key"), std::string::npos) << p.output();
 }
 
