@@ -98,13 +98,20 @@ plot {plots}
     os.remove(data)
 
 
-def sweep(groups, prefix, key):
+def sweep(groups, prefix, key, also=None):
+    """Points from the scenarios named PREFIX<x>, plus ALSO: {scenario: x} for a scenario that
+    is a point of the sweep under another name."""
     series = defaultdict(list)
     for (scenario, server), results in groups.items():
         if scenario.startswith(prefix):
-            stat = summary(results, key)
-            if stat:
-                series[server].append((int(scenario[len(prefix):]), stat[0]))
+            x = int(scenario[len(prefix):])
+        elif also and scenario in also:
+            x = also[scenario]
+        else:
+            continue
+        stat = summary(results, key)
+        if stat:
+            series[server].append((x, stat[0]))
     return dict(series)
 
 
@@ -191,7 +198,8 @@ def main(raw, results_dir, mode):
          "delivered msg/s",
          sweep(groups, "sweep-fanout-", "delivered_per_s"), logx=True)
     plot(results_dir, "latency_vs_load", "Targeted 256 B, 1,000 clients", "offered msg/s",
-         "p99 latency (µs)", sweep(groups, "sweep-rate-", "latency_p99_us"))
+         "p99 latency (µs)",
+         sweep(groups, "sweep-rate-", "latency_p99_us", also={"targeted-1k-256B": 10000}))
     rss = defaultdict(list)
     for (scenario, server), results in groups.items():
         if scenario.startswith("idle-"):
