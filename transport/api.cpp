@@ -5,6 +5,7 @@
 
 #include "dispatcher/close_code.hpp"
 #include "transport/client_id.hpp"
+#include "transport/json_reader.hpp"
 #include "transport/printable.hpp"
 
 namespace shardcast::transport {
@@ -39,22 +40,7 @@ ApiResponse overloaded(const dispatcher::Dispatcher::Overload& overload,
 }
 
 ApiResponse accepted(std::size_t n) {
-    return ApiResponse{202, json::serialize(json::object{{"accepted", n}})};
-}
-
-// Parses text as one JSON value. Returns "" or what is wrong and where.
-std::string parse_json(std::string_view text, json::value& out) {
-    json::stream_parser parser;
-    boost::system::error_code ec;
-    const std::size_t consumed = parser.write(text.data(), text.size(), ec);
-    if (!ec) {
-        parser.finish(ec);
-    }
-    if (ec) {
-        return "malformed JSON at byte " + std::to_string(consumed) + ": " + ec.message();
-    }
-    out = parser.release();
-    return {};
+    return ApiResponse{202, R"({"accepted":)" + std::to_string(n) + "}"};
 }
 
 // One message of the publish API: {"to"?, "except"?, "data"}.
@@ -67,12 +53,11 @@ struct Message {
 enum class Shape { send, broadcast, batch_line };
 
 // Checks the fields a shape allows and needs. Returns "" or the problem.
-std::string read_message(std::string_view text, Shape shape, Message& out) {
-    json::value value;
-    if (std::string problem = parse_json(text, value); !problem.empty()) {
+std::string read_message(JsonReader& reader, std::string_view text, Shape shape, Message& out) {
+    if (std::string problem = reader.parse(text); !problem.empty()) {
         return problem;
     }
-    const json::object* object = value.if_object();
+    const json::object* object = reader.value().if_object();
     if (object == nullptr) {
         return "expected a JSON object";
     }
@@ -262,8 +247,9 @@ std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& l
 }
 
 ApiResponse Api::send(std::string_view body) {
+    JsonReader reader;
     Message message;
-    if (std::string problem = read_message(body, Shape::send, message); !problem.empty()) {
+    if (std::string problem = read_message(reader, body, Shape::send, message); !problem.empty()) {
         return error(400, problem);
     }
     if (auto overload = dispatcher_.overload_of(message.to)) {
@@ -276,8 +262,10 @@ ApiResponse Api::send(std::string_view body) {
 }
 
 ApiResponse Api::broadcast(std::string_view body) {
+    JsonReader reader;
     Message message;
-    if (std::string problem = read_message(body, Shape::broadcast, message); !problem.empty()) {
+    if (std::string problem = read_message(reader, body, Shape::broadcast, message);
+        !problem.empty()) {
         return error(400, problem);
     }
     if (auto overload = dispatcher_.overload_of_any()) {
@@ -301,6 +289,7 @@ ApiResponse Api::batch(std::string_view body) {
     std::size_t rejected = 0;
     std::size_t line_number = 0;
     json::array errors;
+    JsonReader reader;  // one for every line: they parse into the same memory
     auto reject = [&](std::string problem) {
         ++rejected;
         if (errors.size() < kMaxListedErrors) {
@@ -319,7 +308,7 @@ ApiResponse Api::batch(std::string_view body) {
             continue;
         }
         Message message;
-        if (std::string problem = read_message(line, Shape::batch_line, message);
+        if (std::string problem = read_message(reader, line, Shape::batch_line, message);
             !problem.empty()) {
             reject(std::move(problem));
             continue;
@@ -346,11 +335,11 @@ ApiResponse Api::batch(std::string_view body) {
 
 // {"to":"<id>","code":<close code>?,"reason":"<text>"?}: closes every session of the id.
 ApiResponse Api::disconnect(std::string_view body) {
-    json::value value;
-    if (std::string problem = parse_json(body, value); !problem.empty()) {
+    JsonReader reader;
+    if (std::string problem = reader.parse(body); !problem.empty()) {
         return error(400, problem);
     }
-    const json::object* object = value.if_object();
+    const json::object* object = reader.value().if_object();
     if (object == nullptr) {
         return error(400, "expected a JSON object");
     }
