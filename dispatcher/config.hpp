@@ -2,6 +2,9 @@
 // (the server validates them while loading YAML). Read-only once a Dispatcher exists.
 #pragma once
 
+#include <sched.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -55,9 +58,21 @@ struct DispatcherConfig {
     std::size_t max_queue_depth = 65'536;
     std::size_t max_outbound_bytes = std::size_t{64} * 1024 * 1024;
 
+    static constexpr std::size_t kMaxShards = 256;
+
+    // One shard per CPU this process may run on, as nproc counts them: the affinity mask set
+    // by taskset, a container's cpuset or Kubernetes' static CPU manager, not every CPU of
+    // the host. More shards than CPUs only adds thread switches.
     static std::size_t default_shards() {
-        auto n = std::thread::hardware_concurrency();
-        return n == 0 ? 1 : n;
+        cpu_set_t cpus;
+        std::size_t n = 0;
+        if (sched_getaffinity(0, sizeof cpus, &cpus) == 0) {
+            n = static_cast<std::size_t>(CPU_COUNT(&cpus));
+        }
+        if (n == 0) {
+            n = std::thread::hardware_concurrency();
+        }
+        return std::clamp<std::size_t>(n, 1, kMaxShards);
     }
 };
 

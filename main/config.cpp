@@ -330,7 +330,8 @@ constexpr Field kFields[] = {
      }},
     {"shards",
      [](const auto& key, const auto& node, Config& config) {
-         config.dispatcher.shards = integer_in(key, node, 1, 256);
+         config.dispatcher.shards =
+             integer_in(key, node, 1, dispatcher::DispatcherConfig::kMaxShards);
      }},
     {"session.buffer_limit",
      [](const auto& key, const auto& node, Config& config) {

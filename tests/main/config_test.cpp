@@ -3,11 +3,13 @@
 #include "main/config.hpp"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifndef SHARDCAST_SOURCE_DIR
@@ -57,6 +59,26 @@ protected:
          std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
          std::to_string(::getpid()) + ".yaml");
 };
+
+// A process pinned to some CPUs (taskset, a cpuset) gets a shard per CPU it may use.
+TEST(ConfigDefaultsTest, DefaultShardsCountTheCpusTheThreadMayRunOn) {
+    cpu_set_t all;
+    ASSERT_EQ(sched_getaffinity(0, sizeof all, &all), 0);
+    EXPECT_EQ(dispatcher::DispatcherConfig::default_shards(),
+              static_cast<std::size_t>(CPU_COUNT(&all)));
+    std::size_t pinned = 0;
+    std::thread([&] {
+        int first = 0;
+        while (!CPU_ISSET(first, &all)) ++first;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(first, &one);
+        if (sched_setaffinity(0, sizeof one, &one) == 0) {
+            pinned = dispatcher::DispatcherConfig::default_shards();
+        }
+    }).join();
+    EXPECT_EQ(pinned, 1u);
+}
 
 TEST(ConfigDefaultsTest, NoFileAndNoOverridesGiveStructDefaults) {
     Config config = load_config(std::nullopt, {});
