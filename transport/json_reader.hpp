@@ -8,11 +8,11 @@
 
 namespace shardcast::transport {
 
-// A fresh parser and the default allocator cost five heap allocations for a one-field
-// document before its payload is copied out; a batch parses thousands. Here the parser keeps
-// its stack between documents and each document lives in an arena that is rewound, not
-// freed, before the next: small documents allocate nothing, larger ones take blocks from the
-// heap that the next parse returns.
+// A fresh parser and the default allocator cost about six heap allocations for a batch line
+// such as {"to":"a","data":"x"} before its payload is copied out; a batch parses thousands.
+// Here the parser keeps its stack between documents and each document lives in an arena that
+// is rewound, not freed, before the next: small documents allocate nothing, larger ones take
+// blocks from the heap that the next parse returns.
 class JsonReader {
 public:
     JsonReader() = default;
