@@ -20,14 +20,6 @@ targeted_runs=5
 $quick && runs=1 targeted_runs=1 duration=2 warmup=0.5
 
 scripts/install-deps
-missing=()
-command -v gnuplot > /dev/null || missing+=(gnuplot-nox)
-command -v node > /dev/null || missing+=(nodejs)
-command -v npm > /dev/null || missing+=(npm)
-if [[ ${#missing[@]} -gt 0 ]]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
 cmake --preset release -G Ninja > /dev/null
 cmake --build --preset release --target shardcast loadgen
 [[ -d bench/peers/node-ws/node_modules ]] ||

@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""Tests of bench/report.py (ctest BenchReport*): it is given raw results in bench/run.sh's
+format, written here run by run, and must turn them into the medians, verdicts and plots
+that bench/results/latest.md publishes.
+
+    report_test.py SOURCE_DIR
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+SOURCE = sys.argv.pop(1) if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "../..")
+REPORT = os.path.join(SOURCE, "bench", "report.py")
+PLOTS = ["throughput_vs_clients", "cpu_vs_clients", "latency_vs_load", "rss_vs_connections",
+         "shards"]
+
+
+def row(scenario, server, per_write=None, **result):
+    """One line of raw.jsonl: what run.sh writes around one loadgen --json result."""
+    result.setdefault("passed", True)
+    return {"scenario": scenario, "server": server, "deliveries_per_write": per_write,
+            "lg0_deliveries_per_write": None, "result": result}
+
+
+def cpu(us, **more):
+    return dict(server_cpu_us_per_delivery=us, delivered_per_s=1000.0, latency_p99_us=2000.0,
+                **more)
+
+
+def runs():
+    rows = []
+    # Paced fan-out: 2.0 us per delivery at 1.7 per write is 3.4 us per write; 1/30 of the
+    # peer's 6.0 us is 0.2 us, so a write would have to carry at least 17 deliveries.
+    for _ in range(3):
+        rows.append(row("fanout-1k-64B", "shardcast", 1.7, **cpu(2.0)))
+        rows.append(row("fanout-1k-64B", "node-ws", **cpu(6.0)))
+    # Bursts: 0.1 against 4.0 is 1/40.
+    rows.append(row("fanout-burst-1k-64B", "shardcast", 80.0, **cpu(0.1)))
+    rows.append(row("fanout-burst-1k-64B", "node-ws", **cpu(4.0)))
+    # Targeted: the median (9 against 16, 0.56x) meets 0.6x where the mean (39) would not;
+    # one shardcast run failed, which the passed column must show.
+    for us, passed in ((8.0, True), (9.0, True), (100.0, False)):
+        rows.append(row("targeted-1k-256B", "shardcast", 1.1, **cpu(us), passed=passed))
+        rows.append(row("targeted-1k-256B", "node-ws", **cpu(16.0)))
+    # Idle: 2,100 B per connection at 10,000 misses the 2 KiB target.
+    rows.append(row("idle-1000", "shardcast", server_rss_per_connection_bytes=2500.0,
+                    server_rss_end_bytes=2.5e6))
+    rows.append(row("idle-1000", "node-ws", server_rss_per_connection_bytes=6000.0,
+                    server_rss_end_bytes=6e6))
+    rows.append(row("idle-10000", "shardcast", server_rss_per_connection_bytes=2100.0,
+                    server_rss_end_bytes=21e6))
+    rows.append(row("idle-10000", "node-ws", server_rss_per_connection_bytes=6500.0,
+                    server_rss_end_bytes=65e6))
+    for n in (100, 1000):
+        rows.append(row(f"sweep-fanout-{n}", "shardcast", 1.7, **cpu(2.0)))
+        rows.append(row(f"sweep-fanout-{n}", "node-ws", **cpu(6.0)))
+    rows.append(row("sweep-rate-5000", "shardcast", 1.1, **cpu(8.0)))
+    rows.append(row("sweep-rate-5000", "node-ws", **cpu(16.0)))
+    for shards in (1, 2):
+        rows.append(row(f"shards-{shards}", "shardcast", 1.7, **cpu(2.0 + shards / 10)))
+    return rows
+
+
+class ReportTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        raw = os.path.join(cls.dir.name, "raw.jsonl")
+        with open(raw, "w") as f:
+            for r in runs():
+                f.write(json.dumps(r) + "\n")
+        subprocess.run(["/usr/bin/python3", REPORT, raw, cls.dir.name, "full"], cwd=SOURCE,
+                       check=True)
+        with open(os.path.join(cls.dir.name, "latest.md")) as f:
+            cls.text = f.read()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    def target(self, title):
+        for line in self.text.splitlines():
+            if line.startswith(f"| {title}"):
+                return [cell.strip() for cell in line.strip("|").split("|")]
+        self.fail(f"no target row starting {title!r} in:\n{self.text}")
+
+    def scenario(self, scenario, server):
+        for line in self.text.splitlines():
+            if line.startswith(f"| {scenario} | {server} |"):
+                return [cell.strip() for cell in line.strip("|").split("|")]
+        self.fail(f"no row for {scenario} on {server} in:\n{self.text}")
+
+    def test_a_met_ratio_target_says_yes(self):
+        self.assertEqual(self.target("fan-out 1k × 64 B, bursts of 50")[1:],
+                         ["0.025× (1/40)", "yes"])
+
+    def test_a_missed_fanout_target_names_the_deliveries_per_write_it_would_need(self):
+        measured, met = self.target("fan-out 1k × 64 B, paced")[1:]
+        self.assertEqual(measured, "0.333× (1/3)")
+        self.assertTrue(met.startswith("no: at this run's 3.4 µs per socket write it needs at "
+                                       "least 17 deliveries per write"), met)
+        self.assertIn("each client 1.7 to merge", met)
+
+    def test_targets_and_cells_use_the_median_of_the_runs(self):
+        self.assertEqual(self.target("targeted 1k × 256 B")[1:], ["0.56×", "yes"])
+        row = self.scenario("targeted-1k-256B", "shardcast")
+        self.assertEqual(row[2], "3")
+        self.assertEqual(row[4], "9.00 (8.00–100.00)")
+
+    def test_a_failed_run_marks_its_scenario_not_passed(self):
+        self.assertEqual(self.scenario("targeted-1k-256B", "shardcast")[-1], "NO")
+        self.assertEqual(self.scenario("targeted-1k-256B", "node-ws")[-1], "yes")
+
+    def test_idle_memory_over_two_kib_misses_its_target(self):
+        self.assertEqual(self.target("idle 10k")[1:], ["2,100 B", "no"])
+
+    def test_every_plot_is_a_png_and_linked(self):
+        for name in PLOTS:
+            with open(os.path.join(self.dir.name, name + ".png"), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", name)
+            self.assertIn(f"({name}.png)", self.text)
+        self.assertEqual(sorted(n for n in os.listdir(self.dir.name) if n.startswith(".")), [],
+                         "the plots' data files are left behind")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
