@@ -306,7 +306,8 @@ private:
         const bool data = std::exchange(writing_data_, false);
         const bool ping = std::exchange(writing_ping_, false);
         const bool close = std::exchange(writing_close_, false);
-        if (std::exchange(writing_pong_, false)) {
+        // A ping that arrived during this write has replaced the payload its pong must echo.
+        if (std::exchange(writing_pong_, false) && !pong_pending_) {
             pong_.clear();
         }
         if (data) {

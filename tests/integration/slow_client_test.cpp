@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "tests/integration/test_server.hpp"
 #include "tests/support/clients.hpp"
@@ -111,6 +112,39 @@ TEST(SlowClientTest, HalfOpenClientIsRemovedAfterTheHeartbeatTimeout) {
     // The client that answers pings is still there.
     EXPECT_EQ(server.dispatcher().online(), 1u);
     EXPECT_TRUE(healthy->is_open());
+}
+
+// A pong owed while a write is stalled rides in the next write. When a second ping arrives
+// while that write is in turn stalled, its pong must echo the second ping's payload
+// (RFC 6455, 5.5.3), not go out empty once the first pong's write completes.
+TEST(SlowClientTest, EachPongEchoesItsPingWhileWritesStall) {
+    auto config = test_dispatcher_config();
+    config.shards = 1;
+    config.session.socket_send_buffer = 4096;
+    config.session.buffer_limit = 4 * 1024 * 1024;
+    TestServer server(config);
+    StalledClient client(server.port(), "/ws/p");
+    ASSERT_TRUE(wait_until([&] { return server.dispatcher().online() == 1; }, 5s));
+    constexpr int kMessages = 2400;
+    const auto chunk = make_payload(std::string(400, 'x'));
+    for (int i = 0; i < kMessages; ++i) server.dispatcher().send("p", chunk);
+    // All queued on the session within drain turns that end by starting the first write
+    // (256 messages, about 100 KB), which stalls: the client has read nothing.
+    const auto& stats = server.dispatcher().shard(0).stats();
+    ASSERT_TRUE(wait_until([&] { return stats.outbound_bytes.load() == kMessages * 400; }, 10s));
+    ASSERT_TRUE(client.send_raw_frame(0x9, "AAAA"));
+    // The first pong goes out at the front of the second write, which stalls in turn as the
+    // client stops reading right after the pong.
+    ASSERT_TRUE(client.read_until_pongs(1, 10s));
+    ASSERT_TRUE(client.send_raw_frame(0x9, "BBBB"));
+    ASSERT_TRUE(client.send_raw_frame(0x1, "after the second ping"));
+    // The server reads a client's frames in order: once it has counted the text frame, it
+    // has taken the second ping, while the second write is still in flight.
+    ASSERT_TRUE(wait_until([&] { return stats.frames_received.load() == 1; }, 10s));
+    ASSERT_TRUE(client.read_until_texts(kMessages, 30s)) << client.text_count();
+    ASSERT_TRUE(client.read_until_pongs(2, 10s));
+    EXPECT_EQ(client.pongs(), (std::vector<std::string>{"AAAA", "BBBB"}));
+    EXPECT_EQ(server.dispatcher().online(), 1u);
 }
 
 // Payload bytes a client that never reads took before the first write stalled: 16 KiB

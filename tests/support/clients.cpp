@@ -786,7 +786,8 @@ constexpr std::size_t kMaxResponseHeader = 16 * 1024;
 }  // namespace
 
 struct StalledClient::Impl {
-    // Skims server frames for a close frame without keeping their payloads.
+    // Skims server frames for a close frame and pongs, counting text frames, without keeping
+    // any other payload.
     void scan(std::string_view bytes) {
         pending.append(bytes);
         for (;;) {
@@ -817,7 +818,19 @@ struct StalledClient::Impl {
                     length = (length << 8) | static_cast<std::uint8_t>(pending[2 + i]);
                 }
             }
-            const bool is_close = (first & 0x0f) == 0x8;
+            const auto opcode = first & 0x0f;
+            if (opcode == 0xA) {  // a pong: at most 125 bytes, kept whole
+                if (pending.size() < header + length) {
+                    return;
+                }
+                pongs.push_back(pending.substr(header, length));
+                pending.erase(0, header + length);
+                continue;
+            }
+            if (opcode == 0x1) {
+                ++texts;
+            }
+            const bool is_close = opcode == 0x8;
             if (is_close && !close_code && length >= 2) {
                 if (pending.size() < header + 2) {
                     return;
@@ -838,7 +851,28 @@ struct StalledClient::Impl {
     Socket socket;
     std::string pending;
     std::uint64_t skip = 0;
+    // Reads and scans until done() holds; false if the server closed before it did or the
+    // deadline passed.
+    bool read_until(const std::function<bool()>& done, Clock::time_point deadline) {
+        std::string received;
+        while (!done()) {
+            if (closed) {
+                return false;
+            }
+            received.clear();
+            const auto result = receive_some(socket.fd(), received, deadline);
+            scan(received);
+            if (result == Received::kTimeout) {
+                return done();
+            }
+            closed = result == Received::kClosed;
+        }
+        return true;
+    }
+
     std::optional<std::uint16_t> close_code;
+    std::vector<std::string> pongs;
+    std::size_t texts = 0;
     bool closed = false;
 };
 
@@ -882,21 +916,22 @@ StalledClient::StalledClient(std::uint16_t port,
 StalledClient::~StalledClient() = default;
 
 bool StalledClient::wait_server_closed(std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    std::string received;
-    while (!impl_->closed) {
-        received.clear();
-        const auto result = receive_some(impl_->socket.fd(), received, deadline);
-        impl_->scan(received);
-        if (result == Received::kTimeout) {
-            return false;
-        }
-        impl_->closed = result == Received::kClosed;
-    }
-    return true;
+    return impl_->read_until([&] { return impl_->closed; }, Clock::now() + timeout);
 }
 
 std::optional<std::uint16_t> StalledClient::close_code() const { return impl_->close_code; }
+
+bool StalledClient::read_until_pongs(std::size_t count, std::chrono::milliseconds timeout) {
+    return impl_->read_until([&] { return impl_->pongs.size() >= count; }, Clock::now() + timeout);
+}
+
+bool StalledClient::read_until_texts(std::size_t count, std::chrono::milliseconds timeout) {
+    return impl_->read_until([&] { return impl_->texts >= count; }, Clock::now() + timeout);
+}
+
+std::vector<std::string> StalledClient::pongs() const { return impl_->pongs; }
+
+std::size_t StalledClient::text_count() const { return impl_->texts; }
 
 bool StalledClient::send_raw_frame(std::uint8_t opcode, std::string_view payload, bool fin) {
     const auto first = static_cast<std::uint8_t>((fin ? 0x80 : 0x00) | (opcode & 0x0f));

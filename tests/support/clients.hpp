@@ -201,6 +201,14 @@ public:
     // The code of the first close frame found among the bytes wait_server_closed() discarded.
     // Empty when none arrived, which is normal when the server gave up on full buffers.
     std::optional<std::uint16_t> close_code() const;
+    // Reads until `count` pong frames, or `count` text frames, have arrived since the upgrade;
+    // false when the server closes the connection or the timeout passes first. It reads no
+    // further than the socket read that completes the count.
+    bool read_until_pongs(std::size_t count, std::chrono::milliseconds timeout);
+    bool read_until_texts(std::size_t count, std::chrono::milliseconds timeout);
+    // The payloads of the pongs read so far, in order, and how many text frames were read.
+    std::vector<std::string> pongs() const;
+    std::size_t text_count() const;
 
     // Sends a masked client frame, as RFC 6455 requires. False when the server closed or reset
     // the connection, or stopped reading for 5 seconds, before every byte was written: a
