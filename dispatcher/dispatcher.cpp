@@ -159,12 +159,16 @@ std::size_t Dispatcher::online() const {
     return total;
 }
 
-void Dispatcher::lookup(std::string_view client_id, std::function<void(ClientInfo)> handler) {
+bool Dispatcher::lookup(std::string_view client_id, std::function<void(ClientInfo)> handler) {
+    if (!accepting()) {
+        return false;
+    }
     Shard& shard = shard_for(client_id);
     boost::asio::post(shard.io_context(),
                       [&shard, id = std::string(client_id), handler = std::move(handler)] {
                           handler(shard.lookup(id));
                       });
+    return true;
 }
 
 bool Dispatcher::ready() const {

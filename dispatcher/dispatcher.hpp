@@ -84,8 +84,9 @@ public:
 
     // Sessions online across all shards (each shard's count, read without stopping it).
     std::size_t online() const;
-    // Asks the client's shard about it; handler runs on that shard's thread.
-    void lookup(std::string_view client_id, std::function<void(ClientInfo)> handler);
+    // Asks the client's shard about it; handler runs on that shard's thread. False, and the
+    // handler never runs, once stop() has begun: a stopped shard runs nothing posted to it.
+    bool lookup(std::string_view client_id, std::function<void(ClientInfo)> handler);
     // Started, not stopping, and every shard's loop turned within the last few ticks.
     bool ready() const;
     bool accepting() const { return accepting_.load(std::memory_order_acquire); }

@@ -230,7 +230,7 @@ std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& l
             if (!valid_client_id(id)) {
                 return error(400, "invalid client id (1-128 of A-Z a-z 0-9 . _ : @ -)");
             }
-            dispatcher_.lookup(id, [later](dispatcher::ClientInfo info) {
+            const bool asked = dispatcher_.lookup(id, [later](dispatcher::ClientInfo info) {
                 later(ApiResponse{
                     200, json::serialize(json::object{{"id", info.id},
                                                       {"online", info.online},
@@ -239,6 +239,9 @@ std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& l
                                                       {"messages_sent", info.messages_sent},
                                                       {"socket_writes", info.socket_writes}})});
             });
+            if (!asked) {
+                return error(503, "shutting down");
+            }
             return std::nullopt;
         }
         default:
