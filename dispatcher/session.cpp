@@ -42,15 +42,17 @@ bool Session::deliver(const Outbound& message) {
             stats.add_failed(FailureReason::session_closed);
             return false;
         }
-        // drop_oldest: make room from the front; the write in flight is already on the wire.
+        // drop_oldest. A message larger than the whole buffer can never fit: it alone is
+        // dropped, not the messages waiting ahead of it.
+        if (size > config.buffer_limit) {
+            stats.add_failed(FailureReason::overflow_dropped);
+            return true;
+        }
+        // Make room from the front; the write in flight is already on the wire.
         while (queue_.size() > in_flight_ && waiting() + size > config.buffer_limit) {
             const Outbound dropped = queue_.take(in_flight_);
             stats.outbound_bytes.add(-static_cast<std::int64_t>(dropped.size()));
             stats.add_failed(FailureReason::overflow_dropped);
-        }
-        if (size > config.buffer_limit) {
-            stats.add_failed(FailureReason::overflow_dropped);
-            return true;
         }
     }
     queue_.push(message);
@@ -108,7 +110,7 @@ void Session::settle_in_flight(std::optional<FailureReason> failure) {
     in_flight_bytes_ = 0;
 }
 
-std::optional<RemovalReason> Session::check(Clock::time_point now) {
+std::optional<RemovalReason> Session::check(Clock::time_point now) const {
     assert(on_shard_thread());
     const SessionConfig& config = shard_.config();
     if (now - last_heard_ > config.heartbeat_timeout) {
@@ -121,12 +123,17 @@ std::optional<RemovalReason> Session::check(Clock::time_point now) {
     if (in_flight_ > 0 && now - write_started_ > config.send_time_limit) {
         return RemovalReason::send_timeout;
     }
-    if (now >= next_ping_ && !ping_in_flight_) {
-        ping_in_flight_ = true;
-        next_ping_ = now + config.heartbeat_interval;
-        start_ping();
-    }
     return std::nullopt;
+}
+
+void Session::ping(Clock::time_point now) {
+    assert(on_shard_thread());
+    if (!ping_due(now)) {
+        return;  // removed since the shard found the ping due
+    }
+    ping_in_flight_ = true;
+    next_ping_ = now + shard_.config().heartbeat_interval;
+    start_ping();
 }
 
 void Session::begin_close(RemovalReason reason, std::uint16_t code, std::string_view text) {
@@ -137,8 +144,10 @@ void Session::begin_close(RemovalReason reason, std::uint16_t code, std::string_
     state_ = State::closing;
     close_deadline_ = Clock::now() + shard_.config().close_timeout;
 
-    // A close we announce comes after what was delivered before it in the same turn: that
-    // batch still goes out first. Everything else not yet being written is dropped.
+    // A close we announce follows one more write: the one in flight, or, when none is, the
+    // front of the queue as one write takes it (up to 256 messages and 256 KiB), so what the
+    // same turn delivered just before the close usually still arrives. Everything after that
+    // is dropped and counted.
     const bool announced = reason == RemovalReason::disconnected ||
                            reason == RemovalReason::replaced ||
                            reason == RemovalReason::server_shutdown;

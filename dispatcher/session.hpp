@@ -57,9 +57,15 @@ public:
     // Called by the Shard at the end of a drain turn, once per session deliver() asked for.
     void write_queued();
 
-    // Called by the Shard on every tick: pings when due, and returns the reason to
-    // remove the session when a heartbeat or send-time limit has expired.
-    std::optional<RemovalReason> check(Clock::time_point now);
+    // Called by the Shard on every tick: the reason to remove the session when a heartbeat
+    // or send-time limit has expired.
+    std::optional<RemovalReason> check(Clock::time_point now) const;
+    // Whether a heartbeat ping is due; the Shard then calls ping() once it has finished
+    // walking its sessions, since a ping that fails at once removes the session.
+    bool ping_due(Clock::time_point now) const {
+        return state_ == State::open && !ping_in_flight_ && now >= next_ping_;
+    }
+    void ping(Clock::time_point now);
 
     // Called by the Shard once, right after removing the session from its map: drops the
     // queue (counting each message) and starts closing the socket.

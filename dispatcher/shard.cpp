@@ -11,8 +11,9 @@
 namespace shardcast::dispatcher {
 namespace {
 
-// Commands moved out of the inbox per pop, and the most a turn collects before it stops
-// looking for more: a flood of producers cannot keep one turn collecting forever.
+// Commands moved out of the inbox per pop, and the most one turn pops: a flood of producers
+// cannot keep one turn collecting forever. No new collection begins while the batch holds
+// kMaxBatch undelivered commands, so a shard that is behind leaves its backlog in the inbox.
 constexpr std::size_t kPopChunk = 256;
 constexpr std::size_t kMaxBatch = 64 * 1024;
 // How often a stopping shard looks at its progress.
@@ -93,9 +94,9 @@ void Shard::drain() {
         batch_[next_].payload.reset();  // release the message now, not at the end of the batch
         ++next_;
     }
-    stats_.collected.set(static_cast<std::int64_t>(batch_.size() - next_));
+    stats_.collected.set(static_cast<std::int64_t>(batch_.size() - next_ + arrivals_.size()));
     end_turn_writes();
-    if (next_ < batch_.size()) {
+    if (next_ < batch_.size() || !arrivals_.empty()) {
         boost::asio::post(io_context_, [this] { drain(); });
         return;
     }
@@ -134,14 +135,25 @@ void Shard::flush_write_requests() {
     write_requests_.clear();
 }
 
-// Pops until a pass finds every producer empty. Stopping only then is what makes ordering
-// hold across producers: once we have seen a command, everything published before it
-// began is visible to the next pass, so both end up in this batch and the sort orders them.
+// Pops until a pass finds every producer empty, and only then lets what it popped join the
+// batch. That is what makes ordering hold across producers: once we have seen a command,
+// everything published before it began is visible to the next pass, so both join the batch
+// together and the sort orders them. A collection that reaches kMaxBatch pops in one turn
+// keeps its arrivals and goes on in the next turn, after socket I/O has had its turn: under
+// a flood faster than the shard can pop, delivery waits, and never reorders.
 void Shard::collect() {
-    while (batch_.size() - next_ + arrivals_.size() < kMaxBatch) {
-        if (inbox_.pop_bulk(arrivals_, kPopChunk) == 0) {
+    if (arrivals_.empty() && batch_.size() - next_ >= kMaxBatch) {
+        return;
+    }
+    for (std::size_t popped = 0;;) {
+        if (popped >= kMaxBatch) {
+            return;
+        }
+        const std::size_t n = inbox_.pop_bulk(arrivals_, kPopChunk);
+        if (n == 0) {
             break;
         }
+        popped += n;
     }
     if (arrivals_.empty()) {
         return;
@@ -214,6 +226,13 @@ void Shard::deliver(Command& command) {
         case Command::Kind::broadcast: {
             // Every shard sees every broadcast; shard 0 alone counts it as published and
             // hands it to the other nodes.
+            if (phase_ == Phase::closing || phase_ == Phase::stopped) {
+                if (index_ == 0) {
+                    stats_.add_published(command.origin);
+                }
+                count_undelivered(command);
+                return;
+            }
             if (index_ == 0) {
                 stats_.add_published(command.origin);
                 if (link_ && command.origin != PublishKind::bus &&
@@ -415,15 +434,23 @@ void Shard::tick() {
     stats_.last_turn_ns.store(now.time_since_epoch().count(), std::memory_order_relaxed);
 
     std::vector<std::pair<std::shared_ptr<Session>, RemovalReason>> expired;
+    std::vector<std::shared_ptr<Session>> ping_due;
     for (const auto& [id, list] : sessions_) {
         for (const auto& session : list) {
             if (auto reason = session->check(now)) {
                 expired.emplace_back(session, *reason);
+            } else if (session->ping_due(now)) {
+                ping_due.push_back(session);
             }
         }
     }
     for (const auto& [session, reason] : expired) {
         remove(*session, reason);
+    }
+    // Pinged after the walk, never inside it: a ping whose write fails at once removes its
+    // session, which edits the map.
+    for (const auto& session : ping_due) {
+        session->ping(now);
     }
 
     std::vector<std::shared_ptr<Session>> overdue;
@@ -488,7 +515,8 @@ bool Shard::all_idle() const {
 void Shard::advance_stop() {
     const auto now = Clock::now();
     if (phase_ == Phase::draining) {
-        const bool drained = inbox_.size_approx() == 0 && next_ == batch_.size() && all_idle();
+        const bool drained =
+            inbox_.size_approx() == 0 && arrivals_.empty() && next_ == batch_.size() && all_idle();
         if (drained || now >= stop_deadline_) {
             phase_ = Phase::closing;
             std::vector<std::shared_ptr<Session>> all;
@@ -523,15 +551,31 @@ void Shard::join() {
     if (thread_.joinable()) {
         thread_.join();
     }
-    // Whatever is still in the inbox will never be delivered: count it.
-    std::vector<Command> left;
-    while (inbox_.pop_bulk(left, kPopChunk) > 0) {
-        for (const Command& command : left) {
-            if (command.kind == Command::Kind::send) {
-                stats_.add_failed(FailureReason::shutdown);
-            }
+    // Whatever is still in the batch or the inbox will never be delivered: count it.
+    for (std::size_t i = next_; i < batch_.size(); ++i) {
+        count_undelivered(batch_[i]);
+    }
+    batch_.clear();
+    next_ = 0;
+    for (const Command& command : arrivals_) {
+        count_undelivered(command);
+    }
+    arrivals_.clear();
+    while (inbox_.pop_bulk(arrivals_, kPopChunk) > 0) {
+        for (const Command& command : arrivals_) {
+            count_undelivered(command);
         }
-        left.clear();
+        arrivals_.clear();
+    }
+    stats_.collected.set(0);
+}
+
+// A send, or a broadcast (counted once, on shard 0, where it counts as published), that no
+// session will get because the shard is stopping.
+void Shard::count_undelivered(const Command& command) {
+    if (command.kind == Command::Kind::send ||
+        (command.kind == Command::Kind::broadcast && index_ == 0)) {
+        stats_.add_failed(FailureReason::shutdown);
     }
 }
 

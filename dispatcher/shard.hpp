@@ -117,6 +117,7 @@ private:
     void append_in_stamp_order();
     void deliver(Command& command);
     void deliver_to(const SessionList& sessions, const Outbound& message);
+    void count_undelivered(const Command& command);
     bool forwards(const Command& command, bool held_here) const;
     void replace_older(const Command& claim);
     void remove_overflowed();
@@ -153,7 +154,9 @@ private:
     // holds at most about twice what is undelivered.
     std::vector<Command> batch_;
     std::size_t next_ = 0;
-    std::vector<Command> arrivals_;  // one collect()'s pops, before they join batch_
+    // One collection's pops, before they join batch_: kept across turns until a pass finds
+    // every producer empty.
+    std::vector<Command> arrivals_;
     struct StampOrder {
         std::uint64_t stamp;
         std::size_t index;  // into arrivals_

@@ -3,17 +3,21 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "dispatcher/dispatcher.hpp"
+#include "tests/support/hold_shard.hpp"
 #include "tests/support/sink_session.hpp"
+#include "tests/support/totals.hpp"
 #include "tests/support/wait.hpp"
 
 namespace shardcast::dispatcher {
 namespace {
 
+using test::hold_shard;
 using test::SinkSession;
 using test::wait_until;
 using namespace std::chrono_literals;
@@ -82,6 +86,44 @@ TEST(DispatcherConcurrencyTest, PublishThatReturnedFirstIsDeliveredFirstAcrossTh
     for (int i = 0; i < kMessages; ++i) {
         ASSERT_EQ(received[i], std::to_string(i)) << "delivered out of publish order at " << i;
     }
+    d.stop(1s);
+}
+
+// A drain turn pops at most 64Ki commands. Popping starts from the newest producer, so a
+// newer thread's backlog of more than that fills a turn's pops while an older thread's
+// command waits. B below was published after A had returned, from the newer thread: a turn
+// that delivered what it had popped before finding every producer empty delivered B first.
+TEST(DispatcherConcurrencyTest, PublishOrderHoldsWhenABacklogExceedsOneTurnsPops) {
+    DispatcherConfig config;
+    config.shards = 1;
+    Dispatcher d(config);
+    d.start();
+    auto s = SinkSession::open(d.shard(0), "c");
+    std::promise<void> older_go;
+    std::promise<void> older_done;
+    std::thread older([&] {
+        d.send("nobody", make_payload("makes this thread the older producer"));
+        older_go.get_future().wait();
+        d.send("c", make_payload("A"));
+        older_done.set_value();
+    });
+    ASSERT_TRUE(wait_until([&] { return test::failed(d, FailureReason::no_session) == 1; }, 5s));
+    std::promise<void> gate;
+    hold_shard(d.shard(0), gate.get_future().share()).wait();
+    std::thread newer([&] {
+        d.send("nobody", make_payload("makes this thread the newer producer"));
+        older_go.set_value();
+        older_done.get_future().wait();
+        d.send("c", make_payload("B"));  // begun after A's publish returned
+        for (int i = 0; i < 70'000; ++i) d.send("nobody", make_payload("backlog"));
+    });
+    newer.join();
+    older.join();
+    gate.set_value();
+    ASSERT_TRUE(wait_until([&] { return s->received_count() == 2; }, 30s));
+    EXPECT_EQ(s->received(), (std::vector<std::string>{"A", "B"}));
+    ASSERT_TRUE(wait_until([&] { return d.shard(0).queue_depth() == 0; }, 30s));
+    EXPECT_EQ(test::failed(d, FailureReason::no_session), 70'002u);
     d.stop(1s);
 }
 

@@ -8,8 +8,10 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dispatcher/close_code.hpp"
+#include "tests/support/hold_shard.hpp"
 #include "tests/support/sink_session.hpp"
 #include "tests/support/totals.hpp"
 #include "tests/support/wait.hpp"
@@ -30,17 +32,7 @@ DispatcherConfig config_with(std::size_t shards) {
 using test::cleaned;
 using test::failed;
 
-// Occupies the shard's thread with a handler of its own until the gate opens; the returned
-// future is ready once the thread is held. Handlers posted meanwhile queue behind it.
-std::future<void> hold_shard(Shard& shard, std::shared_future<void> gate) {
-    auto holding = std::make_shared<std::promise<void>>();
-    auto held = holding->get_future();
-    boost::asio::post(shard.io_context(), [holding, gate] {
-        holding->set_value();
-        gate.wait();
-    });
-    return held;
-}
+using test::hold_shard;
 
 TEST(DispatcherTest, SendReachesTheSessionOfTheId) {
     Dispatcher d(config_with(2));
@@ -166,6 +158,32 @@ TEST(DispatcherTest, OverflowTerminateClosesWith1008) {
     d.stop(1s);
 }
 
+// A message larger than the whole buffer can never fit: it is dropped, and the messages
+// waiting ahead of it, which fit, are kept.
+TEST(DispatcherTest, OverflowDropOldestDropsAMessageLargerThanTheBufferAlone) {
+    DispatcherConfig config = config_with(1);
+    config.session.buffer_limit = 100;
+    config.session.overflow = OverflowPolicy::drop_oldest;
+    Dispatcher d(config);
+    d.start();
+    auto s = SinkSession::open(d.shard(0), "slow", /*hold_writes=*/true);
+    d.send("slow", make_payload(std::string(10, 'a')));  // in flight
+    ASSERT_TRUE(wait_until([&] { return s->received_count() == 1; }, 5s));
+    d.send("slow", make_payload(std::string(10, 'b')));
+    d.send("slow", make_payload(std::string(10, 'c')));
+    d.send("slow", make_payload(std::string(200, 'X')));
+    d.send("slow", make_payload(std::string(10, 'd')));
+    ASSERT_TRUE(wait_until([&] { return d.shard(0).stats().outbound_bytes.load() == 40; }, 5s));
+    EXPECT_EQ(failed(d, FailureReason::overflow_dropped), 1u);
+    s->release_all();
+    ASSERT_TRUE(wait_until([&] { return test::sent(d) == 4; }, 5s));
+    EXPECT_EQ(s->received(),
+              (std::vector<std::string>{std::string(10, 'a'), std::string(10, 'b'),
+                                        std::string(10, 'c'), std::string(10, 'd')}));
+    EXPECT_EQ(failed(d, FailureReason::overflow_dropped), 1u);
+    d.stop(1s);
+}
+
 TEST(DispatcherTest, OverflowDropOldestKeepsNewestAndCountsDrops) {
     DispatcherConfig config = config_with(1);
     config.session.buffer_limit = 10;
@@ -230,6 +248,27 @@ TEST(DispatcherTest, SilentSessionHitsHeartbeatTimeout) {
     d.stop(1s);
 }
 
+// Pings go out from the shard's tick, which walks its sessions. A ping that fails at once
+// removes its session; done inside the walk, that erased the element the walk stood on.
+TEST(DispatcherTest, PingsThatFailAtOnceRemoveTheirSessionsAndNothingElse) {
+    DispatcherConfig config = config_with(1);
+    config.session.heartbeat_interval = 20ms;
+    Dispatcher d(config);
+    d.start();
+    std::vector<std::shared_ptr<SinkSession>> failing;
+    for (int i = 0; i < 8; ++i) {
+        failing.push_back(SinkSession::open(d.shard(0), "reset-" + std::to_string(i)));
+        failing.back()->fail_pings_at_once();
+    }
+    auto healthy = SinkSession::open(d.shard(0), "healthy");
+    ASSERT_TRUE(wait_until([&] { return cleaned(d, RemovalReason::write_error) == 8; }, 5s))
+        << cleaned(d, RemovalReason::write_error);
+    EXPECT_EQ(d.online(), 1u);
+    d.send("healthy", make_payload("still here"));
+    ASSERT_TRUE(wait_until([&] { return healthy->received_count() == 1; }, 5s));
+    d.stop(1s);
+}
+
 TEST(DispatcherTest, LookupAnswersOnTheShardThread) {
     Dispatcher d(config_with(2));
     d.start();
@@ -241,6 +280,15 @@ TEST(DispatcherTest, LookupAnswersOnTheShardThread) {
     EXPECT_EQ(info.sessions, 1u);
     EXPECT_EQ(info.shard, d.router().shard_of("who"));
     d.stop(1s);
+}
+
+TEST(DispatcherTest, LookupIsRefusedOnceStopHasBegun) {
+    Dispatcher d(config_with(1));
+    d.start();
+    d.stop(1s);
+    bool ran = false;
+    EXPECT_FALSE(d.lookup("who", [&](ClientInfo) { ran = true; }));
+    EXPECT_FALSE(ran);
 }
 
 TEST(DispatcherTest, StopFlushesQueuedMessagesThenCloses1001) {
@@ -264,6 +312,25 @@ TEST(DispatcherTest, StopCountsWhatTheDeadlineCutOff) {
     d.stop(50ms);
     // One write stays in flight; the 9 queued behind it are failed as shutdown.
     EXPECT_EQ(failed(d, FailureReason::shutdown), 9u);
+}
+
+// Commands a drain turn took from the inbox but had not delivered when the shard stopped
+// are counted as shutdown failures, as the inbox's leftovers are: every send is counted once.
+TEST(DispatcherTest, StopCountsCommandsATurnTookButNeverDelivered) {
+    DispatcherConfig config = config_with(1);
+    config.drain_budget = 16;
+    Dispatcher d(config);
+    d.start();
+    std::promise<void> gate;
+    hold_shard(d.shard(0), gate.get_future().share()).wait();
+    constexpr int kSends = 100'000;
+    for (int i = 0; i < kSends; ++i) d.send("nobody", make_payload("x"));
+    gate.set_value();
+    d.stop(0ms);
+    EXPECT_GT(failed(d, FailureReason::shutdown), 0u);
+    EXPECT_EQ(failed(d, FailureReason::no_session) + failed(d, FailureReason::shutdown),
+              static_cast<std::uint64_t>(kSends));
+    EXPECT_EQ(d.shard(0).queue_depth(), 0u);
 }
 
 // Commands a drain turn has taken from the inbox but not delivered still count towards

@@ -77,6 +77,9 @@ public:
     }
     // Before the first write: how many messages one write may carry, like a corking transport.
     void set_batch(std::size_t batch) { batch_.store(batch); }
+    // From now on a ping fails inside start_ping(), as a WebSocket connection's does when the
+    // system call fails at once (a reset peer): the session learns of it before the call returns.
+    void fail_pings_at_once() { fail_pings_.store(true); }
     int close_code() const { return close_code_.load(); }
     bool aborted() const { return aborted_.load(); }
     bool gone() const { return state() == State::closed; }  // read only after shard quiesces
@@ -140,6 +143,10 @@ private:
     }
     std::size_t max_batch() const override { return batch_.load(); }
     void start_ping() override {
+        if (fail_pings_.load()) {
+            on_ping_done(false);
+            return;
+        }
         boost::asio::post(shard().io_context(), [self = self()] { self->on_ping_done(true); });
     }
     void start_close(std::uint16_t code, std::string_view) override {
@@ -155,6 +162,7 @@ private:
     std::atomic<int> violations_{0};
     std::atomic<int> close_code_{0};
     std::atomic<bool> aborted_{false};
+    std::atomic<bool> fail_pings_{false};
     mutable std::mutex mutex_;
     std::vector<std::string> received_;
     std::vector<const std::string*> addresses_;
