@@ -34,6 +34,14 @@ using test::failed;
 
 using test::hold_shard;
 
+// One shard whose sessions keep at most buffer_limit bytes waiting, dropping the oldest.
+DispatcherConfig drop_oldest_config(std::size_t buffer_limit) {
+    DispatcherConfig config = config_with(1);
+    config.session.buffer_limit = buffer_limit;
+    config.session.overflow = OverflowPolicy::drop_oldest;
+    return config;
+}
+
 TEST(DispatcherTest, SendReachesTheSessionOfTheId) {
     Dispatcher d(config_with(2));
     d.start();
@@ -161,10 +169,7 @@ TEST(DispatcherTest, OverflowTerminateClosesWith1008) {
 // A message larger than the whole buffer can never fit: it is dropped, and the messages
 // waiting ahead of it, which fit, are kept.
 TEST(DispatcherTest, OverflowDropOldestDropsAMessageLargerThanTheBufferAlone) {
-    DispatcherConfig config = config_with(1);
-    config.session.buffer_limit = 100;
-    config.session.overflow = OverflowPolicy::drop_oldest;
-    Dispatcher d(config);
+    Dispatcher d(drop_oldest_config(100));
     d.start();
     auto s = SinkSession::open(d.shard(0), "slow", /*hold_writes=*/true);
     d.send("slow", make_payload(std::string(10, 'a')));  // in flight
@@ -185,10 +190,7 @@ TEST(DispatcherTest, OverflowDropOldestDropsAMessageLargerThanTheBufferAlone) {
 }
 
 TEST(DispatcherTest, OverflowDropOldestKeepsNewestAndCountsDrops) {
-    DispatcherConfig config = config_with(1);
-    config.session.buffer_limit = 10;
-    config.session.overflow = OverflowPolicy::drop_oldest;
-    Dispatcher d(config);
+    Dispatcher d(drop_oldest_config(10));
     d.start();
     auto s = SinkSession::open(d.shard(0), "slow", /*hold_writes=*/true);
     d.send("slow", make_payload("first"));  // in flight, never dropped
