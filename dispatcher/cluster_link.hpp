@@ -2,8 +2,8 @@
 // only this interface; transport::NatsBus implements it over NATS. Without a link the
 // dispatcher is a single node.
 //
-// Thread contract: every call must return at once and never block; an implementation
-// queues the work for its own thread. held(), released(), claim(), forward(),
+// Thread contract: every call but stop_receiving() must return at once and never block; an
+// implementation queues the work for its own thread. held(), released(), claim(), forward(),
 // forward_disconnect() and upstream() are called on shard threads; forward_broadcast() on
 // whichever thread published the broadcast.
 #pragma once
@@ -34,6 +34,11 @@ public:
                                     std::uint16_t code,
                                     std::string_view reason) = 0;
     virtual bool forward_broadcast(const Payload& payload, std::string_view except) = 0;
+
+    // Called once by Dispatcher::stop, on its thread, after every shard has closed its
+    // sessions and before the shard threads end. Returns once nothing from the other nodes is
+    // being, or will be, handed to the dispatcher: the one call that waits.
+    virtual void stop_receiving() = 0;
 
     // Whether upstream() wants the frames clients send; read once per frame.
     virtual bool wants_upstream() const = 0;

@@ -24,6 +24,7 @@ Dispatcher::~Dispatcher() {
 }
 
 void Dispatcher::set_link(ClusterLink* link) {
+    link_ = link;
     for (auto& shard : shards_) {
         shard->set_link(link);
     }
@@ -34,6 +35,7 @@ void Dispatcher::start() {
         shard->start();
     }
     started_ = true;
+    bus_open_.store(true, std::memory_order_release);
     accepting_.store(true, std::memory_order_release);
 }
 
@@ -53,6 +55,11 @@ void Dispatcher::stop(std::chrono::milliseconds drain_timeout) {
     for (auto& shard : shards_) {
         shard->wait_stopped(give_up);
     }
+    // Once the link has stopped receiving, nothing publishes into a shard whose thread ends.
+    bus_open_.store(false, std::memory_order_release);
+    if (link_ != nullptr) {
+        link_->stop_receiving();
+    }
     for (auto& shard : shards_) {
         shard->join();
     }
@@ -63,7 +70,7 @@ bool Dispatcher::publish(std::size_t shard, Command&& command) {
 }
 
 bool Dispatcher::send(std::string_view client_id, Payload payload, PublishKind kind) {
-    if (!accepting()) {
+    if (!admits(kind)) {
         return false;
     }
     Command command;
@@ -76,7 +83,7 @@ bool Dispatcher::send(std::string_view client_id, Payload payload, PublishKind k
 }
 
 bool Dispatcher::broadcast(Payload payload, std::string_view except, PublishKind kind) {
-    if (!accepting()) {
+    if (!admits(kind)) {
         return false;
     }
     const auto now = Clock::now();
@@ -97,7 +104,7 @@ bool Dispatcher::disconnect(std::string_view client_id,
                             std::uint16_t code,
                             std::string_view reason,
                             PublishKind kind) {
-    if (!accepting()) {
+    if (!admits(kind)) {
         return false;
     }
     Command command;
@@ -111,7 +118,7 @@ bool Dispatcher::disconnect(std::string_view client_id,
 }
 
 bool Dispatcher::claim(std::string_view client_id, std::int64_t since_ns, bool wins_ties) {
-    if (!accepting()) {
+    if (!admits(PublishKind::bus)) {
         return false;
     }
     Command command;

@@ -11,7 +11,9 @@
 // Cluster mode: with a ClusterLink set, a send for an id with no local session (and every
 // broadcast and disconnect) is also handed to the link by the shard that owns the id, so it
 // leaves this node in the same order it was published. Commands with PublishKind::bus came
-// from the link and are delivered here only.
+// from the link and are delivered here only. They are taken until the shards have closed
+// their sessions in stop(), not only until stop() begins: the clients they are for are
+// still connected while the shards drain.
 #pragma once
 
 #include <atomic>
@@ -46,7 +48,7 @@ public:
     // Starts one thread per shard.
     void start();
     // Stops taking publishes, delivers what is queued for up to drain_timeout, closes every
-    // session with 1001 and joins the shard threads.
+    // session with 1001, has the link stop receiving and joins the shard threads.
     void stop(std::chrono::milliseconds drain_timeout);
 
     // Queues payload for every session of client_id. True when accepted; false only while
@@ -99,6 +101,12 @@ public:
     const DispatcherConfig& config() const { return config_; }
 
 private:
+    // Local publishes are refused once stop() begins; those from the link once the shards
+    // have closed their sessions.
+    bool admits(PublishKind kind) const {
+        return accepting() ||
+               (kind == PublishKind::bus && bus_open_.load(std::memory_order_acquire));
+    }
     bool publish(std::size_t shard, Command&& command);
     Overload overload_of_shard(std::size_t shard) const;
 
@@ -106,6 +114,8 @@ private:
     const Router router_;
     std::vector<std::unique_ptr<Shard>> shards_;
     std::atomic<bool> accepting_{false};
+    std::atomic<bool> bus_open_{false};
+    ClusterLink* link_ = nullptr;
     bool started_ = false;
     bool stopped_ = false;
 };

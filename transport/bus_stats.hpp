@@ -31,8 +31,8 @@ constexpr std::string_view to_string(BusKind kind) {
 }
 
 // Why a message from the bus was not delivered.
-enum class BusReceiveError : unsigned char { invalid_utf8, bad_header, slow_consumer };
-inline constexpr std::size_t kBusReceiveErrorCount = 3;
+enum class BusReceiveError : unsigned char { invalid_utf8, bad_header, slow_consumer, stopping };
+inline constexpr std::size_t kBusReceiveErrorCount = 4;
 
 constexpr std::string_view to_string(BusReceiveError error) {
     switch (error) {
@@ -42,6 +42,8 @@ constexpr std::string_view to_string(BusReceiveError error) {
             return "bad_header";
         case BusReceiveError::slow_consumer:
             return "slow_consumer";
+        case BusReceiveError::stopping:
+            return "stopping";
     }
     return "unknown";
 }

@@ -106,12 +106,24 @@ struct NatsBus::Nats {
     static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
         NatsBus& self = bus(closure);
         Nats& nats = *self.nats_;
+        // Sequentially consistent with stop_receiving(): either it sees this callback running
+        // and waits for it, or this callback sees that receiving has stopped.
         nats.receiving.fetch_add(1);
-        if (!nats.closing.load()) {
+        if (nats.closing.load()) {
+            // This node has closed its sessions: the message was for clients that have left.
+            self.stats_.receive_errors[BusStats::index(BusReceiveError::stopping)].add();
+        } else {
             receive(self, msg);
         }
         natsMsg_Destroy(msg);
         nats.receiving.fetch_sub(1);
+    }
+
+    // Waits, a bounded time, for the message callbacks that are running now.
+    void wait_for_receivers() const {
+        for (int i = 0; i < 5'000 && receiving.load() > 0; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds{1});
+        }
     }
 
     static void receive(NatsBus& self, natsMsg* msg) {
@@ -122,15 +134,23 @@ struct NatsBus::Nats {
         auto reject = [&](BusReceiveError error) {
             stats.receive_errors[BusStats::index(error)].add();
         };
+        // The dispatcher refuses only once its shards have closed their sessions.
+        auto count = [&](bool taken, BusKind kind) {
+            if (taken) {
+                stats.in[BusStats::index(kind)].add();
+            } else {
+                reject(BusReceiveError::stopping);
+            }
+        };
         if (subject == self.subjects_.broadcast()) {
             if (!valid_utf8(data)) {
                 return reject(BusReceiveError::invalid_utf8);
             }
             const char* except = nullptr;
             natsMsgHeader_Get(msg, header::kExcept, &except);
-            self.dispatcher_.broadcast(dispatcher::make_payload(std::string(data)),
-                                       except != nullptr ? except : "", PublishKind::bus);
-            stats.in[BusStats::index(BusKind::broadcast)].add();
+            count(self.dispatcher_.broadcast(dispatcher::make_payload(std::string(data)),
+                                             except != nullptr ? except : "", PublishKind::bus),
+                  BusKind::broadcast);
             return;
         }
         const auto id = self.subjects_.client_id_of(subject);
@@ -143,9 +163,9 @@ struct NatsBus::Nats {
             if (!valid_utf8(data)) {
                 return reject(BusReceiveError::invalid_utf8);
             }
-            self.dispatcher_.send(*id, dispatcher::make_payload(std::string(data)),
-                                  PublishKind::bus);
-            stats.in[BusStats::index(BusKind::send)].add();
+            count(self.dispatcher_.send(*id, dispatcher::make_payload(std::string(data)),
+                                        PublishKind::bus),
+                  BusKind::send);
             return;
         }
         const char* node = nullptr;
@@ -158,10 +178,8 @@ struct NatsBus::Nats {
             if (!since || from.empty()) {
                 return reject(BusReceiveError::bad_header);
             }
-            if (from != self.node_) {
-                self.dispatcher_.claim(*id, *since, from > self.node_);
-            }
-            stats.in[BusStats::index(BusKind::claim)].add();
+            count(from == self.node_ || self.dispatcher_.claim(*id, *since, from > self.node_),
+                  BusKind::claim);
         } else if (std::string_view(op) == "disconnect") {
             const char* code_text = nullptr;
             natsMsgHeader_Get(msg, header::kCode, &code_text);
@@ -170,8 +188,8 @@ struct NatsBus::Nats {
                 data.size() > close_code::kMaxReasonBytes) {
                 return reject(BusReceiveError::bad_header);
             }
-            self.dispatcher_.disconnect(*id, *code, data, PublishKind::bus);
-            stats.in[BusStats::index(BusKind::disconnect)].add();
+            count(self.dispatcher_.disconnect(*id, *code, data, PublishKind::bus),
+                  BusKind::disconnect);
         } else {
             reject(BusReceiveError::bad_header);
         }
@@ -296,6 +314,11 @@ void NatsBus::start() {
     thread_ = std::thread([this] { run(); });
 }
 
+void NatsBus::stop_receiving() {
+    nats_->closing.store(true);
+    nats_->wait_for_receivers();
+}
+
 void NatsBus::stop() {
     Nats& nats = *nats_;
     if (thread_.joinable()) {
@@ -320,9 +343,7 @@ void NatsBus::stop() {
         nats.closing.store(true);
         natsConnection_Close(nats.connection);
         nats.closed.get_future().wait_for(kCloseWait);
-        for (int i = 0; i < 5'000 && nats.receiving.load() > 0; ++i) {
-            std::this_thread::sleep_for(std::chrono::milliseconds{1});
-        }
+        nats.wait_for_receivers();
         natsConnection_Destroy(nats.connection);
         nats.connection = nullptr;
         spdlog::info("cluster: node {} left the bus", node_);

@@ -38,7 +38,7 @@ public:
     // wait for the bus) and starts the bus thread. Throws std::runtime_error on bad options.
     void start();
     // Runs what is queued, unsubscribes, flushes and closes the connection. Call after the
-    // dispatcher has stopped.
+    // dispatcher has stopped (which has had this bus stop receiving).
     void stop();
 
     const std::string& node() const { return node_; }
@@ -57,6 +57,8 @@ public:
                             std::uint16_t code,
                             std::string_view reason) override;
     bool forward_broadcast(const dispatcher::Payload& payload, std::string_view except) override;
+    // The message callbacks end; later messages are counted as receive errors (stopping).
+    void stop_receiving() override;
     bool wants_upstream() const override { return config_.upstream; }
     void upstream(std::string_view client_id, std::string_view data) override;
 

@@ -19,6 +19,9 @@ nginx. One process, phases in order, each with exact counts:
   7. NATS down  nats-server stopped and restarted on its port: local deliveries never stop,
                 remote sends are counted as failed with reason bus_unavailable, the nodes
                 reconnect by themselves and restore their subscriptions
+  8. node stop  SIGTERM a node whose drain a stalled client keeps busy: a send routed to
+                another of its clients over NATS during the drain still arrives, before
+                the 1001, and the node exits 0
 
 The nodes run with cluster.subject_prefix=sctest, so the prefix setting is exercised.
 
@@ -28,6 +31,7 @@ Exits 0 when all of it holds; gives up after --timeout seconds.
 import argparse
 import collections
 import os
+import socket
 import sys
 import threading
 import time
@@ -60,6 +64,27 @@ def message(phase, source, target, seq):
     """The text of one message: the phase tag first (clients group by it), then who
     published it, to whom, and its sequence number per (source, target)."""
     return f"{phase}:{source}:{target}:{seq}"
+
+
+def raw_upgrade(port, client_id):
+    """A WebSocket client that upgrades by hand and then never reads, with a 4 KiB receive
+    buffer: the server's writes to it stall at once."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET /ws/{client_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(1)
+        if not chunk:
+            raise TestFailure(f"{client_id}: the server closed the connection during the upgrade")
+        response += chunk
+    if not response.startswith(b"HTTP/1.1 101"):
+        raise TestFailure(f"{client_id}: upgrade refused: {response.splitlines()[0]!r}")
+    return sock
 
 
 def source_of(text):
@@ -325,8 +350,10 @@ class Scenario:
         write_config(config, {
             "shards": 2,
             "log": {"summary_interval": 0},
-            "session": HEARTBEAT,
-            "shutdown": {"drain_timeout": "1s"},
+            # A fixed send buffer, so the stalled client of phase 8 keeps its session busy
+            # with a few hundred KiB instead of the megabytes autotuning lets the kernel take.
+            "session": {**HEARTBEAT, "socket_send_buffer": "64KiB"},
+            "shutdown": {"drain_timeout": "2s"},
             "cluster": {
                 "nats": {"url": self.nats.url, "reconnect_wait": "100ms",
                          "reconnect_wait_max": "1s"},
@@ -801,6 +828,47 @@ class Scenario:
             raise TestFailure(f"messages of no phase arrived: {strays[:10]}")
         log(f"final: no late or repeated message in any phase ({', '.join(self.checked_phases)})")
 
+    def phase_node_stop(self):
+        a, b = self.alive()[:2]
+        phase = "p8"
+        cid = "xdrain"
+        client = Client(self.loop, b.port, cid, reconnect=False)
+        self.direct.append(client)
+        client.start()
+        wait_until(lambda: client.connections or client.failure, 10, f"{cid} to connect")
+        wait_until(lambda: b.api.online(cid), 10, f"{cid} to be online on {b.name}")
+        subject = f"{PREFIX}.client.{cid}"
+        wait_until(lambda: any(subject in subs for _, subs in self.nats.connections().values()),
+                   10, f"{b.name} to subscribe to {subject}")
+        # A client that never reads, with 640 KB queued for it: more than the kernel takes
+        # with a 64 KiB send buffer, less than session.buffer_limit. Its session stays busy,
+        # so the drain lasts its whole drain_timeout.
+        stalled = raw_upgrade(b.port, "xstall")
+        try:
+            for _ in range(8):
+                b.api.send("xstall", "x" * 80_000)
+            stopped = []
+            stopper = threading.Thread(target=lambda: stopped.append(b.stop()), daemon=True)
+            stopper.start()
+            wait_until(lambda: "draining for up to" in b.process.log(), 10,
+                       f"{b.name} to start draining")
+            text = self.publish(a.api, phase, cid, 0)
+            wait_until(lambda: client.messages(phase), 10,
+                       lambda: f"{cid} on the draining {b.name} to get the send via {a.name}; "
+                       f"it closed with {client.close_codes}")
+            wait_until(lambda: client.close_codes, 10, f"{cid} to be closed by {b.name}")
+            stopper.join(20)
+        finally:
+            stalled.close()
+        if client.messages(phase) != [text] or client.close_codes != [1001]:
+            raise TestFailure(f"{cid} got {client.messages(phase)} and closed with "
+                              f"{client.close_codes}; expected [{text!r}], then 1001")
+        if stopped != [0]:
+            raise TestFailure(f"{b.name} exited {stopped} on SIGTERM, expected 0:\n"
+                              f"{b.process.log_tail()}")
+        log(f"phase 8 (node stop): a send via {a.name} reached {cid} on {b.name} over NATS "
+            "during its drain, before the 1001; the node exited 0")
+
     def run(self):
         for self.current, step in [
             ("phase 1 (start)", self.start),
@@ -812,6 +880,7 @@ class Scenario:
             ("phase 6 (node kill)", self.phase_node_kill),
             ("phase 7 (NATS down)", self.phase_nats_restart),
             ("final check", self.final_check),
+            ("phase 8 (node stop)", self.phase_node_stop),
         ]:
             step()
 
@@ -849,7 +918,7 @@ def main():
 
     return run_scenario(lambda workdir: Scenario(args, workdir), timeout=args.timeout,
                         keep=args.keep, workdir_prefix="shardcast-cluster-test-",
-                        summary=lambda _: f"3 nodes, {args.clients} clients, 7 phases")
+                        summary=lambda _: f"3 nodes, {args.clients} clients, 8 phases")
 
 
 if __name__ == "__main__":

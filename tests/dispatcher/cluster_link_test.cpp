@@ -8,6 +8,7 @@
 
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dispatcher/close_code.hpp"
@@ -52,6 +53,20 @@ public:
         record("broadcast", except, *payload);
         return !refuse_.load();
     }
+    // Kept apart from calls(): how often it came, and how many calls had come before it.
+    void stop_receiving() override {
+        std::lock_guard lock(mutex_);
+        ++stop_receiving_calls_;
+        calls_before_stop_receiving_ = calls_.size();
+    }
+    int stop_receiving_calls() const {
+        std::lock_guard lock(mutex_);
+        return stop_receiving_calls_;
+    }
+    std::size_t calls_before_stop_receiving() const {
+        std::lock_guard lock(mutex_);
+        return calls_before_stop_receiving_;
+    }
     bool wants_upstream() const override { return upstream_.load(); }
     void upstream(std::string_view id, std::string_view data) override {
         record("upstream", id, data);
@@ -69,6 +84,8 @@ private:
 
     mutable std::mutex mutex_;
     std::vector<std::string> calls_;
+    int stop_receiving_calls_ = 0;
+    std::size_t calls_before_stop_receiving_ = 0;
     std::atomic<bool> refuse_{false};
     std::atomic<bool> upstream_{false};
 };
@@ -101,6 +118,31 @@ TEST(ClusterLinkTest, ReplaceModeHoldsAnIdOnceClaimsOnEveryAttachAndReleasesAtTh
     d.stop(1s);
     EXPECT_EQ(link.calls().back(), "released:a");
     EXPECT_EQ(link.count("released:a"), 1u);
+}
+
+// The node's clients stay connected while its shards drain, so what other nodes send them
+// meanwhile is still taken; local publishes are refused from the start of stop(). The link
+// stops receiving once the sessions have closed, and only then.
+TEST(ClusterLinkTest, WhatTheBusSendsWhileTheShardsDrainIsDelivered) {
+    Linked linked(1, DuplicatePolicy::replace);
+    auto& [link, d] = linked;
+    auto s = SinkSession::open(d.shard(0), "a", /*hold_writes=*/true);
+    d.send("a", make_payload("queued"));
+    ASSERT_TRUE(wait_until([&] { return s->received_count() == 1; }, 5s));
+    // The write stays in flight, so the drain waits for it.
+    std::thread stopping([&] { d.stop(10s); });
+    ASSERT_TRUE(wait_until([&] { return !d.accepting(); }, 5s));
+    EXPECT_FALSE(d.send("a", make_payload("local"), PublishKind::send));
+    EXPECT_TRUE(d.send("a", make_payload("from the bus"), PublishKind::bus));
+    EXPECT_EQ(link.stop_receiving_calls(), 0);
+    s->release_all();
+    stopping.join();
+    EXPECT_EQ(s->received(), (std::vector<std::string>{"queued", "from the bus"}));
+    EXPECT_EQ(s->close_code(), close_code::kGoingAway);
+    EXPECT_EQ(link.stop_receiving_calls(), 1);
+    EXPECT_EQ(link.calls_before_stop_receiving(), link.calls().size());
+    EXPECT_EQ(link.calls().back(), "released:a");
+    EXPECT_FALSE(d.send("a", make_payload("too late"), PublishKind::bus));
 }
 
 TEST(ClusterLinkTest, SendForAnIdNotHeldHereIsForwardedInsteadOfCountedAsNoSession) {
