@@ -285,6 +285,9 @@ ApiResponse Api::broadcast(std::string_view body) {
 // server refuses the whole batch with 429, before reading it.
 ApiResponse Api::batch(std::string_view body) {
     // Checked once for the whole batch: a batch is either taken or refused, never half taken.
+    if (!dispatcher_.accepting()) {
+        return error(503, "shutting down");
+    }
     if (auto overload = dispatcher_.overload_of_any()) {
         return overloaded(overload, dispatcher_.config());
     }

@@ -107,6 +107,7 @@ private:
                 true);
         }
         if (ec == http::error::header_limit) {
+            route_ = Route::unknown;  // the header that would name it was never read whole
             return respond(ApiResponse{431, json_error("request header fields too large")}, true);
         }
         route_ = Route::unknown;
@@ -161,10 +162,9 @@ private:
             context_.stats.record_refusal(UpgradeRefusal::shutting_down);
             return respond(ApiResponse{503, json_error("shutting down")}, true);
         }
-        context_.stats.record(Route::websocket, 101);
         stream_.expires_never();
         hand_off(context_.dispatcher.shard_for(id), std::string(id), stream_.release_socket(),
-                 parser_->release());
+                 parser_->release(), context_.stats);
     }
 
     void respond(ApiResponse response, bool close) {

@@ -55,12 +55,13 @@ public:
           socket_(std::move(socket)),
           reader_(shard.config().max_message_size) {}
 
-    void run(UpgradeRequest request) {
+    void run(UpgradeRequest request, HttpStats& stats) {
         if (auto result = shard().attach(shared_from_this());
             result != dispatcher::Shard::Attach::attached) {
-            refuse(std::move(request), result);
+            refuse(std::move(request), result, stats);
             return;
         }
+        stats.record(Route::websocket, 101);
         handshake_ = std::make_unique<websocket::stream<tcp::socket>>(std::move(socket_));
         handshake_->set_option(websocket::stream_base::decorator(
             [](websocket::response_type& res) { res.set(http::field::server, "shardcast"); }));
@@ -79,8 +80,9 @@ private:
 
     // The shard would not take this session (max_per_client reached, or stopping): answer
     // the upgrade with a plain HTTP error instead.
-    void refuse(UpgradeRequest request, dispatcher::Shard::Attach result) {
+    void refuse(UpgradeRequest request, dispatcher::Shard::Attach result, HttpStats& http_stats) {
         const bool stopping = result == dispatcher::Shard::Attach::stopping;
+        http_stats.record(Route::websocket, stopping ? 503 : 409);
         auto res = std::make_shared<http::response<http::string_body>>(
             stopping ? http::status::service_unavailable : http::status::conflict,
             request.version());
@@ -359,7 +361,8 @@ private:
 void hand_off(dispatcher::Shard& shard,
               std::string client_id,
               tcp::socket socket,
-              UpgradeRequest request) {
+              UpgradeRequest request,
+              HttpStats& stats) {
     // Re-home the descriptor on the shard's io_context: from here on only the shard thread
     // touches this socket.
     beast::error_code ec;
@@ -378,8 +381,8 @@ void hand_off(dispatcher::Shard& shard,
         return;
     }
     auto connection = std::make_shared<WsConnection>(shard, std::move(client_id), std::move(moved));
-    net::post(shard.io_context(), [connection, request = std::move(request)]() mutable {
-        connection->run(std::move(request));
+    net::post(shard.io_context(), [connection, request = std::move(request), &stats]() mutable {
+        connection->run(std::move(request), stats);
     });
 }
 

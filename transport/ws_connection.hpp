@@ -6,6 +6,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <string>
 
+#include "transport/http_stats.hpp"
+
 namespace shardcast::dispatcher {
 class Shard;
 }
@@ -16,10 +18,13 @@ using UpgradeRequest = boost::beast::http::request<boost::beast::http::string_bo
 
 // Called on the HTTP thread that read the upgrade request. Moves the socket onto the
 // shard's io_context; the shard thread then attaches the session, finishes the WebSocket
-// handshake and owns the connection from there on.
+// handshake and owns the connection from there on. The shard decides the answer (101, or
+// 409 or 503 when it refuses the session) and records it in stats, which must outlive the
+// shard threads.
 void hand_off(dispatcher::Shard& shard,
               std::string client_id,
               boost::asio::ip::tcp::socket socket,
-              UpgradeRequest request);
+              UpgradeRequest request,
+              HttpStats& stats);
 
 }  // namespace shardcast::transport

@@ -108,6 +108,40 @@ TEST(MetricsTest, HandshakeFailuresAreCountedByReason) {
     EXPECT_EQ(m.at(R"(shardcast_handshake_failures_total{reason="not_upgrade"})"), 1);
 }
 
+// The shard decides an upgrade's answer: a session it refuses is a 409, not a 101.
+TEST(MetricsTest, UpgradesAreCountedWithTheAnswerTheShardGave) {
+    auto config = test_dispatcher_config();
+    config.session.on_duplicate = dispatcher::DuplicatePolicy::allow;
+    config.session.max_per_client = 1;
+    TestServer server(config);
+    ClientLoop loop;
+    auto first = WsClient::start(loop, server.port(), "/ws/one");
+    ASSERT_TRUE(first->wait_open(5s));
+    auto second = WsClient::start(loop, server.port(), "/ws/one");
+    ASSERT_TRUE(second->wait_closed(5s));
+    ASSERT_EQ(second->refused_status(), 409);
+    HttpClient http(server.port());
+    const auto m = samples(http.get("/metrics").body);
+    EXPECT_EQ(m.at(R"(shardcast_http_requests_total{route="websocket",code="101"})"), 1);
+    EXPECT_EQ(m.at(R"(shardcast_http_requests_total{route="websocket",code="409"})"), 1);
+}
+
+// A header too large to read never names its route: its 431 is not the previous request's.
+TEST(MetricsTest, AnOversizedHeaderIsCountedUnderNoRoute) {
+    TestServer server;
+    HttpClient http(server.port());
+    ASSERT_EQ(http.get("/healthz").status, 200);
+    ASSERT_EQ(http.get("/healthz", {{"X-Padding", std::string(20 * 1024, 'p')}}).status, 431);
+    HttpClient fresh(server.port());
+    const auto m = samples(fresh.get("/metrics").body);
+    auto value = [&](const std::string& key) {
+        const auto it = m.find(key);
+        return it == m.end() ? 0.0 : it->second;
+    };
+    EXPECT_EQ(value(R"(shardcast_http_requests_total{route="unknown",code="431"})"), 1);
+    EXPECT_EQ(value(R"(shardcast_http_requests_total{route="healthz",code="431"})"), 0);
+}
+
 TEST(MetricsTest, SeparateMetricsPortServesOnlyMetricsAndHealth) {
     auto transport = test_transport_config();
     transport.metrics_listen = transport::Endpoint{"127.0.0.1", 0};

@@ -213,6 +213,9 @@ TEST(ServerBinaryTest, SigtermDrainsQueuedMessagesAndCloses1001) {
     server.signal(SIGTERM);
     ASSERT_TRUE(wait_until([&] { return http.get("/readyz").status == 503; }, 5s));
     EXPECT_EQ(http.post("/api/v1/send", R"({"to":"listener","data":"late"})").status, 503);
+    EXPECT_EQ(http.post("/api/v1/broadcast", R"({"data":"late"})").status, 503);
+    EXPECT_EQ(http.post("/api/v1/batch", R"({"to":"listener","data":"late"})").status, 503);
+    EXPECT_EQ(http.get("/api/v1/clients/listener").status, 503);
 
     ASSERT_TRUE(client->wait_closed(10s));
     EXPECT_EQ(client->close_info()->code, dispatcher::close_code::kGoingAway);
