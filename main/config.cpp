@@ -295,6 +295,9 @@ std::vector<std::string> parse_nats_urls(std::string_view key, const YAML::Node&
 std::string parse_node_name(std::string_view key, const YAML::Node& node) {
     constexpr std::string_view expected =
         "1 to 128 characters from [A-Za-z0-9._:@-], or nothing for <hostname>:<port>";
+    if (node.IsNull()) {
+        return {};  // "cluster.node:" with no value: the default, as the message offers
+    }
     std::string text = scalar(key, node, expected);
     const bool ok = text.size() <= 128 && std::all_of(text.begin(), text.end(), transport::id_char);
     if (!ok) {
@@ -424,7 +427,7 @@ constexpr Field kFields[] = {
     {"metrics.listen",
      [](const auto& key, const auto& node, Config& config) {
          // Empty means no separate port: /metrics is then served on the main port only.
-         if (node.IsScalar() && node.Scalar().empty()) {
+         if (node.IsNull() || (node.IsScalar() && node.Scalar().empty())) {
              config.transport.metrics_listen.reset();
              return;
          }
@@ -494,6 +497,11 @@ void apply_section(const YAML::Node& section, const std::string& prefix, Config&
         }
         std::string key =
             prefix.empty() ? entry.first.Scalar() : prefix + "." + entry.first.Scalar();
+        // Overrides reach here nested, so a dot comes from the file, where it would let a key
+        // appear twice (dotted and nested) with no duplicate to catch.
+        if (entry.first.Scalar().find('.') != std::string::npos) {
+            throw ConfigError(key + ": a dotted key; in the file, nest it under its section");
+        }
         if (!seen.insert(key).second) {
             throw ConfigError(key + ": duplicate key");
         }
@@ -627,6 +635,24 @@ std::size_t parse_size(const std::string& key, const std::string& text) {
                         kSizeExpected, "a smaller size");
 }
 
+namespace {
+
+// nats://user:password@host:port with the password replaced by ***, and nats://token@host:port
+// with the token replaced: the startup line goes to the log.
+std::string without_secret(const std::string& url) {
+    const std::size_t scheme = url.find("://");
+    const std::size_t start = scheme == std::string::npos ? 0 : scheme + 3;
+    const std::size_t at = url.rfind('@');
+    if (at == std::string::npos || at < start) {
+        return url;
+    }
+    const std::size_t colon = url.find(':', start);
+    const std::size_t secret = colon != std::string::npos && colon < at ? colon + 1 : start;
+    return url.substr(0, secret) + "***" + url.substr(at);
+}
+
+}  // namespace
+
 std::string describe(const Config& config) {
     const auto& transport = config.transport;
     const auto& session = config.dispatcher.session;
@@ -667,7 +693,7 @@ std::string describe(const Config& config) {
                                                    : "");
     std::string urls;
     for (const auto& url : config.cluster.nats_servers) {
-        urls.append(urls.empty() ? "" : ",").append(url);
+        urls.append(urls.empty() ? "" : ",").append(without_secret(url));
     }
     add("cluster.nats.url", urls);
     add("cluster.nats.reconnect_wait", format_duration(config.cluster.reconnect_wait));

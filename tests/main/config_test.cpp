@@ -331,6 +331,19 @@ TEST_F(ConfigFileTest, DuplicateKeyIsNamed) {
     EXPECT_EQ(error_of_file("log:\n  level: warn\nlog:\n  level: debug\n"), "log: duplicate key");
 }
 
+// A dotted key in the file would escape the duplicate check beside its nested twin.
+TEST_F(ConfigFileTest, DottedKeyInTheFileIsNamed) {
+    EXPECT_EQ(error_of_file("session.buffer_limit: 2MiB\nsession:\n  buffer_limit: 4MiB\n"),
+              "session.buffer_limit: a dotted key; in the file, nest it under its section");
+}
+
+// The two keys whose message offers "nothing" for the default take a blank value.
+TEST_F(ConfigFileTest, BlankNodeNameAndMetricsListenMeanTheirDefaults) {
+    const Config config = load_config(write("cluster:\n  node:\nmetrics:\n  listen:\n"), {});
+    EXPECT_EQ(config.cluster.node, load_config(std::nullopt, {}).cluster.node);
+    EXPECT_FALSE(config.transport.metrics_listen);
+}
+
 TEST_F(ConfigFileTest, MapWhereScalarExpectedNamesKey) {
     EXPECT_EQ(error_of_file("session:\n  buffer_limit:\n    size: 1MiB\n"),
               "session.buffer_limit: expected a size such as 512KiB or 1MiB, got a map");
@@ -525,6 +538,17 @@ TEST(ConfigClusterTest, ReadsEveryClusterKey) {
     EXPECT_EQ(cluster.node, "edge-1:8080");
     EXPECT_EQ(cluster.subject_prefix, "acme.push");
     EXPECT_TRUE(cluster.upstream);
+}
+
+// The startup line goes to the log: a NATS URL's password or token is not in it.
+TEST(ConfigClusterTest, DescribeHidesTheCredentialsOfNatsUrls) {
+    const std::string line = describe(load_config(
+        std::nullopt, {"cluster.nats.url=nats://user:s3cret@b:4223,nats://t0ken@c:4222,nats://d"}));
+    EXPECT_NE(line.find("cluster.nats.url=nats://user:***@b:4223,nats://***@c:4222,nats://d "),
+              std::string::npos)
+        << line;
+    EXPECT_EQ(line.find("s3cret"), std::string::npos);
+    EXPECT_EQ(line.find("t0ken"), std::string::npos);
 }
 
 TEST(ConfigClusterTest, BadValuesNameTheKey) {
