@@ -20,6 +20,8 @@ targeted_runs=5
 $quick && runs=1 targeted_runs=1 duration=2 warmup=0.5
 
 scripts/install-deps
+# The commit the results describe: the one built below.
+commit=$(git rev-parse --short HEAD)
 cmake --preset release -G Ninja > /dev/null
 cmake --build --preset release --target shardcast loadgen
 [[ -d bench/peers/node-ws/node_modules ]] ||
@@ -185,5 +187,5 @@ for delay in 20ms 100ms; do
 done
 
 rm -f "$results/.server.log" "$results/.loadgen.log" "$results/.lg0.json"
-python3 bench/report.py "$raw" "$results" "$($quick && echo quick || echo full)"
+python3 bench/report.py "$raw" "$results" "$($quick && echo quick || echo full)" "$commit"
 echo "wrote $results/latest.md"
