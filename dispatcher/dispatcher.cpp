@@ -35,8 +35,7 @@ void Dispatcher::start() {
         shard->start();
     }
     started_ = true;
-    bus_open_.store(true, std::memory_order_release);
-    accepting_.store(true, std::memory_order_release);
+    intake_.store(Intake::all, std::memory_order_release);
 }
 
 void Dispatcher::stop(std::chrono::milliseconds drain_timeout) {
@@ -44,7 +43,7 @@ void Dispatcher::stop(std::chrono::milliseconds drain_timeout) {
         return;
     }
     stopped_ = true;
-    accepting_.store(false, std::memory_order_release);
+    intake_.store(Intake::bus_only, std::memory_order_release);
     const auto deadline = Clock::now() + drain_timeout;
     for (auto& shard : shards_) {
         shard->begin_stop(deadline);
@@ -56,7 +55,7 @@ void Dispatcher::stop(std::chrono::milliseconds drain_timeout) {
         shard->wait_stopped(give_up);
     }
     // Once the link has stopped receiving, nothing publishes into a shard whose thread ends.
-    bus_open_.store(false, std::memory_order_release);
+    intake_.store(Intake::none, std::memory_order_release);
     if (link_ != nullptr) {
         link_->stop_receiving();
     }

@@ -91,7 +91,7 @@ public:
     bool lookup(std::string_view client_id, std::function<void(ClientInfo)> handler);
     // Started, not stopping, and every shard's loop turned within the last few ticks.
     bool ready() const;
-    bool accepting() const { return accepting_.load(std::memory_order_acquire); }
+    bool accepting() const { return intake_.load(std::memory_order_acquire) == Intake::all; }
 
     const Router& router() const { return router_; }
     std::size_t shard_count() const { return shards_.size(); }
@@ -101,11 +101,12 @@ public:
     const DispatcherConfig& config() const { return config_; }
 
 private:
-    // Local publishes are refused once stop() begins; those from the link once the shards
-    // have closed their sessions.
+    // What is taken: everything from start(); from stop() on, only what comes from the link,
+    // until the shards have closed their sessions; then nothing.
+    enum class Intake : unsigned char { none, all, bus_only };
     bool admits(PublishKind kind) const {
-        return accepting() ||
-               (kind == PublishKind::bus && bus_open_.load(std::memory_order_acquire));
+        const Intake intake = intake_.load(std::memory_order_acquire);
+        return intake == Intake::all || (intake == Intake::bus_only && kind == PublishKind::bus);
     }
     bool publish(std::size_t shard, Command&& command);
     Overload overload_of_shard(std::size_t shard) const;
@@ -113,8 +114,7 @@ private:
     const DispatcherConfig config_;
     const Router router_;
     std::vector<std::unique_ptr<Shard>> shards_;
-    std::atomic<bool> accepting_{false};
-    std::atomic<bool> bus_open_{false};
+    std::atomic<Intake> intake_{Intake::none};
     ClusterLink* link_ = nullptr;
     bool started_ = false;
     bool stopped_ = false;

@@ -128,9 +128,7 @@ std::optional<RemovalReason> Session::check(Clock::time_point now) const {
 
 void Session::ping(Clock::time_point now) {
     assert(on_shard_thread());
-    if (!ping_due(now)) {
-        return;  // removed since the shard found the ping due
-    }
+    assert(ping_due(now));
     ping_in_flight_ = true;
     next_ping_ = now + shard_.config().heartbeat_interval;
     start_ping();

@@ -61,7 +61,8 @@ public:
     // or send-time limit has expired.
     std::optional<RemovalReason> check(Clock::time_point now) const;
     // Whether a heartbeat ping is due; the Shard then calls ping() once it has finished
-    // walking its sessions, since a ping that fails at once removes the session.
+    // walking its sessions, since a ping that fails at once removes the session. A removal
+    // in between touches only the session removed, so the ping is still due then.
     bool ping_due(Clock::time_point now) const {
         return state_ == State::open && !ping_in_flight_ && now >= next_ping_;
     }

@@ -145,17 +145,7 @@ void Shard::collect() {
     if (arrivals_.empty() && batch_.size() - next_ >= kMaxBatch) {
         return;
     }
-    for (std::size_t popped = 0;;) {
-        if (popped >= kMaxBatch) {
-            return;
-        }
-        const std::size_t n = inbox_.pop_bulk(arrivals_, kPopChunk);
-        if (n == 0) {
-            break;
-        }
-        popped += n;
-    }
-    if (arrivals_.empty()) {
+    if (!pop_arrivals() || arrivals_.empty()) {
         return;
     }
     // Each compaction moves at most as many commands as it drops: one move per delivery.
@@ -165,6 +155,18 @@ void Shard::collect() {
     }
     append_in_stamp_order();
     stats_.queue_depth_peak.observe(static_cast<std::int64_t>(batch_.size() - next_));
+}
+
+// Pops at most kMaxBatch commands into arrivals_; true once a pass found every producer empty.
+bool Shard::pop_arrivals() {
+    for (std::size_t popped = 0; popped < kMaxBatch;) {
+        const std::size_t n = inbox_.pop_bulk(arrivals_, kPopChunk);
+        if (n == 0) {
+            return true;
+        }
+        popped += n;
+    }
+    return false;
 }
 
 // One producer's commands arrive in stamp order; several producers' come grouped by
@@ -196,14 +198,24 @@ void Shard::append_in_stamp_order() {
     }
 }
 
+// A send, or a broadcast on shard 0: what this shard counts as published, and as failed
+// when it is never delivered. Every shard sees every broadcast; shard 0 alone counts it.
+bool Shard::counts(const Command& command) const {
+    return command.kind == Command::Kind::send ||
+           (command.kind == Command::Kind::broadcast && index_ == 0);
+}
+
 void Shard::deliver(Command& command) {
+    if (counts(command)) {
+        stats_.add_published(command.origin);
+        // Once the sessions are closing, a message reaches nobody here or elsewhere.
+        if (phase_ == Phase::closing || phase_ == Phase::stopped) {
+            stats_.add_failed(FailureReason::shutdown);
+            return;
+        }
+    }
     switch (command.kind) {
         case Command::Kind::send: {
-            stats_.add_published(command.origin);
-            if (phase_ == Phase::closing || phase_ == Phase::stopped) {
-                stats_.add_failed(FailureReason::shutdown);
-                return;
-            }
             auto it = sessions_.find(command.client_id);
             const bool held_here = it != sessions_.end();
             const bool forward = forwards(command, held_here);
@@ -224,21 +236,10 @@ void Shard::deliver(Command& command) {
             break;
         }
         case Command::Kind::broadcast: {
-            // Every shard sees every broadcast; shard 0 alone counts it as published and
-            // hands it to the other nodes.
-            if (phase_ == Phase::closing || phase_ == Phase::stopped) {
-                if (index_ == 0) {
-                    stats_.add_published(command.origin);
-                }
-                count_undelivered(command);
-                return;
-            }
-            if (index_ == 0) {
-                stats_.add_published(command.origin);
-                if (link_ && command.origin != PublishKind::bus &&
-                    !link_->forward_broadcast(command.payload, command.client_id)) {
-                    stats_.add_failed(FailureReason::bus_unavailable);
-                }
+            // Shard 0 alone hands a broadcast to the other nodes.
+            if (index_ == 0 && link_ && command.origin != PublishKind::bus &&
+                !link_->forward_broadcast(command.payload, command.client_id)) {
+                stats_.add_failed(FailureReason::bus_unavailable);
             }
             const Outbound message(command.payload, command.enqueued);
             for (const auto& [id, list] : sessions_) {
@@ -551,32 +552,20 @@ void Shard::join() {
     if (thread_.joinable()) {
         thread_.join();
     }
-    // Whatever is still in the batch or the inbox will never be delivered: count it.
-    for (std::size_t i = next_; i < batch_.size(); ++i) {
-        count_undelivered(batch_[i]);
-    }
+    // Whatever is still in the batch, the arrivals or the inbox will never be delivered.
+    const auto undelivered = [this](auto first, auto last) {
+        stats_.add_failed(FailureReason::shutdown,
+                          static_cast<std::uint64_t>(std::count_if(
+                              first, last, [this](const Command& c) { return counts(c); })));
+    };
+    undelivered(batch_.begin() + static_cast<std::ptrdiff_t>(next_), batch_.end());
     batch_.clear();
     next_ = 0;
-    for (const Command& command : arrivals_) {
-        count_undelivered(command);
-    }
-    arrivals_.clear();
-    while (inbox_.pop_bulk(arrivals_, kPopChunk) > 0) {
-        for (const Command& command : arrivals_) {
-            count_undelivered(command);
-        }
+    do {
+        undelivered(arrivals_.begin(), arrivals_.end());
         arrivals_.clear();
-    }
+    } while (inbox_.pop_bulk(arrivals_, kPopChunk) > 0);
     stats_.collected.set(0);
-}
-
-// A send, or a broadcast (counted once, on shard 0, where it counts as published), that no
-// session will get because the shard is stopping.
-void Shard::count_undelivered(const Command& command) {
-    if (command.kind == Command::Kind::send ||
-        (command.kind == Command::Kind::broadcast && index_ == 0)) {
-        stats_.add_failed(FailureReason::shutdown);
-    }
 }
 
 }  // namespace shardcast::dispatcher

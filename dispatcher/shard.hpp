@@ -114,10 +114,11 @@ private:
 
     void drain();
     void collect();
+    bool pop_arrivals();
     void append_in_stamp_order();
     void deliver(Command& command);
     void deliver_to(const SessionList& sessions, const Outbound& message);
-    void count_undelivered(const Command& command);
+    bool counts(const Command& command) const;
     bool forwards(const Command& command, bool held_here) const;
     void replace_older(const Command& claim);
     void remove_overflowed();

@@ -31,7 +31,6 @@ Exits 0 when all of it holds; gives up after --timeout seconds.
 import argparse
 import collections
 import os
-import socket
 import sys
 import threading
 import time
@@ -42,6 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # This test's own modules, and the harness it shares with the other end-to-end tests.
 sys.path[:0] = [HERE, os.path.join(HERE, os.pardir, "support")]
 from harness.processes import NatsServer  # noqa: E402
+from harness.raw_websocket import RawWebSocket  # noqa: E402
 from harness.runner import find_program, run_scenario  # noqa: E402
 from harness.waiting import TestFailure, log, wait_until  # noqa: E402
 from nats_client import NatsClient  # noqa: E402
@@ -64,27 +64,6 @@ def message(phase, source, target, seq):
     """The text of one message: the phase tag first (clients group by it), then who
     published it, to whom, and its sequence number per (source, target)."""
     return f"{phase}:{source}:{target}:{seq}"
-
-
-def raw_upgrade(port, client_id):
-    """A WebSocket client that upgrades by hand and then never reads, with a 4 KiB receive
-    buffer: the server's writes to it stall at once."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET /ws/{client_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(1)
-        if not chunk:
-            raise TestFailure(f"{client_id}: the server closed the connection during the upgrade")
-        response += chunk
-    if not response.startswith(b"HTTP/1.1 101"):
-        raise TestFailure(f"{client_id}: upgrade refused: {response.splitlines()[0]!r}")
-    return sock
 
 
 def source_of(text):
@@ -843,7 +822,7 @@ class Scenario:
         # A client that never reads, with 640 KB queued for it: more than the kernel takes
         # with a 64 KiB send buffer, less than session.buffer_limit. Its session stays busy,
         # so the drain lasts its whole drain_timeout.
-        stalled = raw_upgrade(b.port, "xstall")
+        stalled = RawWebSocket(b.port, "xstall", receive_buffer=4096)
         try:
             for _ in range(8):
                 b.api.send("xstall", "x" * 80_000)
@@ -859,7 +838,7 @@ class Scenario:
             wait_until(lambda: client.close_codes, 10, f"{cid} to be closed by {b.name}")
             stopper.join(20)
         finally:
-            stalled.close()
+            stalled.abort()
         if client.messages(phase) != [text] or client.close_codes != [1001]:
             raise TestFailure(f"{cid} got {client.messages(phase)} and closed with "
                               f"{client.close_codes}; expected [{text!r}], then 1001")

@@ -110,10 +110,7 @@ TEST(MetricsTest, HandshakeFailuresAreCountedByReason) {
 
 // The shard decides an upgrade's answer: a session it refuses is a 409, not a 101.
 TEST(MetricsTest, UpgradesAreCountedWithTheAnswerTheShardGave) {
-    auto config = test_dispatcher_config();
-    config.session.on_duplicate = dispatcher::DuplicatePolicy::allow;
-    config.session.max_per_client = 1;
-    TestServer server(config);
+    TestServer server(allow_mode_config(1));
     ClientLoop loop;
     auto first = WsClient::start(loop, server.port(), "/ws/one");
     ASSERT_TRUE(first->wait_open(5s));

@@ -37,13 +37,13 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                                 "support"))
 from harness.processes import NatsServer  # noqa: E402
+from harness.raw_websocket import OP_PING, OP_TEXT, RawWebSocket  # noqa: E402
 from harness.runner import find_program, run_scenario  # noqa: E402
 from harness.waiting import TestFailure, log, wait_until  # noqa: E402
 from prometheus_test_support import dashboard  # noqa: E402
 from prometheus_test_support.processes import (  # noqa: E402
     Prometheus, start_shardcast, write_prometheus_config)
 from prometheus_test_support.prometheus_api import PrometheusApi, QueryError  # noqa: E402
-from prometheus_test_support.raw_websocket import OP_PING, OP_TEXT, RawWebSocket  # noqa: E402
 
 # Heartbeats short enough that a silent client is removed within the test, long enough that
 # a loaded machine does not drop the clients that do answer.

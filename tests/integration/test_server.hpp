@@ -18,6 +18,14 @@ inline dispatcher::DispatcherConfig test_dispatcher_config() {
     return config;
 }
 
+// on_duplicate: allow, so an id may hold up to max_per_client sessions and the next gets 409.
+inline dispatcher::DispatcherConfig allow_mode_config(std::size_t max_per_client) {
+    dispatcher::DispatcherConfig config = test_dispatcher_config();
+    config.session.on_duplicate = dispatcher::DuplicatePolicy::allow;
+    config.session.max_per_client = max_per_client;
+    return config;
+}
+
 inline transport::TransportConfig test_transport_config() {
     transport::TransportConfig config;
     config.host = "127.0.0.1";

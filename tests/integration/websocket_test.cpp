@@ -55,10 +55,7 @@ TEST(WebSocketTest, NewConnectionReplacesOldWith4001) {
 }
 
 TEST(WebSocketTest, AllowModeRefusesOverMaxPerClientWith409) {
-    auto config = test_dispatcher_config();
-    config.session.on_duplicate = dispatcher::DuplicatePolicy::allow;
-    config.session.max_per_client = 2;
-    TestServer server(config);
+    TestServer server(allow_mode_config(2));
     ClientLoop loop;
     auto a = WsClient::start(loop, server.port(), "/ws/many");
     auto b = WsClient::start(loop, server.port(), "/ws/many");
