@@ -13,6 +13,8 @@ inline constexpr std::uint16_t kTooBig = 1009;            // client frame over m
 inline constexpr std::uint16_t kReplaced = 4001;          // a newer session took the client id
 inline constexpr std::uint16_t kHeartbeatTimeout = 4002;  // nothing heard within heartbeat_timeout
 inline constexpr std::uint16_t kSendTimeout = 4003;       // a write outlived send_time_limit
+inline constexpr std::uint16_t kTokenExpired = 4004;      // the connect token expired
+inline constexpr std::uint16_t kRefreshRefused = 4005;    // a refresh token did not verify
 
 // A close frame carries at most 123 bytes of reason.
 inline constexpr std::size_t kMaxReasonBytes = 123;

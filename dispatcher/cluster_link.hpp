@@ -40,9 +40,12 @@ public:
     // being, or will be, handed to the dispatcher: the one call that waits.
     virtual void stop_receiving() = 0;
 
-    // Whether upstream() wants the frames clients send; read once per frame.
+    // Whether upstream() wants the frames clients send; read once per frame. info is what the
+    // client's connect token says about it (a JSON object), or empty.
     virtual bool wants_upstream() const = 0;
-    virtual void upstream(std::string_view client_id, std::string_view data) = 0;
+    virtual void upstream(std::string_view client_id,
+                          std::string_view info,
+                          std::string_view data) = 0;
 };
 
 }  // namespace shardcast::dispatcher

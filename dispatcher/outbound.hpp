@@ -41,7 +41,8 @@ public:
     }
 
     // Preconditions: not default-constructed or moved from.
-    const std::string& text() const { return *block_->payload; }
+    const Content& content() const { return *block_->payload; }
+    const std::string& text() const { return block_->payload->text(); }
     std::size_t size() const { return block_->payload->size(); }
     std::chrono::steady_clock::time_point enqueued() const { return block_->enqueued; }
 

@@ -17,9 +17,11 @@ enum class RemovalReason : unsigned char {
     disconnected,       // Dispatcher::disconnect was called for the id
     server_shutdown,    // the dispatcher is stopping
     handshake_failed,   // the WebSocket upgrade never completed
+    token_expired,      // the connect token's exp (plus leeway) passed without a refresh
+    refresh_refused,    // the client sent a refresh token that does not verify for its id
 };
 
-inline constexpr std::size_t kRemovalReasonCount = 10;
+inline constexpr std::size_t kRemovalReasonCount = 12;
 
 constexpr std::string_view to_string(RemovalReason reason) {
     switch (reason) {
@@ -43,6 +45,10 @@ constexpr std::string_view to_string(RemovalReason reason) {
             return "server_shutdown";
         case RemovalReason::handshake_failed:
             return "handshake_failed";
+        case RemovalReason::token_expired:
+            return "token_expired";
+        case RemovalReason::refresh_refused:
+            return "refresh_refused";
     }
     return "unknown";
 }

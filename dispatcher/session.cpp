@@ -120,6 +120,9 @@ std::optional<RemovalReason> Session::check(Clock::time_point now) const {
     if (state_ != State::open) {
         return std::nullopt;
     }
+    if (now >= expires_) {
+        return RemovalReason::token_expired;
+    }
     if (in_flight_ > 0 && now - write_started_ > config.send_time_limit) {
         return RemovalReason::send_timeout;
     }
@@ -148,7 +151,8 @@ void Session::begin_close(RemovalReason reason, std::uint16_t code, std::string_
     // is dropped and counted.
     const bool announced = reason == RemovalReason::disconnected ||
                            reason == RemovalReason::replaced ||
-                           reason == RemovalReason::server_shutdown;
+                           reason == RemovalReason::server_shutdown ||
+                           reason == RemovalReason::token_expired;
     if (was_open && announced && in_flight_ == 0 && !queue_.empty()) {
         write_next();
     }
@@ -170,6 +174,8 @@ void Session::begin_close(RemovalReason reason, std::uint16_t code, std::string_
         case RemovalReason::heartbeat_timeout:
         case RemovalReason::disconnected:
         case RemovalReason::server_shutdown:
+        case RemovalReason::token_expired:
+        case RemovalReason::refresh_refused:
             if (was_open) {
                 start_close(code, text);
                 return;
@@ -271,14 +277,21 @@ void Session::on_heard() {
     last_heard_ = Clock::now();
 }
 
-void Session::on_frame(std::string_view data) {
+void Session::on_frame(std::string_view data, std::string_view info) {
     assert(on_shard_thread());
     last_heard_ = Clock::now();
     ShardStats& stats = shard_.stats();
     stats.frames_received.add();
     stats.bytes_received.add(data.size());
     if (ClusterLink* link = shard_.link(); link && link->wants_upstream()) {
-        link->upstream(client_id_, data);
+        link->upstream(client_id_, info, data);
+    }
+}
+
+void Session::on_refresh_refused(std::string_view why) {
+    assert(on_shard_thread());
+    if (state_ == State::open) {
+        shard_.remove(*this, RemovalReason::refresh_refused, close_code::kRefreshRefused, why);
     }
 }
 

@@ -57,8 +57,13 @@ public:
     // Called by the Shard at the end of a drain turn, once per session deliver() asked for.
     void write_queued();
 
-    // Called by the Shard on every tick: the reason to remove the session when a heartbeat
-    // or send-time limit has expired.
+    // When the client's connect token runs out (its exp plus leeway); never, by default.
+    // Set by the transport before the session is attached, and moved by a refresh.
+    void set_expiry(Clock::time_point expires) { expires_ = expires; }
+    Clock::time_point expiry() const { return expires_; }
+
+    // Called by the Shard on every tick: the reason to remove the session when a heartbeat,
+    // send-time limit or token has expired.
     std::optional<RemovalReason> check(Clock::time_point now) const;
     // Whether a heartbeat ping is due; the Shard then calls ping() once it has finished
     // walking its sessions, since a ping that fails at once removes the session. A removal
@@ -89,8 +94,13 @@ protected:
     void on_write_done(bool ok);
     void on_ping_done(bool ok);
     void on_heard();  // any frame from the client: data, pong, ping
-    void on_frame(std::string_view data);
+    // A message from the client; info is what its token says about it (JSON, or empty),
+    // passed along with the frame to cluster.upstream.
+    void on_frame(std::string_view data, std::string_view info);
     void on_read_end(RemovalReason reason);
+    // The client asked to refresh its token and the new one does not hold (why: a reason
+    // for the close frame, at most 123 bytes). Closes the session with 4005.
+    void on_refresh_refused(std::string_view why);
 
     // Transport primitives, on the shard thread. At most one write and one ping are in
     // flight at a time; each completion calls on_write_done / on_ping_done.
@@ -100,7 +110,7 @@ protected:
     // write says how many it takes with max_batch(); the default is one message per write.
     virtual void start_write(std::size_t count) = 0;
     virtual std::size_t max_batch() const { return 1; }
-    const std::string& in_flight(std::size_t i) const { return queue_.at(i).text(); }
+    const Content& in_flight(std::size_t i) const { return queue_.at(i).content(); }
     virtual void start_ping() = 0;
     // Sends a close frame; the transport calls finish_close() once the socket is closed.
     virtual void start_close(std::uint16_t code, std::string_view reason) = 0;
@@ -135,6 +145,7 @@ private:
     Clock::time_point last_heard_;
     Clock::time_point next_ping_;
     Clock::time_point close_deadline_{};
+    Clock::time_point expires_ = Clock::time_point::max();
     std::unique_ptr<DeferredClose> deferred_close_;  // rare: kept off the session's inline size
 };
 

@@ -46,6 +46,10 @@ std::uint16_t close_code_for(RemovalReason reason) {
             return close_code::kSendTimeout;
         case RemovalReason::server_shutdown:
             return close_code::kGoingAway;
+        case RemovalReason::token_expired:
+            return close_code::kTokenExpired;
+        case RemovalReason::refresh_refused:
+            return close_code::kRefreshRefused;
         default:
             return close_code::kNormal;
     }

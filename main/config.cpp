@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "transport/client_id.hpp"
+#include "transport/connect_token.hpp"
 
 namespace shardcast {
 namespace {
@@ -223,6 +224,15 @@ std::pair<std::string, std::uint16_t> parse_listen(std::string_view key, const Y
     return {host, static_cast<std::uint16_t>(*port)};
 }
 
+std::vector<std::string> split(std::string_view text, char separator) {
+    std::vector<std::string> parts;
+    for (std::size_t start = 0, end = 0; end != std::string_view::npos; start = end + 1) {
+        end = text.find(separator, start);
+        parts.emplace_back(text.substr(start, end - start));
+    }
+    return parts;
+}
+
 // Errors about a key never quote it: they end up in logs.
 std::vector<std::string> parse_api_keys(const std::string& key, const YAML::Node& node) {
     if (!node.IsSequence()) {
@@ -252,6 +262,131 @@ std::vector<std::string> parse_api_keys(const std::string& key, const YAML::Node
         keys.push_back(text);
     }
     return keys;
+}
+
+// The text of a file named by a config key; errors name the key and the file, never the
+// contents.
+std::string read_text_file(const std::string& key, const std::string& path) {
+    std::error_code ec;
+    if (path.empty()) {
+        throw ConfigError(key + ": expected a file path, got \"\"");
+    }
+    if (std::filesystem::is_directory(path, ec)) {
+        throw ConfigError(key + ": \"" + path + "\" is a directory");
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw ConfigError(key + ": cannot read \"" + path + "\": " + std::strerror(errno));
+    }
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// One key per line; blank lines and lines starting with # are skipped.
+std::vector<std::string> parse_api_keys_file(const std::string& key, const YAML::Node& node) {
+    const std::string path = scalar(key, node, "a file path");
+    const std::string text = read_text_file(key, path);
+    std::vector<std::string> keys;
+    std::size_t line_number = 0;
+    for (const std::string& raw : split(text, '\n')) {
+        ++line_number;
+        std::string line = raw;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.empty() || line.front() == '#') continue;
+        for (unsigned char c : line) {
+            if (c <= ' ' || c == 0x7f) {
+                throw ConfigError(key + ": line " + std::to_string(line_number) + " of \"" +
+                                  path + "\" has a space or control character in its key");
+            }
+        }
+        keys.push_back(std::move(line));
+    }
+    return keys;
+}
+
+// HS256 needs a key as long as its hash, 32 bytes: a shorter one can be found by trying.
+// Errors say how long the secret is, never what it is.
+std::string checked_hmac_secret(const std::string& key, std::string secret) {
+    if (secret.size() < 32) {
+        throw ConfigError(key + ": expected a secret of at least 32 bytes, got one of " +
+                          std::to_string(secret.size()) + " (not shown)");
+    }
+    return secret;
+}
+
+std::string parse_hmac_secret(const std::string& key, const YAML::Node& node) {
+    if (!node.IsScalar()) {
+        throw ConfigError(key + ": expected a secret string");
+    }
+    return node.Scalar().empty() ? std::string() : checked_hmac_secret(key, node.Scalar());
+}
+
+std::string parse_hmac_secret_file(const std::string& key, const YAML::Node& node) {
+    std::string secret = read_text_file(key, scalar(key, node, "a file path"));
+    // A trailing newline is what an editor or `echo` leaves, not part of the secret.
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) {
+        secret.pop_back();
+    }
+    return checked_hmac_secret(key, std::move(secret));
+}
+
+// auth.jwt.hmac_secret and auth.jwt.hmac_secret_file are two ways to give one secret.
+void set_hmac_secret(const std::string& key, std::string secret, Config& config) {
+    std::string& current = config.transport.auth.jwt.hmac_secret;
+    if (!current.empty() && !secret.empty()) {
+        throw ConfigError(key +
+                          ": auth.jwt.hmac_secret and auth.jwt.hmac_secret_file are both set; "
+                          "set one");
+    }
+    if (!secret.empty()) current = std::move(secret);
+}
+
+std::vector<std::string> string_list(const std::string& key,
+                                     const YAML::Node& node,
+                                     std::string_view expected) {
+    if (!node.IsSequence()) {
+        if (node.IsNull()) return {};
+        fail_type(key, expected, node);
+    }
+    std::vector<std::string> items;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+        items.push_back(scalar(key + "[" + std::to_string(i) + "]", node[i], expected));
+    }
+    return items;
+}
+
+std::vector<transport::PublicKeyFile> parse_public_keys(const std::string& key,
+                                                        const YAML::Node& node) {
+    std::vector<transport::PublicKeyFile> keys;
+    const auto paths = string_list(key, node, "a list of PEM file paths");
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+        keys.push_back({paths[i], read_text_file(key + "[" + std::to_string(i) + "]", paths[i])});
+    }
+    return keys;
+}
+
+// "*" alone, or exact origins: http(s)://host[:port], as a browser sends them.
+std::vector<std::string> parse_origins(const std::string& key, const YAML::Node& node) {
+    constexpr std::string_view expected =
+        "a list of origins such as [https://app.example.com], or [\"*\"] for any";
+    auto origins = string_list(key, node, expected);
+    for (std::size_t i = 0; i < origins.size(); ++i) {
+        const std::string& origin = origins[i];
+        const std::string item = key + "[" + std::to_string(i) + "]";
+        if (origin == "*") {
+            if (origins.size() != 1) fail(item, "\"*\" alone, or no \"*\"", origin);
+            continue;
+        }
+        const bool scheme = origin.starts_with("http://") || origin.starts_with("https://");
+        const std::string_view rest =
+            std::string_view(origin).substr(origin.find("://") == std::string::npos
+                                                ? 0
+                                                : origin.find("://") + 3);
+        if (!scheme || rest.empty() || rest.find_first_of("/?# ") != std::string_view::npos) {
+            fail(item, "an origin such as https://app.example.com (scheme, host, port; no path)",
+                 origin);
+        }
+    }
+    return origins;
 }
 
 constexpr std::string_view kNatsUrlExpected =
@@ -414,7 +549,57 @@ constexpr Field kFields[] = {
      }},
     {"auth.api_keys",
      [](const auto& key, const auto& node, Config& config) {
-         config.transport.api_keys = parse_api_keys(key, node);
+         // Appended: auth.api_keys_file may have contributed keys of its own.
+         auto keys = parse_api_keys(key, node);
+         auto& all = config.transport.auth.api_keys;
+         all.insert(all.end(), keys.begin(), keys.end());
+     }},
+    {"auth.api_keys_file",
+     [](const auto& key, const auto& node, Config& config) {
+         auto keys = parse_api_keys_file(key, node);
+         auto& all = config.transport.auth.api_keys;
+         all.insert(all.end(), keys.begin(), keys.end());
+     }},
+    {"auth.insecure_api",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.auth.insecure_api = one_of(key, node, kBooleans) == 1;
+     }},
+    {"auth.anonymous_clients",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.auth.anonymous_clients = one_of(key, node, kBooleans) == 1;
+     }},
+    {"auth.allowed_origins",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.auth.allowed_origins = parse_origins(key, node);
+     }},
+    {"auth.jwt.hmac_secret",
+     [](const auto& key, const auto& node, Config& config) {
+         set_hmac_secret(key, parse_hmac_secret(key, node), config);
+     }},
+    {"auth.jwt.hmac_secret_file",
+     [](const auto& key, const auto& node, Config& config) {
+         set_hmac_secret(key, parse_hmac_secret_file(key, node), config);
+     }},
+    {"auth.jwt.public_keys",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.auth.jwt.public_keys = parse_public_keys(key, node);
+     }},
+    {"auth.jwt.audience",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.auth.jwt.audience = scalar(key, node, "a string");
+     }},
+    {"auth.jwt.issuer",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.auth.jwt.issuer = scalar(key, node, "a string");
+     }},
+    {"auth.jwt.leeway",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.auth.jwt.leeway = std::chrono::duration_cast<std::chrono::seconds>(
+             duration_up_to(key, node, milliseconds{300'000}));
+     }},
+    {"auth.jwt.require_exp",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.auth.jwt.require_exp = one_of(key, node, kBooleans) == 1;
      }},
     {"shutdown.drain_timeout",
      [](const auto& key, const auto& node, Config& config) {
@@ -535,6 +720,12 @@ void check_relations(const Config& config) {
                  format_duration(cluster.reconnect_wait) + ")",
              format_duration(cluster.reconnect_wait_max));
     }
+    // The keys themselves: a file that is not a usable public key stops startup here.
+    try {
+        transport::TokenVerifier verifier(config.transport.auth.jwt);
+    } catch (const std::invalid_argument& e) {
+        throw ConfigError(e.what());
+    }
 }
 
 YAML::Node read_file(const std::filesystem::path& path) {
@@ -565,15 +756,6 @@ YAML::Node read_file(const std::filesystem::path& path) {
     return root;
 }
 
-std::vector<std::string> split(std::string_view text, char separator) {
-    std::vector<std::string> parts;
-    for (std::size_t start = 0, end = 0; end != std::string_view::npos; start = end + 1) {
-        end = text.find(separator, start);
-        parts.emplace_back(text.substr(start, end - start));
-    }
-    return parts;
-}
-
 // Writes "dotted.key=value" into the tree, so the value then meets the same checks and errors
 // as one read from the file. It replaces whatever the file had on that path.
 void apply_override(YAML::Node& root, const std::string& text) {
@@ -597,8 +779,8 @@ void apply_override(YAML::Node& root, const std::string& text) {
         }
         node.reset(child);
     }
-    if (key == "auth.api_keys") {
-        // An empty value clears the list; a key cannot contain a comma.
+    if (key == "auth.api_keys" || key == "auth.allowed_origins" || key == "auth.jwt.public_keys") {
+        // An empty value clears the list; a key, origin or path cannot contain a comma.
         YAML::Node list(YAML::NodeType::Sequence);
         for (const std::string& item :
              value.empty() ? std::vector<std::string>{} : split(value, ',')) {
@@ -683,9 +865,27 @@ std::string describe(const Config& config) {
     add("http.threads", std::to_string(transport.http_threads));
     add("http.max_body", std::to_string(transport.max_body));
     add("http.idle_timeout", format_duration(transport.http_idle_timeout));
-    // Only the count: keys are secrets and this line goes to the log.
-    std::size_t keys = transport.api_keys.size();
+    // Only counts and whether a secret is set: secrets never reach the log.
+    const auto& auth = transport.auth;
+    std::size_t keys = auth.api_keys.size();
     add("auth.api_keys", "<" + std::to_string(keys) + (keys == 1 ? " key>" : " keys>"));
+    add("auth.insecure_api", kBooleans[auth.insecure_api ? 1 : 0]);
+    add("auth.anonymous_clients", kBooleans[auth.anonymous_clients ? 1 : 0]);
+    std::string origins;
+    for (const auto& origin : auth.allowed_origins) {
+        origins.append(origins.empty() ? "" : ",").append(origin);
+    }
+    add("auth.allowed_origins", origins);
+    add("auth.jwt.hmac_secret", auth.jwt.hmac_secret.empty() ? "<unset>" : "<set>");
+    std::string pems;
+    for (const auto& pem : auth.jwt.public_keys) {
+        pems.append(pems.empty() ? "" : ",").append(pem.path);
+    }
+    add("auth.jwt.public_keys", pems);
+    add("auth.jwt.audience", auth.jwt.audience);
+    add("auth.jwt.issuer", auth.jwt.issuer);
+    add("auth.jwt.leeway", format_duration(auth.jwt.leeway));
+    add("auth.jwt.require_exp", kBooleans[auth.jwt.require_exp ? 1 : 0]);
     add("shutdown.drain_timeout", format_duration(config.drain_timeout));
     add("metrics.enabled", kBooleans[config.metrics_enabled ? 1 : 0]);
     add("metrics.listen", transport.metrics_listen ? endpoint(transport.metrics_listen->host,

@@ -22,6 +22,7 @@
 #include "main/config.hpp"
 #include "main/summary.hpp"
 #include "metrics/collector.hpp"
+#include "transport/connect_token.hpp"
 #include "transport/nats_bus.hpp"
 #include "transport/server.hpp"
 
@@ -74,10 +75,38 @@ std::string default_node_name(std::uint16_t port) {
            (port != 0 ? std::to_string(port) : "pid" + std::to_string(getpid()));
 }
 
-int serve(const shardcast::Config& config) {
-    if (config.transport.api_keys.empty()) {
-        spdlog::warn("auth.api_keys is empty: anyone who can reach the port can publish");
+// Says at startup who may publish and who may connect, loudest where anyone may.
+void announce_access(const shardcast::transport::AuthConfig& auth) {
+    if (!auth.api_keys.empty()) {
+        spdlog::info("publish API: {} key(s) from auth.api_keys / auth.api_keys_file",
+                     auth.api_keys.size());
+    } else if (auth.insecure_api) {
+        spdlog::error(
+            "auth.insecure_api is true and no auth.api_keys are set: ANYONE who can reach this "
+            "port can publish, disconnect any client and list who is online");
+    } else {
+        spdlog::warn(
+            "publish API closed: no auth.api_keys are set, so publish, disconnect, lookup and "
+            "stats answer 403; set auth.api_keys or auth.api_keys_file");
     }
+    if (auth.anonymous_clients) {
+        spdlog::error(
+            "auth.anonymous_clients is true: ANY client can connect to /ws/{{id}} as any id it "
+            "names and receive that id's messages");
+    } else if (auth.jwt.hmac_secret.empty() && auth.jwt.public_keys.empty()) {
+        spdlog::warn(
+            "no client can connect: set auth.jwt.hmac_secret, auth.jwt.hmac_secret_file or "
+            "auth.jwt.public_keys so clients can prove their id with a token");
+    }
+    if (auth.any_origin()) {
+        spdlog::warn(
+            "auth.allowed_origins is [\"*\"]: any web page can open a WebSocket to this server "
+            "from its visitors' browsers");
+    }
+}
+
+int serve(const shardcast::Config& config) {
+    announce_access(config.transport.auth);
     raise_descriptor_limit();
     warn_if_send_buffer_capped(config.dispatcher.session.socket_send_buffer);
 
@@ -151,6 +180,28 @@ int serve(const shardcast::Config& config) {
     return 0;
 }
 
+// shardcast token: a token for trying things out, and a reference for backends.
+int print_token(const shardcast::Config& config,
+                const std::string& sub,
+                const std::string& ttl_text,
+                const std::string& info) {
+    try {
+        const auto ttl = shardcast::parse_duration("--ttl", ttl_text);
+        if (ttl < std::chrono::seconds{1}) {
+            throw shardcast::ConfigError("--ttl: expected at least 1s, got \"" + ttl_text + "\"");
+        }
+        std::printf("%s\n", shardcast::transport::mint_token(
+                                config.transport.auth.jwt, sub,
+                                std::chrono::duration_cast<std::chrono::seconds>(ttl),
+                                std::chrono::system_clock::now(), info)
+                                .c_str());
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "shardcast token: %s\n", e.what());
+        return 2;
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -161,6 +212,16 @@ int main(int argc, char** argv) {
     std::vector<std::string> overrides;
     bool check_only = false;
     app.add_option("-c,--config", config_file, "YAML configuration file");
+    std::string token_sub;
+    std::string token_ttl = "1h";
+    std::string token_info;
+    CLI::App* token = app.add_subcommand(
+        "token", "print an HS256 connect token signed with auth.jwt.hmac_secret, and exit");
+    token->add_option("--sub", token_sub, "the client id the token proves")->required();
+    token->add_option("--ttl", token_ttl, "how long it holds, e.g. 30m or 1h (default 1h)");
+    token->add_option("--info", token_info, "a JSON object for the info claim");
+    // --config and -s given after "token" belong to the main command.
+    token->fallthrough();
     app.add_option("-l,--listen", listen, "host:port to serve on (key: listen)");
     app.add_option("--shards", shards, "number of shards (key: shards)");
     app.add_option("-s,--set", overrides, "override any key, e.g. -s session.buffer_limit=2MiB");
@@ -179,6 +240,10 @@ int main(int argc, char** argv) {
     } catch (const shardcast::ConfigError& e) {
         std::fprintf(stderr, "shardcast: configuration error: %s\n", e.what());
         return 2;
+    }
+
+    if (*token) {
+        return print_token(config, token_sub, token_ttl, token_info);
     }
 
     spdlog::set_default_logger(spdlog::stderr_color_mt("shardcast"));

@@ -143,12 +143,14 @@ std::vector<MetricFamily> Collector::Collect() const {
     auto& handshakes =
         family(out, "shardcast_handshake_failures_total",
                "WebSocket upgrades that did not become a session, by reason.", MetricType::Counter);
-    add(handshakes, d(http_.refusals(UpgradeRefusal::invalid_client_id)),
-        {{"reason", "invalid_client_id"}});
-    add(handshakes, d(http_.refusals(UpgradeRefusal::not_upgrade)), {{"reason", "not_upgrade"}});
+    for (std::size_t r = 0; r < transport::kUpgradeRefusalCount; ++r) {
+        const auto reason = UpgradeRefusal(r);
+        // A shard refuses a session too once it is stopping: both are shutting_down.
+        const std::uint64_t more = reason == UpgradeRefusal::shutting_down ? stopping : 0;
+        add(handshakes, d(http_.refusals(reason) + more),
+            {{"reason", std::string(to_string(reason))}});
+    }
     add(handshakes, d(too_many), {{"reason", "too_many_sessions"}});
-    add(handshakes, d(http_.refusals(UpgradeRefusal::shutting_down) + stopping),
-        {{"reason", "shutting_down"}});
     add(handshakes, d(cleaned[static_cast<std::size_t>(RemovalReason::handshake_failed)]),
         {{"reason", "handshake_error"}});
 

@@ -7,6 +7,7 @@
 #include "transport/client_id.hpp"
 #include "transport/json_reader.hpp"
 #include "transport/printable.hpp"
+#include "transport/request_target.hpp"
 
 namespace shardcast::transport {
 namespace json = boost::json;
@@ -15,8 +16,6 @@ namespace {
 constexpr std::string_view kClientPrefix = "/api/v1/clients/";
 // A batch answer lists at most this many line errors; "rejected" still counts them all.
 constexpr std::size_t kMaxListedErrors = 100;
-
-std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
 
 ApiResponse error(unsigned status, std::string_view message) {
     return ApiResponse{status, json_error(message)};
@@ -100,7 +99,7 @@ std::string read_message(JsonReader& reader, std::string_view text, Shape shape,
     if (const json::string* s = data->if_string()) {
         out.payload = dispatcher::make_payload(std::string(s->data(), s->size()));
     } else {
-        out.payload = dispatcher::make_payload(json::serialize(*data));
+        out.payload = dispatcher::make_json_payload(json::serialize(*data));
     }
     return {};
 }
@@ -115,23 +114,11 @@ json::object by_reason(const std::array<Counter, N>& counters, Name name) {
     return out;
 }
 
-// Constant-time comparison: a key check must not leak how much of a guess was right.
-bool same_secret(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) {
-        return false;
-    }
-    unsigned char diff = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-    }
-    return diff == 0;
-}
-
 }  // namespace
 
 Route route_of(std::string_view path) {
     path = path_of(path);
-    if (path.starts_with(kWsPrefix)) return Route::websocket;
+    if (path == kWsPath || path.starts_with(kWsPrefix)) return Route::websocket;
     if (path == "/api/v1/send") return Route::send;
     if (path == "/api/v1/broadcast") return Route::broadcast;
     if (path == "/api/v1/batch") return Route::batch;
@@ -153,22 +140,6 @@ Api::Api(const TransportConfig& config,
          const std::atomic<bool>& accepting,
          HttpStats& stats)
     : config_(config), dispatcher_(dispatcher), accepting_(accepting), stats_(stats) {}
-
-bool Api::authorized(std::string_view authorization) const {
-    if (config_.api_keys.empty()) {
-        return true;
-    }
-    constexpr std::string_view kBearer = "Bearer ";
-    if (!authorization.starts_with(kBearer)) {
-        return false;
-    }
-    const std::string_view key = authorization.substr(kBearer.size());
-    bool match = false;
-    for (const auto& candidate : config_.api_keys) {
-        match |= same_secret(key, candidate);
-    }
-    return match;
-}
 
 std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& later) {
     const std::string_view path = path_of(request.target);
@@ -202,12 +173,7 @@ std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& l
             break;
     }
 
-    // Everything below publishes or reveals clients: it needs a key when keys are set.
-    if (!authorized(request.authorization)) {
-        ApiResponse r = error(401, "missing or invalid API key (Authorization: Bearer <key>)");
-        r.www_authenticate = "Bearer";
-        return r;
-    }
+    // Everything below publishes or reveals clients: the HttpSession has checked the key.
     switch (route) {
         case Route::send:
             if (!post) return only("POST");

@@ -3,7 +3,8 @@
 //
 // Thread contract: handle() may be called from any HTTP thread concurrently. It answers at
 // once, or (for client lookups) later by calling the given function on the client's shard
-// thread; the caller must then move back to its own executor.
+// thread; the caller must then move back to its own executor. The caller has checked the
+// API key of the routes that need one (needs_api_key) before reading the body.
 #pragma once
 
 #include <atomic>
@@ -23,7 +24,6 @@ struct ApiRequest {
     std::string_view method;
     std::string_view target;  // path and query
     std::string_view body;
-    std::string_view authorization;
 };
 
 struct ApiResponse {
@@ -37,10 +37,27 @@ struct ApiResponse {
     std::string_view allow;             // set with 405
     std::string_view www_authenticate;  // set with 401
     std::string_view retry_after;       // set with 429
+    bool websocket_version = false;     // a 426 for a version we do not speak: name ours
 };
 
-// The path prefix of WebSocket upgrades: /ws/{clientId}.
+// The paths of WebSocket upgrades: /ws (the id comes from the token) and /ws/{clientId}.
+inline constexpr std::string_view kWsPath = "/ws";
 inline constexpr std::string_view kWsPrefix = "/ws/";
+
+// Whether a route publishes or reveals clients, and so needs an API key.
+constexpr bool needs_api_key(Route route) {
+    switch (route) {
+        case Route::send:
+        case Route::broadcast:
+        case Route::batch:
+        case Route::disconnect:
+        case Route::client:
+        case Route::stats:
+            return true;
+        default:
+            return false;
+    }
+}
 
 // Which route a path names, for counting; shared with the HttpSession.
 Route route_of(std::string_view path);
@@ -70,7 +87,6 @@ public:
     }
 
 private:
-    bool authorized(std::string_view authorization) const;
     ApiResponse send(std::string_view body);
     ApiResponse broadcast(std::string_view body);
     ApiResponse batch(std::string_view body);

@@ -5,18 +5,24 @@
 
 namespace shardcast::transport::ws {
 
-void FrameGather::add(Opcode opcode, std::string_view payload) {
+void FrameGather::add(Opcode opcode,
+                      std::string_view before,
+                      std::string_view payload,
+                      std::string_view after) {
+    assert(before.size() + after.size() <= kMaxWrapBytes);
     // The header is written where it goes. Built on the stack and copied over, its bytes were
     // read back before their stores had landed: a store-forwarding stall that made this the
     // costliest line of a burst fan-out.
     assert(used_ + sizeof(FrameHeader::bytes) <= scratch_.size());
     claim(put_frame_header(reinterpret_cast<std::uint8_t*>(scratch_.data() + used_), opcode,
-                           payload.size()));
+                           before.size() + payload.size() + after.size()));
+    copy(before);
     if (payload.size() <= kCopyLimit) {
         copy(payload);
     } else {
         reference(payload);
     }
+    copy(after);
 }
 
 bool FrameGather::in_scratch(const iovec& v) const {

@@ -24,15 +24,22 @@ class FrameGather {
 public:
     // Payloads up to this size are copied next to their header; larger ones are referenced.
     static constexpr std::size_t kCopyLimit = 512;
+    // The most bytes a frame may wrap its payload in (before and after it, together).
+    static constexpr std::size_t kMaxWrapBytes = 64;
     // What the scratch and iov must hold for a write of the given number of frames.
     static constexpr std::size_t scratch_bytes(std::size_t frames) {
-        return frames * (sizeof(FrameHeader::bytes) + kCopyLimit);
+        return frames * (sizeof(FrameHeader::bytes) + kCopyLimit + kMaxWrapBytes);
     }
-    static constexpr std::size_t iovec_count(std::size_t frames) { return 2 * frames; }
+    // A header (with a copied payload), a referenced payload, and what follows it.
+    static constexpr std::size_t iovec_count(std::size_t frames) { return 3 * frames; }
 
     FrameGather(std::span<char> scratch, std::span<iovec> iov) : scratch_(scratch), iov_(iov) {}
 
-    void add(Opcode opcode, std::string_view payload);
+    void add(Opcode opcode, std::string_view payload) { add(opcode, {}, payload, {}); }
+    // A frame whose payload is before + payload + after: the payload copied or referenced as
+    // above, the wrapping copied (at most kMaxWrapBytes together).
+    void add(Opcode opcode, std::string_view before, std::string_view payload,
+             std::string_view after);
 
     std::span<const iovec> iovecs() const { return iov_.first(count_); }
     std::size_t bytes() const { return bytes_; }

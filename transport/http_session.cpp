@@ -10,12 +10,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/websocket/rfc6455.hpp>
 #include <memory>
 #include <optional>
 
-#include "transport/client_id.hpp"
 #include "transport/printable.hpp"
+#include "transport/request_target.hpp"
 #include "transport/ws_connection.hpp"
 
 namespace shardcast::transport {
@@ -62,6 +61,14 @@ private:
         const auto& request = parser_->get();
         route_ = route_of(request.target());
         // Decided from the header alone: the body is never read, so the connection closes.
+        if (!context_.metrics_only && needs_api_key(route_)) {
+            const ApiAccess access = context_.auth.api_access(request[http::field::authorization]);
+            if (!access.allowed) {
+                ApiResponse response{access.status, json_error(access.message)};
+                if (access.status == 401) response.www_authenticate = "Bearer";
+                return respond(std::move(response), true);
+            }
+        }
         if (auto length = parser_->content_length(); length && *length > context_.config.max_body) {
             return respond(
                 ApiResponse{413, json_error("request body of " + std::to_string(*length) +
@@ -123,8 +130,7 @@ private:
         if (route_ == Route::websocket) {
             return upgrade();
         }
-        const ApiRequest api_request{request.method_string(), request.target(), request.body(),
-                                     request[http::field::authorization]};
+        const ApiRequest api_request{request.method_string(), request.target(), request.body()};
         auto reply_later = [self = shared_from_this()](ApiResponse response) {
             net::post(self->stream_.get_executor(),
                       [self, response = std::move(response)]() mutable {
@@ -136,35 +142,50 @@ private:
         }
     }
 
+    // Decided whole here, on the HTTP thread: nothing reaches a shard, and no session is
+    // attached, replaced or claimed, unless the upgrade is valid and its token verifies.
     void upgrade() {
         auto& request = parser_->get();
-        std::string_view path = request.target();
-        path = path.substr(0, path.find('?'));
-        const std::string_view id = path.substr(kWsPrefix.size());
-        if (!valid_client_id(id)) {
-            context_.stats.record_refusal(UpgradeRefusal::invalid_client_id);
-            return respond(ApiResponse{400, json_error("invalid client id: expected 1-128 of "
-                                                       "A-Z a-z 0-9 . _ : @ -")},
-                           true);
-        }
-        if (request.method() != http::verb::get) {
-            context_.stats.record_refusal(UpgradeRefusal::not_upgrade);
-            ApiResponse response{405, json_error("method not allowed; use GET")};
-            response.allow = "GET";
-            return respond(std::move(response), true);
-        }
-        if (!beast::websocket::is_upgrade(request)) {
-            context_.stats.record_refusal(UpgradeRefusal::not_upgrade);
-            return respond(ApiResponse{426, json_error("expected a WebSocket upgrade")}, true);
-        }
         if (!context_.accepting.load(std::memory_order_acquire) ||
             !context_.dispatcher.accepting()) {
             context_.stats.record_refusal(UpgradeRefusal::shutting_down);
             return respond(ApiResponse{503, json_error("shutting down")}, true);
         }
+        std::string protocols;
+        const auto [first, last] = request.equal_range(http::field::sec_websocket_protocol);
+        for (auto field = first; field != last; ++field) {
+            protocols.append(protocols.empty() ? "" : ", ").append(field->value());
+        }
+        const auto origin = request.find(http::field::origin);
+        UpgradeRequestView view;
+        view.method = request.method_string();
+        view.version = request.version();
+        view.target = request.target();
+        view.host = request[http::field::host];
+        view.connection_upgrade =
+            http::token_list{request[http::field::connection]}.exists("upgrade");
+        view.upgrade_websocket = http::token_list{request[http::field::upgrade]}.exists("websocket");
+        view.key = request[http::field::sec_websocket_key];
+        view.ws_version = request[http::field::sec_websocket_version];
+        view.has_origin = origin != request.end();
+        if (view.has_origin) view.origin = origin->value();
+        view.authorization = request[http::field::authorization];
+        view.protocols = protocols;
+        UpgradeDecision decision = context_.auth.admit(view, std::chrono::system_clock::now());
+        if (!decision.identity) {
+            const UpgradeRefused& refused = decision.refused;
+            context_.stats.record_refusal(refused.reason);
+            ApiResponse response{refused.status, json_error(refused.message)};
+            if (refused.status == 405) response.allow = "GET";
+            if (refused.status == 401) response.www_authenticate = "Bearer";
+            response.websocket_version = refused.status == 426 && !view.ws_version.empty() &&
+                                         view.ws_version != "13";
+            return respond(std::move(response), true);
+        }
         stream_.expires_never();
-        hand_off(context_.dispatcher.shard_for(id), std::string(id), stream_.release_socket(),
-                 parser_->release(), context_.stats);
+        dispatcher::Shard& shard = context_.dispatcher.shard_for(decision.identity->client_id);
+        hand_off(shard, std::move(*decision.identity), stream_.release_socket(), parser_->release(),
+                 context_.stats, context_.auth.verifier());
     }
 
     void respond(ApiResponse response, bool close) {
@@ -173,7 +194,7 @@ private:
         // 429s come in floods exactly when the server is busiest: counted, not logged.
         if (response.status >= 400 && response.status < 500 && response.status != 429) {
             spdlog::warn("rejected {} {}: {} {}", printable(request.method_string()),
-                         printable(request.target()), response.status, response.body);
+                         loggable_target(request.target()), response.status, response.body);
         }
         response_ = {};
         response_.version(request.version() == 10 ? 10 : 11);
@@ -185,6 +206,7 @@ private:
             response_.set(http::field::www_authenticate, response.www_authenticate);
         }
         if (response.status == 426) response_.set(http::field::upgrade, "websocket");
+        if (response.websocket_version) response_.set(http::field::sec_websocket_version, "13");
         if (!response.retry_after.empty()) {
             response_.set(http::field::retry_after, response.retry_after);
         }

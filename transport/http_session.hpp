@@ -6,6 +6,7 @@
 
 #include "dispatcher/dispatcher.hpp"
 #include "transport/api.hpp"
+#include "transport/authenticator.hpp"
 #include "transport/http_stats.hpp"
 #include "transport/transport_config.hpp"
 
@@ -16,6 +17,7 @@ struct HttpContext {
     const TransportConfig& config;
     dispatcher::Dispatcher& dispatcher;
     Api& api;
+    const Authenticator& auth;
     HttpStats& stats;
     const std::atomic<bool>& accepting;
     // The separate metrics port: everything but /metrics and /healthz is 404 there.

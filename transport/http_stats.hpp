@@ -55,15 +55,62 @@ constexpr std::string_view to_string(Route route) {
     return "unknown";
 }
 
-// Why an upgrade request on /ws/{clientId} was answered without a WebSocket.
-enum class UpgradeRefusal : unsigned char { invalid_client_id, not_upgrade, shutting_down };
-inline constexpr std::size_t kUpgradeRefusalCount = 3;
+// Why an upgrade request on /ws or /ws/{clientId} was answered without a WebSocket. The
+// token refusals come first, in TokenError's order.
+enum class UpgradeRefusal : unsigned char {
+    missing_token,
+    malformed_token,
+    algorithm_refused,
+    bad_signature,
+    token_expired,
+    token_not_yet_valid,
+    wrong_audience,
+    wrong_issuer,
+    sub_mismatch,       // the token's sub is not the id in the path
+    origin_refused,     // a browser on an origin that is neither ours nor allowed
+    invalid_client_id,  // the path's id breaks the id rules
+    not_upgrade,        // not a WebSocket upgrade, or a malformed one
+    shutting_down,
+};
+inline constexpr std::size_t kUpgradeRefusalCount = 13;
+
+constexpr std::string_view to_string(UpgradeRefusal reason) {
+    switch (reason) {
+        case UpgradeRefusal::missing_token:
+            return "missing_token";
+        case UpgradeRefusal::malformed_token:
+            return "malformed_token";
+        case UpgradeRefusal::algorithm_refused:
+            return "algorithm_refused";
+        case UpgradeRefusal::bad_signature:
+            return "bad_signature";
+        case UpgradeRefusal::token_expired:
+            return "token_expired";
+        case UpgradeRefusal::token_not_yet_valid:
+            return "token_not_yet_valid";
+        case UpgradeRefusal::wrong_audience:
+            return "wrong_audience";
+        case UpgradeRefusal::wrong_issuer:
+            return "wrong_issuer";
+        case UpgradeRefusal::sub_mismatch:
+            return "sub_mismatch";
+        case UpgradeRefusal::origin_refused:
+            return "origin_refused";
+        case UpgradeRefusal::invalid_client_id:
+            return "invalid_client_id";
+        case UpgradeRefusal::not_upgrade:
+            return "not_upgrade";
+        case UpgradeRefusal::shutting_down:
+            return "shutting_down";
+    }
+    return "unknown";
+}
 
 class HttpStats {
 public:
     // The status codes the server answers with; anything else is counted as 0 ("other").
-    static constexpr std::array<unsigned, 15> kStatuses = {0,   101, 200, 202, 400, 401, 404, 405,
-                                                           409, 413, 426, 429, 431, 500, 503};
+    static constexpr std::array<unsigned, 16> kStatuses = {0,   101, 200, 202, 400, 401, 403, 404,
+                                                           405, 409, 413, 426, 429, 431, 500, 503};
 
     void record(Route route, unsigned status) {
         std::size_t s = 0;

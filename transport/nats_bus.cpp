@@ -3,6 +3,8 @@
 #include <nats/nats.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/json.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -146,10 +148,14 @@ struct NatsBus::Nats {
             if (!valid_utf8(data)) {
                 return reject(BusReceiveError::invalid_utf8);
             }
+            dispatcher::Payload payload = payload_of(msg, data);
+            if (!payload) {
+                return reject(BusReceiveError::bad_header);
+            }
             const char* except = nullptr;
             natsMsgHeader_Get(msg, header::kExcept, &except);
-            count(self.dispatcher_.broadcast(dispatcher::make_payload(std::string(data)),
-                                             except != nullptr ? except : "", PublishKind::bus),
+            count(self.dispatcher_.broadcast(std::move(payload), except != nullptr ? except : "",
+                                             PublishKind::bus),
                   BusKind::broadcast);
             return;
         }
@@ -163,9 +169,11 @@ struct NatsBus::Nats {
             if (!valid_utf8(data)) {
                 return reject(BusReceiveError::invalid_utf8);
             }
-            count(self.dispatcher_.send(*id, dispatcher::make_payload(std::string(data)),
-                                        PublishKind::bus),
-                  BusKind::send);
+            dispatcher::Payload payload = payload_of(msg, data);
+            if (!payload) {
+                return reject(BusReceiveError::bad_header);
+            }
+            count(self.dispatcher_.send(*id, std::move(payload), PublishKind::bus), BusKind::send);
             return;
         }
         const char* node = nullptr;
@@ -193,6 +201,19 @@ struct NatsBus::Nats {
         } else {
             reject(BusReceiveError::bad_header);
         }
+    }
+
+    // The message's payload: text, or (Shardcast-Data: json) a JSON value, which must parse,
+    // since v1 clients receive it as one. Null when it claims JSON and is not.
+    static dispatcher::Payload payload_of(natsMsg* msg, std::string_view data) {
+        const char* form = nullptr;
+        if (natsMsgHeader_Get(msg, header::kData, &form) != NATS_OK ||
+            std::string_view(form) != "json") {
+            return dispatcher::make_payload(std::string(data));
+        }
+        boost::system::error_code ec;
+        boost::json::parse(data, ec);
+        return ec ? nullptr : dispatcher::make_json_payload(std::string(data));
     }
 
     static void on_connected(natsConnection* connection, void* closure) {
@@ -368,17 +389,18 @@ bool NatsBus::admit(BusKind kind, std::size_t bytes) {
 bool NatsBus::queue_publish(BusKind what,
                             std::string_view client_id,
                             dispatcher::Payload payload,
-                            std::int64_t number) {
-    if (!admit(what, payload ? payload->size() : 0)) {
+                            std::int64_t number,
+                            std::string_view info) {
+    if (!admit(what, (payload ? payload->size() : 0) + info.size())) {
         return false;
     }
-    outbox_.enqueue(
-        Op{Op::Kind::publish, what, std::string(client_id), std::move(payload), number});
+    outbox_.enqueue(Op{Op::Kind::publish, what, std::string(client_id), std::move(payload), number,
+                       std::string(info)});
     return true;
 }
 
 void NatsBus::queue_subscription(Op::Kind kind, std::string_view client_id) {
-    outbox_.enqueue(Op{kind, BusKind::send, std::string(client_id), {}, 0});
+    outbox_.enqueue(Op{kind, BusKind::send, std::string(client_id), {}, 0, {}});
 }
 
 void NatsBus::held(std::string_view client_id) {
@@ -408,8 +430,9 @@ bool NatsBus::forward_broadcast(const dispatcher::Payload& payload, std::string_
     return queue_publish(BusKind::broadcast, except, payload);
 }
 
-void NatsBus::upstream(std::string_view client_id, std::string_view data) {
-    queue_publish(BusKind::upstream, client_id, dispatcher::make_payload(std::string(data)));
+void NatsBus::upstream(std::string_view client_id, std::string_view info, std::string_view data) {
+    queue_publish(BusKind::upstream, client_id, dispatcher::make_payload(std::string(data)), 0,
+                  info);
 }
 
 // The bus thread: runs the outbox in order until stop() and the outbox is empty.
@@ -464,22 +487,34 @@ void NatsBus::execute(Op& op) {
     }
 
     const std::string_view data = op.payload ? std::string_view(*op.payload) : std::string_view{};
-    outbox_bytes_.fetch_sub(static_cast<std::int64_t>(data.size()), std::memory_order_relaxed);
+    outbox_bytes_.fetch_sub(static_cast<std::int64_t>(data.size() + op.info.size()),
+                            std::memory_order_relaxed);
+    // Text goes out bare (PUB); a JSON value says so in a header, so v1 clients elsewhere see
+    // the same value.
+    const bool json =
+        op.payload && op.payload->form() == dispatcher::Content::Form::json;
     natsConnection* connection = nats.connection;
     natsStatus status = NATS_OK;
     switch (op.what) {
         case BusKind::send:
-            status = natsConnection_Publish(connection, subjects_.client(op.client_id).c_str(),
-                                            data.data(), static_cast<int>(data.size()));
+            if (!json) {
+                status = natsConnection_Publish(connection, subjects_.client(op.client_id).c_str(),
+                                                data.data(), static_cast<int>(data.size()));
+            } else {
+                status = Message(subjects_.client(op.client_id), data)
+                             .set(header::kData, "json")
+                             .publish(connection);
+            }
             break;
         case BusKind::broadcast:
-            if (op.client_id.empty()) {
+            if (op.client_id.empty() && !json) {
                 status = natsConnection_Publish(connection, subjects_.broadcast().c_str(),
                                                 data.data(), static_cast<int>(data.size()));
             } else {
-                status = Message(subjects_.broadcast(), data)
-                             .set(header::kExcept, op.client_id)
-                             .publish(connection);
+                Message message(subjects_.broadcast(), data);
+                if (!op.client_id.empty()) message.set(header::kExcept, op.client_id);
+                if (json) message.set(header::kData, "json");
+                status = message.publish(connection);
             }
             break;
         case BusKind::claim:
@@ -496,11 +531,13 @@ void NatsBus::execute(Op& op) {
                          .set(header::kCode, std::to_string(op.number))
                          .publish(connection);
             break;
-        case BusKind::upstream:
-            status = Message(subjects_.upstream(op.client_id), data)
-                         .set(header::kNode, node_)
-                         .publish(connection);
+        case BusKind::upstream: {
+            Message message(subjects_.upstream(op.client_id), data);
+            message.set(header::kNode, node_);
+            if (!op.info.empty()) message.set(header::kInfo, op.info);
+            status = message.publish(connection);
             break;
+        }
     }
     if (status == NATS_OK) {
         stats_.out[BusStats::index(op.what)].add();

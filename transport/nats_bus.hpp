@@ -60,7 +60,9 @@ public:
     // The message callbacks end; later messages are counted as receive errors (stopping).
     void stop_receiving() override;
     bool wants_upstream() const override { return config_.upstream; }
-    void upstream(std::string_view client_id, std::string_view data) override;
+    void upstream(std::string_view client_id,
+                  std::string_view info,
+                  std::string_view data) override;
 
 private:
     // One outbox entry: a subscription change or a message to publish.
@@ -71,6 +73,7 @@ private:
         std::string client_id;        // the id whose subject is meant; broadcast: the id to skip
         dispatcher::Payload payload;  // the data, or the close reason of a disconnect
         std::int64_t number = 0;      // claim: since (ns); disconnect: close code
+        std::string info;             // upstream: the client's info claim, or empty
     };
     // The NATS client's handles and callbacks; kept out of this header.
     struct Nats;
@@ -80,7 +83,8 @@ private:
     bool queue_publish(BusKind what,
                        std::string_view client_id,
                        dispatcher::Payload payload,
-                       std::int64_t number = 0);
+                       std::int64_t number = 0,
+                       std::string_view info = {});
     void queue_subscription(Op::Kind kind, std::string_view client_id);
     void run();
     void execute(Op& op);

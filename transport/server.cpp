@@ -15,14 +15,16 @@ struct Server::Impl {
     Impl(TransportConfig c, dispatcher::Dispatcher& d)
         : config(std::move(c)),
           dispatcher(d),
+          auth(config.auth),
           api(config, dispatcher, accepting, stats),
-          context{config, dispatcher, api, stats, accepting},
-          metrics_context{config, dispatcher, api, stats, accepting, true} {}
+          context{config, dispatcher, api, auth, stats, accepting},
+          metrics_context{config, dispatcher, api, auth, stats, accepting, true} {}
 
     TransportConfig config;
     dispatcher::Dispatcher& dispatcher;
     std::atomic<bool> accepting{false};
     HttpStats stats;
+    const Authenticator auth;
     Api api;
     HttpContext context;
     HttpContext metrics_context;

@@ -16,6 +16,7 @@ namespace shardcast::transport {
 
 class Server {
 public:
+    // Throws std::invalid_argument when a JWT key in config.auth cannot be used.
     Server(TransportConfig config, dispatcher::Dispatcher& dispatcher);
     ~Server();
 

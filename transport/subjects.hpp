@@ -45,6 +45,11 @@ inline constexpr const char* kNode = "Shardcast-Node";      // the publishing no
 inline constexpr const char* kSince = "Shardcast-Since";    // claim: Unix time in ns
 inline constexpr const char* kCode = "Shardcast-Code";      // disconnect: the close code
 inline constexpr const char* kExcept = "Shardcast-Except";  // broadcast: the id to skip
+// Data: "json" when the payload is a JSON value other than a string (what the publish API
+// took as {"data":{...}}), so shardcast.v1 clients on every node see the same value.
+inline constexpr const char* kData = "Shardcast-Data";
+// Upstream: the info claim of the client's connect token (a JSON object), when it has one.
+inline constexpr const char* kInfo = "Shardcast-Info";
 }  // namespace header
 
 }  // namespace shardcast::transport

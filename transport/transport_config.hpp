@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "transport/auth_config.hpp"
+
 namespace shardcast::transport {
 
 struct Endpoint {
@@ -24,8 +26,8 @@ struct TransportConfig {
     std::size_t max_body = 4 * 1024 * 1024;
     // An HTTP connection idle this long between requests is closed.
     std::chrono::milliseconds http_idle_timeout{60'000};
-    // When non-empty, publish, lookup and stats calls need "Authorization: Bearer <key>".
-    std::vector<std::string> api_keys;
+    // API keys, connect tokens and origins.
+    AuthConfig auth;
     // When set, a second port that serves only GET /metrics and GET /healthz, so the scrape
     // can live on an internal address while the main port faces clients.
     std::optional<Endpoint> metrics_listen;

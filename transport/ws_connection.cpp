@@ -29,6 +29,7 @@
 #include "dispatcher/shard.hpp"
 #include "transport/api.hpp"
 #include "transport/frame_gather.hpp"
+#include "transport/protocol_v1.hpp"
 #include "transport/ws_frame.hpp"
 
 namespace shardcast::transport {
@@ -43,17 +44,44 @@ namespace {
 
 // Messages one write may carry: a busy client gets many per system call.
 constexpr std::size_t kMaxFramesPerWrite = 256;
-// With the pong, ping and close frames that may ride along.
-constexpr std::size_t kMaxFrames = kMaxFramesPerWrite + 3;
+// With the pong, ping, reply and close frames that may ride along.
+constexpr std::size_t kMaxFrames = kMaxFramesPerWrite + 4;
+// A refresh costs a signature check on the shard thread: one a second is plenty for a
+// client whose token lasts minutes, and bounds what a client can make the shard spend.
+constexpr std::chrono::seconds kMinRefreshInterval{1};
+
+// The steady-clock moment a token with this exp stops holding, leeway included.
+dispatcher::Clock::time_point expiry_of(std::optional<std::int64_t> exp,
+                                        std::chrono::seconds leeway) {
+    if (!exp) {
+        return dispatcher::Clock::time_point::max();
+    }
+    const auto now = std::chrono::system_clock::now();
+    const auto left = std::chrono::seconds(*exp) + leeway -
+                      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch());
+    // Far-off expiries are never reached, and would overflow a nanosecond clock.
+    if (left > std::chrono::hours(24 * 365 * 10)) {
+        return dispatcher::Clock::time_point::max();
+    }
+    return dispatcher::Clock::now() + left;
+}
 static_assert(ws::FrameGather::scratch_bytes(kMaxFrames) <= dispatcher::Shard::kWriteScratchBytes);
 static_assert(ws::FrameGather::iovec_count(kMaxFrames) <= IOV_MAX);
 
 class WsConnection final : public dispatcher::Session {
 public:
-    WsConnection(dispatcher::Shard& shard, std::string client_id, tcp::socket socket)
-        : Session(shard, std::move(client_id)),
+    WsConnection(dispatcher::Shard& shard,
+                 ClientIdentity identity,
+                 tcp::socket socket,
+                 const TokenVerifier& verifier)
+        : Session(shard, std::move(identity.client_id)),
           socket_(std::move(socket)),
-          reader_(shard.config().max_message_size) {}
+          reader_(shard.config().max_message_size),
+          verifier_(verifier),
+          info_(std::move(identity.info)),
+          v1_(identity.v1) {
+        set_expiry(expiry_of(identity.exp, verifier.leeway()));
+    }
 
     void run(UpgradeRequest request, HttpStats& stats) {
         if (auto result = shard().attach(shared_from_this());
@@ -63,8 +91,11 @@ public:
         }
         stats.record(Route::websocket, 101);
         handshake_ = std::make_unique<websocket::stream<tcp::socket>>(std::move(socket_));
-        handshake_->set_option(websocket::stream_base::decorator(
-            [](websocket::response_type& res) { res.set(http::field::server, "shardcast"); }));
+        handshake_->set_option(
+            websocket::stream_base::decorator([v1 = v1_](websocket::response_type& res) {
+                res.set(http::field::server, "shardcast");
+                if (v1) res.set(http::field::sec_websocket_protocol, kProtocolV1);
+            }));
         handshake_->async_accept(request,
                                  [self = self()](beast::error_code ec) { self->on_accept(ec); });
     }
@@ -148,7 +179,13 @@ private:
     void on_event(const ws::Event& event) {
         switch (event.kind) {
             case ws::Event::Kind::message:
-                on_frame(event.data);
+                if (v1_ && event.message_type == ws::Opcode::text) {
+                    if (auto refresh = v1::parse_refresh(event.data)) {
+                        on_heard();
+                        return on_refresh(*refresh);
+                    }
+                }
+                on_frame(event.data, info_);
                 break;
             case ws::Event::Kind::ping:
                 // Only the latest ping needs its pong (RFC 6455, 5.5.3).
@@ -181,6 +218,31 @@ private:
         }
     }
 
+    // A shardcast.v1 client's new token: for the same id, it moves the session's expiry and
+    // is answered with {"refreshed":...} in the stream; anything else closes with 4005.
+    void on_refresh(const v1::Refresh& refresh) {
+        const auto now = dispatcher::Clock::now();
+        if (refreshed_once_ && now - last_refresh_ < kMinRefreshInterval) {
+            return on_refresh_refused("refresh refused: more than one a second");
+        }
+        refreshed_once_ = true;
+        last_refresh_ = now;
+        if (!refresh.error.empty()) {
+            return on_refresh_refused("refresh refused: " + refresh.error);
+        }
+        const TokenVerdict verdict = verifier_.verify(refresh.token, std::chrono::system_clock::now());
+        if (verdict.error) {
+            return on_refresh_refused("refresh refused: " + std::string(to_string(*verdict.error)));
+        }
+        if (verdict.claims.sub != client_id()) {
+            return on_refresh_refused("refresh refused: the token is for another client id");
+        }
+        set_expiry(expiry_of(verdict.claims.exp, verifier_.leeway()));
+        reply_ = v1::refreshed(verdict.claims.exp);
+        reply_pending_ = true;
+        flush();
+    }
+
     // A close frame written at once, without waiting: the session is about to end. Written
     // only when no other write is in flight, so frames never interleave; a client whose close
     // crosses one of our writes sees the connection end without an answer.
@@ -207,7 +269,7 @@ private:
 
     // A write is in flight exactly while one of its kinds of frame is.
     bool writing() const {
-        return writing_data_ || writing_ping_ || writing_pong_ || writing_close_;
+        return writing_data_ || writing_ping_ || writing_pong_ || writing_reply_ || writing_close_;
     }
 
     std::size_t max_batch() const override { return kMaxFramesPerWrite; }
@@ -231,7 +293,8 @@ private:
     }
 
     bool write_pending() const {
-        return pong_pending_ || ping_pending_ || data_pending_ > 0 || close_pending_;
+        return pong_pending_ || ping_pending_ || reply_pending_ || data_pending_ > 0 ||
+               close_pending_;
     }
 
     // Writes until nothing is pending or a write has to wait for the socket. Most writes
@@ -271,9 +334,19 @@ private:
             writing_ping_ = true;
             ping_pending_ = false;
         }
+        if (reply_pending_) {
+            frames.add(ws::Opcode::text, reply_);
+            writing_reply_ = true;
+            reply_pending_ = false;
+        }
         if (data_pending_ > 0) {
             for (std::size_t i = 0; i < data_pending_; ++i) {
-                frames.add(ws::Opcode::text, in_flight(i));
+                const dispatcher::Content& message = in_flight(i);
+                if (v1_) {
+                    frames.add(ws::Opcode::text, v1::kDataBefore, message.json(), v1::kDataAfter);
+                } else {
+                    frames.add(ws::Opcode::text, message.text());
+                }
             }
             writing_data_ = true;
             data_pending_ = 0;
@@ -308,6 +381,10 @@ private:
         const bool data = std::exchange(writing_data_, false);
         const bool ping = std::exchange(writing_ping_, false);
         const bool close = std::exchange(writing_close_, false);
+        // The reply went out with the write, or is lost with the connection.
+        if (std::exchange(writing_reply_, false) && !reply_pending_) {
+            std::string().swap(reply_);
+        }
         // A ping that arrived during this write has replaced the payload its pong must echo.
         if (std::exchange(writing_pong_, false) && !pong_pending_) {
             pong_.clear();
@@ -338,18 +415,26 @@ private:
     // Only while Beast answers the upgrade; it holds the socket meanwhile.
     std::unique_ptr<websocket::stream<tcp::socket>> handshake_;
     ws::FrameReader reader_;
+    const TokenVerifier& verifier_;
+    const std::string info_;  // the token's info claim, sent along with upstream frames
     // What the kernel did not take of the write in flight: its scratch bytes, copied, and
     // the whole rest as buffers (pointing into tail_bytes_ and the session's payloads).
     std::string tail_bytes_;
     std::vector<net::const_buffer> tail_;
     std::string pong_;              // payload of the pong owed
     std::string close_;             // payload of our close frame
+    std::string reply_;             // a v1 control reply ({"refreshed":...}) owed
+    dispatcher::Clock::time_point last_refresh_{};
     std::size_t data_pending_ = 0;  // messages the session asked to write
     bool writing_data_ = false;
     bool writing_ping_ = false;
     bool writing_pong_ = false;
     bool writing_close_ = false;
+    bool writing_reply_ = false;
     bool ping_pending_ = false;
+    bool reply_pending_ = false;
+    bool refreshed_once_ = false;
+    const bool v1_;  // shardcast.v1: data goes out as {"data":...}
     bool pong_pending_ = false;
     bool close_pending_ = false;
     bool read_done_ = false;
@@ -359,10 +444,11 @@ private:
 }  // namespace
 
 void hand_off(dispatcher::Shard& shard,
-              std::string client_id,
+              ClientIdentity identity,
               tcp::socket socket,
               UpgradeRequest request,
-              HttpStats& stats) {
+              HttpStats& stats,
+              const TokenVerifier& verifier) {
     // Re-home the descriptor on the shard's io_context: from here on only the shard thread
     // touches this socket.
     beast::error_code ec;
@@ -380,7 +466,8 @@ void hand_off(dispatcher::Shard& shard,
         ::close(fd);
         return;
     }
-    auto connection = std::make_shared<WsConnection>(shard, std::move(client_id), std::move(moved));
+    auto connection =
+        std::make_shared<WsConnection>(shard, std::move(identity), std::move(moved), verifier);
     net::post(shard.io_context(), [connection, request = std::move(request), &stats]() mutable {
         connection->run(std::move(request), stats);
     });

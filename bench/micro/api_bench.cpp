@@ -75,7 +75,7 @@ void publish(benchmark::State& state,
     counting = true;
     allocations = 0;
     for (auto _ : state) {
-        const ApiRequest request{"POST", target, bodies[next], ""};
+        const ApiRequest request{"POST", target, bodies[next]};
         next = (next + 1) % bodies.size();
         const long before = allocations;
         auto response = api.handle(request, never);

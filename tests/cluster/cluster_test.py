@@ -333,6 +333,7 @@ class Scenario:
             # with a few hundred KiB instead of the megabytes autotuning lets the kernel take.
             "session": {**HEARTBEAT, "socket_send_buffer": "64KiB"},
             "shutdown": {"drain_timeout": "2s"},
+            "auth": {"anonymous_clients": True, "insecure_api": True},
             "cluster": {
                 "nats": {"url": self.nats.url, "reconnect_wait": "100ms",
                          "reconnect_wait_max": "1s"},

@@ -68,7 +68,7 @@ public:
         return calls_before_stop_receiving_;
     }
     bool wants_upstream() const override { return upstream_.load(); }
-    void upstream(std::string_view id, std::string_view data) override {
+    void upstream(std::string_view id, std::string_view, std::string_view data) override {
         record("upstream", id, data);
     }
 

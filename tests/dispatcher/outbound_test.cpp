@@ -17,7 +17,7 @@ using Clock = std::chrono::steady_clock;
 
 TEST(OutboundTest, CopiesShareTheBytesAndTheLastOneReleasesThem) {
     Payload payload = make_payload("hello");
-    const std::weak_ptr<const std::string> watch = payload;
+    const std::weak_ptr<const shardcast::dispatcher::Content> watch = payload;
     const auto enqueued = Clock::now();
     std::vector<Outbound> copies;
     {
@@ -41,8 +41,8 @@ TEST(OutboundTest, CopiesShareTheBytesAndTheLastOneReleasesThem) {
 TEST(OutboundTest, MoveLeavesTheSourceEmptyAndAssignmentReleasesTheOldPayload) {
     Payload a = make_payload("a");
     Payload b = make_payload("b");
-    const std::weak_ptr<const std::string> watch_a = a;
-    const std::weak_ptr<const std::string> watch_b = b;
+    const std::weak_ptr<const shardcast::dispatcher::Content> watch_a = a;
+    const std::weak_ptr<const shardcast::dispatcher::Content> watch_b = b;
     Outbound held(std::move(a), Clock::now());
     Outbound moved(std::move(held));
     EXPECT_TRUE(held.empty());
@@ -66,7 +66,7 @@ TEST(OutboundTest, MoveLeavesTheSourceEmptyAndAssignmentReleasesTheOldPayload) {
 TEST(OutboundTest, ACachedBlockReleasesItsMessageAndCarriesOnlyTheNextOne) {
     const Outbound::ThreadCache cache;
     Payload first = make_payload("first");
-    const std::weak_ptr<const std::string> watch_first = first;
+    const std::weak_ptr<const shardcast::dispatcher::Content> watch_first = first;
     const auto then = Clock::now();
     {
         const Outbound a(std::move(first), then);

@@ -298,7 +298,7 @@ TEST_F(HttpApiTest, MalformedHttpGetsA400AndTheServerKeepsServing) {
 
 TEST(HttpApiAuthTest, ApiKeysGuardPublishAndStatsButNotHealth) {
     auto transport = test_transport_config();
-    transport.api_keys = {"k1", "k2"};
+    transport.auth.api_keys = {"k1", "k2"};
     TestServer server(test_dispatcher_config(), transport);
     HttpClient http(server.port());
     EXPECT_EQ(http.post("/api/v1/send", R"({"to":"a","data":"x"})").status, 401);

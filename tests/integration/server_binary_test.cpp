@@ -187,7 +187,8 @@ TEST(ServerBinaryTest, OutOfDescriptorsPausesAcceptingLogsOnceAndRecovers) {
 
 TEST(ServerBinaryTest, SigtermDrainsQueuedMessagesAndCloses1001) {
     Process server({SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "--shards", "2", "-s",
-                    "shutdown.drain_timeout=3s", "-s", "session.send_time_limit=30s"},
+                    "shutdown.drain_timeout=3s", "-s", "session.send_time_limit=30s", "-s",
+                    "auth.anonymous_clients=true", "-s", "auth.insecure_api=true"},
                    out_file("sigterm"));
     const std::uint16_t port = start_and_find_port(server);
     ASSERT_NE(port, 0);

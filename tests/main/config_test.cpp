@@ -101,7 +101,7 @@ TEST(ConfigDefaultsTest, NoFileAndNoOverridesGiveStructDefaults) {
     EXPECT_EQ(config.transport.http_threads, 1u);
     EXPECT_EQ(config.transport.max_body, 4u * 1024u * 1024u);
     EXPECT_EQ(config.transport.http_idle_timeout, 60s);
-    EXPECT_TRUE(config.transport.api_keys.empty());
+    EXPECT_TRUE(config.transport.auth.api_keys.empty());
     EXPECT_EQ(config.drain_timeout, 5s);
     EXPECT_EQ(config.log.level, "info");
     EXPECT_EQ(config.log.summary_interval, 30s);
@@ -156,7 +156,7 @@ log:
     EXPECT_EQ(config.transport.http_threads, 2u);
     EXPECT_EQ(config.transport.max_body, 1'000'000u);
     EXPECT_EQ(config.transport.http_idle_timeout, 3600s);
-    EXPECT_EQ(config.transport.api_keys, (std::vector<std::string>{"alpha", "beta"}));
+    EXPECT_EQ(config.transport.auth.api_keys, (std::vector<std::string>{"alpha", "beta"}));
     EXPECT_EQ(config.drain_timeout, 0ms);
     EXPECT_EQ(config.log.level, "debug");
     EXPECT_EQ(config.log.summary_interval, 0ms);
@@ -422,12 +422,12 @@ TEST(ConfigOverrideTest, LaterOverrideWins) {
 
 TEST(ConfigOverrideTest, ApiKeysAreCommaSeparated) {
     Config config = load_config(std::nullopt, {"auth.api_keys=a,b"});
-    EXPECT_EQ(config.transport.api_keys, (std::vector<std::string>{"a", "b"}));
+    EXPECT_EQ(config.transport.auth.api_keys, (std::vector<std::string>{"a", "b"}));
 }
 
 TEST_F(ConfigFileTest, EmptyApiKeysOverrideClearsTheList) {
     Config config = load_config(write("auth:\n  api_keys: [a]\n"), {"auth.api_keys="});
-    EXPECT_TRUE(config.transport.api_keys.empty());
+    EXPECT_TRUE(config.transport.auth.api_keys.empty());
 }
 
 TEST(ConfigOverrideTest, ValidatedLikeTheFile) {
@@ -497,7 +497,10 @@ TEST(ConfigDescribeTest, ListsEveryKeyOnOneLine) {
               "session.close_timeout=2s session.socket_send_buffer=0 session.write_delay=0s "
               "publish.max_queue_depth=65536 publish.max_outbound_bytes=67108864 http.threads=1 "
               "http.max_body=4194304 "
-              "http.idle_timeout=60s auth.api_keys=<0 keys> shutdown.drain_timeout=5s "
+              "http.idle_timeout=60s auth.api_keys=<0 keys> auth.insecure_api=false "
+              "auth.anonymous_clients=false auth.allowed_origins= auth.jwt.hmac_secret=<unset> "
+              "auth.jwt.public_keys= auth.jwt.audience= auth.jwt.issuer= auth.jwt.leeway=30s "
+              "auth.jwt.require_exp=true shutdown.drain_timeout=5s "
               "metrics.enabled=true metrics.listen= cluster.nats.url= "
               "cluster.nats.reconnect_wait=100ms cluster.nats.reconnect_wait_max=2s "
               "cluster.node= cluster.subject_prefix=shardcast cluster.upstream=false "
@@ -610,10 +613,14 @@ TEST(ConfigMetricsTest, ListenSetsASeparatePortAndEmptyClearsIt) {
 }
 
 TEST(ConfigDescribeTest, CountsApiKeysWithoutShowingThem) {
-    Config config = load_config(std::nullopt, {"auth.api_keys=first-secret,second-secret"});
+    Config config = load_config(
+        std::nullopt, {"auth.api_keys=first-k3y,second-k3y",
+                       "auth.jwt.hmac_secret=an-hmac-s3cret-of-at-least-32-bytes!"});
     std::string line = describe(config);
     EXPECT_NE(line.find("auth.api_keys=<2 keys>"), std::string::npos) << line;
-    EXPECT_EQ(line.find("secret"), std::string::npos) << line;
+    EXPECT_NE(line.find("auth.jwt.hmac_secret=<set>"), std::string::npos) << line;
+    EXPECT_EQ(line.find("k3y"), std::string::npos) << line;
+    EXPECT_EQ(line.find("s3cret"), std::string::npos) << line;
 }
 
 TEST(ConfigDescribeTest, BracketsIpv6Host) {

@@ -108,7 +108,7 @@ public:
     // The client sends one frame, as a completed read would report it.
     void client_sends(std::string text) {
         boost::asio::post(shard().io_context(),
-                          [self = self(), text = std::move(text)] { self->on_frame(text); });
+                          [self = self(), text = std::move(text)] { self->on_frame(text, {}); });
     }
     // Simulates a client that stopped answering: the session hears nothing from now on.
     bool socket_open() const override { return !aborted_.load(); }
@@ -127,8 +127,8 @@ private:
         {
             std::lock_guard lock(mutex_);
             for (std::size_t i = 0; i < count; ++i) {
-                received_.push_back(in_flight(i));
-                addresses_.push_back(&in_flight(i));
+                received_.push_back(in_flight(i).text());
+                addresses_.push_back(&in_flight(i).text());
             }
             writes_.push_back(count);
         }
