@@ -203,7 +203,9 @@ UpgradeDecision Authenticator::admit(const UpgradeRequestView& request,
     }
     if (found.token.empty()) {
         return refused(401, UpgradeRefusal::missing_token,
-                       verifier_.enabled()
+                       config_.anonymous_clients
+                           ? "missing client id: connect to /ws/{id}, or bring a token"
+                       : verifier_.enabled()
                            ? "missing connect token (?token=, Authorization: Bearer, or a "
                              "shardcast.token. subprotocol)"
                            : "this server admits no clients: no auth.jwt key is set and "

@@ -2,7 +2,8 @@
 
 A Node is started and stopped from the main thread. An Api holds one keep-alive HTTP
 connection, so it belongs to one thread: the publishes made through it arrive at each
-client in the order they were made (the README's ordering guarantee).
+client in the order they were made (the README's ordering guarantee). Every request of an
+Api carries its API key, as a publisher's would.
 """
 import http.client
 import json
@@ -17,11 +18,13 @@ _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 class Api:
-    """The HTTP API of one node over one keep-alive connection (reopened if it breaks)."""
+    """The HTTP API of one node over one keep-alive connection (reopened if it breaks),
+    presenting `api_key` as `Authorization: Bearer` on every request (none when None)."""
 
-    def __init__(self, node_name, port):
+    def __init__(self, node_name, port, api_key):
         self.node = node_name
         self.port = port
+        self.api_key = api_key
         self._conn = None
 
     def request(self, method, path, body=None):
@@ -31,6 +34,8 @@ class Api:
                 self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
             try:
                 headers = {"Content-Type": "application/json"} if body is not None else {}
+                if self.api_key is not None:
+                    headers["Authorization"] = f"Bearer {self.api_key}"
                 self._conn.request(method, path, body=body, headers=headers)
                 response = self._conn.getresponse()
                 return response.status, response.read()
@@ -46,8 +51,9 @@ class Api:
             raise TestFailure(f"{self.node}: POST {path} {body} answered {status}, expected "
                               f"202: {answer[:200]!r}")
 
-    def send(self, to, text):
-        self._publish("/api/v1/send", {"to": to, "data": text})
+    def send(self, to, data):
+        """`data` as the message: a string is text, any other JSON value is sent as JSON."""
+        self._publish("/api/v1/send", {"to": to, "data": data})
 
     def broadcast(self, text, except_id=None):
         body = {"data": text}
@@ -94,10 +100,12 @@ class Api:
 
 class Node:
     """A shardcast process started with a YAML file (`-c`) and dotted overrides (`-s`),
-    listening on a port of 127.0.0.1 it picks itself and reports in its log."""
+    listening on a port of 127.0.0.1 it picks itself and reports in its log. `api_key` is
+    one its configuration accepts."""
 
-    def __init__(self, binary, workdir, name, config_path, settings):
+    def __init__(self, binary, workdir, name, config_path, settings, api_key):
         self.name = name
+        self.api_key = api_key
         argv = [binary, "-c", config_path, "-s", "listen=127.0.0.1:0"]
         for setting in settings:
             argv += ["-s", setting]
@@ -119,7 +127,11 @@ class Node:
             self.process.stop()
             raise
         self.address = f"127.0.0.1:{self.port}"
-        self.api = Api(name, self.port)  # for the main thread only
+        self.api = self.new_api()  # for the main thread only
+
+    def new_api(self, api_key=True):
+        """An Api of its own for another thread; api_key=True: the node's key."""
+        return Api(self.name, self.port, self.api_key if api_key is True else api_key)
 
     def metric(self, name, **labels):
         value = self.api.metric(name, **labels)

@@ -1,8 +1,9 @@
 """WebSocket clients (python3-websockets) on an event loop of their own thread, so they keep
 answering the servers' pings while the main thread blocks on HTTP calls.
 
-A Client records every message it receives, grouped by the message's phase tag (the text
-before the first ':'), across every connection it makes. One that reconnects (the clients
+A Client proves its id with a connect token in the query string (?token=), as a browser
+would, and may offer subprotocols. It records every message it receives, grouped by the
+message's phase tag (the text before the first ':'), across every connection it makes. One that reconnects (the clients
 behind nginx) opens a new connection with a short backoff whenever the server side goes
 away, with bounded attempts. Its fields are written on the loop thread and read from the
 main thread; each read is of a whole list or int, which the GIL keeps consistent.
@@ -10,6 +11,7 @@ main thread; each read is of a whole list or int, which the GIL keeps consistent
 import asyncio
 import collections
 import threading
+import urllib.parse
 
 import websockets
 
@@ -52,10 +54,17 @@ class ClientLoop:
 
 
 class Client:
-    def __init__(self, client_loop, port, client_id, reconnect):
+    """`token` proves `client_id`; named=False connects to /ws instead of /ws/{id}, so the
+    server takes the id from the token alone. `subprotocols` are offered on every connect."""
+
+    def __init__(self, client_loop, port, client_id, reconnect, token, named=True,
+                 subprotocols=None):
         self.id = client_id
-        self.url = f"ws://127.0.0.1:{port}/ws/{client_id}"
+        path = f"/ws/{client_id}" if named else "/ws"
+        self.url = f"ws://127.0.0.1:{port}{path}?token={urllib.parse.quote(token, safe='')}"
         self.reconnect = reconnect
+        self.subprotocols = subprotocols
+        self.subprotocol = None  # the one the server selected on the last connection
         self.received = []
         self.by_phase = collections.defaultdict(list)
         self.connections = 0  # successful opens
@@ -82,7 +91,8 @@ class Client:
         while not self._stopping and self.connections < MAX_CONNECTIONS:
             try:
                 ws = await websockets.connect(self.url, ping_interval=None, max_size=None,
-                                              open_timeout=5, close_timeout=2)
+                                              open_timeout=5, close_timeout=2,
+                                              subprotocols=self.subprotocols)
             except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as e:
                 attempts += 1
                 if not self.reconnect or attempts >= MAX_ATTEMPTS:
@@ -91,6 +101,7 @@ class Client:
                 await asyncio.sleep(min(0.05 * attempts, 0.5))
                 continue
             attempts = 0
+            self.subprotocol = ws.subprotocol
             self._ws = ws
             self.connections += 1
             try:
@@ -130,8 +141,9 @@ class Client:
         return list(self.by_phase.get(phase, ()))
 
 
-def start_clients(client_loop, port, ids, reconnect):
-    clients = [Client(client_loop, port, i, reconnect) for i in ids]
+def start_clients(client_loop, port, ids, reconnect, token_for):
+    """token_for(id) is the connect token of each."""
+    clients = [Client(client_loop, port, i, reconnect, token_for(i)) for i in ids]
     for c in clients:
         c.start()
     return clients

@@ -53,6 +53,25 @@ def prestop_seconds(container):
     return None
 
 
+def check_auth_mounts(pod, container, config):
+    """The config's key files must lie in a Secret volume the container mounts: a node
+    without them admits no client and refuses the API."""
+    auth = config.get("auth", {}) or {}
+    files = [auth.get("api_keys_file"), (auth.get("jwt", {}) or {}).get("hmac_secret_file")]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod.get("volumes", [])
+               if "secret" in v}
+    mounted = [m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", [])
+               if m["name"] in secrets]
+    problems = []
+    for path in files:
+        if not path:
+            problems.append("the ConfigMap sets no auth.api_keys_file and auth.jwt."
+                            "hmac_secret_file: the nodes would refuse every client and call")
+        elif not any(path.startswith(prefix) for prefix in mounted):
+            problems.append(f"{path} is not in a mounted Secret volume ({mounted})")
+    return problems
+
+
 def check(docs, warnings):
     problems = []
     if warnings:
@@ -91,6 +110,8 @@ def check(docs, warnings):
         problems.append(f"the pod mounts ConfigMaps {mounted}; rendered: {sorted(configmaps)}")
     else:
         config = yaml.safe_load(configmaps[mounted[0]]["data"]["shardcast.yaml"]) or {}
+
+    problems += check_auth_mounts(pod, container, config)
 
     sleep = prestop_seconds(container)
     grace = pod.get("terminationGracePeriodSeconds", 30)
