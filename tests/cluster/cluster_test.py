@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Cluster mode end to end: three shardcast nodes joined by a real NATS server, behind a
 real nginx configured from deploy/nginx/shardcast.conf, with 300 clients connected through
-nginx. One process, phases in order, each with exact counts:
+nginx. The nodes run the secure way: every client proves its id with a connect token (JWT,
+HS256, signed with a random secret the nodes read from a file) and every API call carries an
+API key (from a file too). One process, phases in order, each with exact counts:
 
   1. start      every client lands on some node, every node holds some; each node
                 subscribes on NATS to <prefix>.client.<id> for exactly the ids it holds
@@ -19,7 +21,20 @@ nginx. One process, phases in order, each with exact counts:
   7. NATS down  nats-server stopped and restarted on its port: local deliveries never stop,
                 remote sends are counted as failed with reason bus_unavailable, the nodes
                 reconnect by themselves and restore their subscriptions
-  8. node stop  SIGTERM a node whose drain a stalled client keeps busy: a send routed to
+  8. upstream identity
+                a client's frames go out on <prefix>.upstream.<the token's sub>; one whose
+                token has an info claim adds it as header Shardcast-Info, compact JSON; one
+                without adds no such header
+  9. refused upgrades
+                upgrades for an id held on another node that the server refuses (forged
+                token, another id's token, no Sec-WebSocket-Key) put no claim on NATS and
+                leave the session alone; a valid one claims the id and replaces it (4001)
+ 10. shardcast.v1
+                a client that offered shardcast.v1 gets {"data":<the data as JSON>} for
+                sends via another node (a JSON value crosses NATS with Shardcast-Data: json)
+                and for a backend's messages on NATS; a plain client gets the bare data; a
+                JSON-marked message that is not JSON is dropped as bad_header
+ 11. node stop  SIGTERM a node whose drain a stalled client keeps busy: a send routed to
                 another of its clients over NATS during the drain still arrives, before
                 the 1001, and the node exits 0
 
@@ -30,7 +45,9 @@ Exits 0 when all of it holds; gives up after --timeout seconds.
 """
 import argparse
 import collections
+import json
 import os
+import secrets
 import sys
 import threading
 import time
@@ -41,12 +58,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # This test's own modules, and the harness it shares with the other end-to-end tests.
 sys.path[:0] = [HERE, os.path.join(HERE, os.pardir, "support")]
 from harness.processes import NatsServer  # noqa: E402
-from harness.raw_websocket import RawWebSocket  # noqa: E402
+from harness.raw_websocket import RawWebSocket, upgrade_answer  # noqa: E402
 from harness.runner import find_program, run_scenario  # noqa: E402
 from harness.waiting import TestFailure, log, wait_until  # noqa: E402
+from credentials import Credentials  # noqa: E402
 from nats_client import NatsClient  # noqa: E402
 from nginx import Nginx  # noqa: E402
-from node import Api, Node, write_config  # noqa: E402
+from node import Node, write_config  # noqa: E402
 from ws_clients import ClientLoop, Client, start_clients  # noqa: E402
 
 PREFIX = "sctest"
@@ -82,7 +100,7 @@ class Publisher(threading.Thread):
 
     def __init__(self, nodes, client_ids, phase, interval=0.004, limit=20000):
         super().__init__(daemon=True)
-        self.apis = [Api(n.name, n.port) for n in nodes]
+        self.apis = [n.new_api() for n in nodes]
         self.client_ids = client_ids
         self.phase = phase
         self.interval = interval
@@ -135,6 +153,7 @@ class Scenario:
     def __init__(self, args, workdir):
         self.args = args
         self.workdir = workdir
+        self.credentials = Credentials(workdir)
         self.nats = None
         self.nodes = []
         self.nginx = None
@@ -146,6 +165,11 @@ class Scenario:
         self.expected = collections.defaultdict(lambda: collections.defaultdict(list))
         self.lossy = {}  # phase -> ids that may miss messages (subsequence check)
         self.checked_phases = []
+        # phase -> the clients the final check verifies it for, when not self.clients
+        self.checked_clients = {}
+        # client -> every frame it must have received, in order: the clients of the phases
+        # whose frames carry no phase tag (JSON), compared whole
+        self.whole = {}
         self.current = "setup"  # the step running, named in a failure
 
     # --- small helpers -------------------------------------------------------------------
@@ -333,7 +357,7 @@ class Scenario:
             # with a few hundred KiB instead of the megabytes autotuning lets the kernel take.
             "session": {**HEARTBEAT, "socket_send_buffer": "64KiB"},
             "shutdown": {"drain_timeout": "2s"},
-            "auth": {"anonymous_clients": True, "insecure_api": True},
+            "auth": self.credentials.auth_config(),
             "cluster": {
                 "nats": {"url": self.nats.url, "reconnect_wait": "100ms",
                          "reconnect_wait_max": "1s"},
@@ -343,7 +367,7 @@ class Scenario:
         })
         for name in NODE_NAMES:
             self.nodes.append(Node(self.args.shardcast, self.workdir, name, config,
-                                   [f"cluster.node={name}"]))
+                                   [f"cluster.node={name}"], self.credentials.api_key))
         log("phase 1 (start): nodes " +
             ", ".join(f"{n.name} on {n.address}" for n in self.nodes))
         for n in self.nodes:
@@ -360,6 +384,21 @@ class Scenario:
             if info != 1:
                 raise TestFailure(f'{n.name}: shardcast_node_info{{node="{n.name}"}} is '
                                   f"{info}, expected 1")
+            # The keys are in force: no key, no API; no token, no session.
+            keyless = n.new_api(api_key=None)
+            try:
+                status, body = keyless.request("GET", "/api/v1/stats")
+            finally:
+                keyless.close()
+            if status != 401:
+                raise TestFailure(f"{n.name}: GET /api/v1/stats without an API key answered "
+                                  f"{status}, expected 401: {body[:200]!r}")
+            status, head = upgrade_answer(n.port, "/ws/c000", {})
+            if status != 401:
+                raise TestFailure(f"{n.name}: an upgrade without a token answered {status}, "
+                                  f"expected 401: {head[:200]!r}")
+        log("phase 1 (start): the nodes refuse API calls without the key (401) and clients "
+            "without a token (401)")
 
         self.nginx = Nginx(self.workdir, self.args.nginx_snippet,
                            [n.address for n in self.nodes], self.args.nginx)
@@ -403,7 +442,8 @@ class Scenario:
 
     def phase_start(self):
         ids = [f"c{i:03d}" for i in range(self.args.clients)]
-        self.clients = start_clients(self.loop, self.nginx.port, ids, reconnect=True)
+        self.clients = start_clients(self.loop, self.nginx.port, ids, reconnect=True,
+                                     token_for=self.credentials.token)
 
         def connected():
             failed = [c for c in self.clients if c.failure]
@@ -516,7 +556,8 @@ class Scenario:
             watcher.flush()
             claims_before = b.metric("shardcast_bus_messages_total", direction="out",
                                      kind="claim")
-            first = Client(self.loop, a.port, cid, reconnect=False)
+            first = Client(self.loop, a.port, cid, reconnect=False,
+                           token=self.credentials.token(cid))
             self.direct.append(first)
             first.start()
             wait_until(lambda: first.connections or first.failure, 10,
@@ -533,8 +574,10 @@ class Scenario:
             self.publish(a.api, phase, cid, 0)
             self.wait_delivered(phase, [first])
 
-            second = Client(self.loop, b.port, cid, reconnect=False)
+            second = Client(self.loop, b.port, cid, reconnect=False,
+                            token=self.credentials.token(cid))
             self.direct.append(second)
+            self.checked_clients[phase] = [second]
             second.start()
             wait_until(lambda: first.close_codes, 10,
                        f"{cid}'s session on {a.name} to close once a session on {b.name} opens")
@@ -792,6 +835,269 @@ class Scenario:
         log(f"phase 7 (NATS down): afterwards a send to every client via the node not "
             f"holding it and a broadcast via {b.name} each reached every client exactly once")
 
+    # --- what a token proves, across the cluster ------------------------------------------
+
+    def direct_client(self, node, cid, what, token=None, named=True, subprotocols=None):
+        """A client connected straight to `node` (no nginx, no reconnect) with a token for
+        `cid` (or `token`), once it is online there and `node` has subscribed on NATS for it."""
+        client = Client(self.loop, node.port, cid, reconnect=False,
+                        token=token or self.credentials.token(cid), named=named,
+                        subprotocols=subprotocols)
+        self.direct.append(client)
+        client.start()
+        wait_until(lambda: client.connections or client.failure, 15,
+                   f"{what}: {cid} to connect to {node.name}")
+        if client.failure:
+            raise TestFailure(f"{what}: {cid} could not connect to {node.name}: "
+                              f"{client.failure}")
+        wait_until(lambda: node.api.online(cid), 15, f"{what}: {cid} to be online on {node.name}")
+        subject = f"{PREFIX}.client.{cid}"
+        wait_until(lambda: any(subject in subs for name, subs in self.nats.connections().values()
+                               if name == node.name), 15,
+                   f"{what}: {node.name} to subscribe to {subject}")
+        return client
+
+    def expect_frames(self, client, frames, what, timeout=15):
+        """Waits for `client` to have received exactly `frames`, in order, over all its
+        connections so far; the final check compares them again."""
+        self.whole[client] = list(frames)
+        wait_until(lambda: len(client.received) >= len(frames), timeout,
+                   lambda: f"{what}: {client.id} to receive {frames[len(client.received):]} "
+                   f"(it has {client.received}, closed with {client.close_codes})")
+        if client.received != frames:
+            raise TestFailure(f"{what}: {client.id} received {client.received}, expected "
+                              f"exactly {frames}")
+
+    def phase_upstream_identity(self):
+        what = "phase 8 (upstream identity)"
+        a, b = self.alive()[:2]
+        info = {"role": "admin", "n": 1}
+        compact = '{"role":"admin","n":1}'
+        watcher = self.nats_client()
+        try:
+            sid = watcher.subscribe(f"{PREFIX}.upstream.>")
+            watcher.flush()
+            out_before = self.by_node("shardcast_bus_messages_total", direction="out",
+                                      kind="upstream")
+            # GET /ws: the id is the token's sub and nothing else. The claims are written
+            # indented, so a compact header is the server's own serialisation.
+            with_info = self.direct_client(
+                a, "xinfo", what, named=False,
+                token=self.credentials.token("xinfo", info=info, indented=True))
+            without = self.direct_client(b, "xplain", what)
+            want = []
+            for c in (with_info, without):
+                for k in range(2):
+                    text = f"p8 frame {k} from {c.id}"
+                    c.send_frame(text)
+                    want.append((f"{PREFIX}.upstream.{c.id}", text.encode()))
+            wait_until(lambda: len(watcher.messages(sid)) >= len(want), 15,
+                       lambda: f"{what}: {len(want)} frames on {PREFIX}.upstream.> (got "
+                       f"{len(watcher.messages(sid))})")
+            time.sleep(0.3)
+            got = watcher.messages(sid)
+        finally:
+            watcher.close()
+        if len(got) != len(want):
+            raise TestFailure(f"{what}: {len(got)} upstream messages, expected {len(want)}: "
+                              f"{[(m.subject, m.payload) for m in got]}")
+        for c, header in ((with_info, compact), (without, None)):
+            subject = f"{PREFIX}.upstream.{c.id}"
+            mine = [m for m in got if m.subject == subject]
+            expected = [p for s, p in want if s == subject]
+            if [m.payload for m in mine] != expected:
+                raise TestFailure(f"{what}: on {subject} NATS carried "
+                                  f"{[m.payload for m in mine]}, expected {expected}")
+            wrong = [m.headers for m in mine if m.headers.get("Shardcast-Info") != header]
+            if wrong:
+                raise TestFailure(f"{what}: {c.id}'s frames on {subject} carried headers "
+                                  f"{wrong}; expected " + (f"Shardcast-Info: {header}" if header
+                                                           else "no Shardcast-Info"))
+        out_after = self.by_node("shardcast_bus_messages_total", direction="out",
+                                 kind="upstream")
+        for n, sent in ((a, 2), (b, 2)):
+            if out_after[n.name] - out_before[n.name] != sent:
+                raise TestFailure(f'{what}: {n.name}: bus messages out (kind="upstream") grew '
+                                  f"by {out_after[n.name] - out_before[n.name]:g}, expected "
+                                  f"{sent}")
+        for c in (with_info, without):
+            self.expect_frames(c, [], what)
+        log(f"phase 8 (upstream identity): {with_info.id} (GET /ws, token with info) on "
+            f"{a.name} and {without.id} (no info) on {b.name}: their frames went out on "
+            f"{PREFIX}.upstream.<sub>, with Shardcast-Info: {compact} for the first only")
+
+    def phase_refused_upgrades(self):
+        what = "phase 9 (refused upgrades)"
+        a, b = self.alive()[:2]
+        cid = "alice"
+        subject = f"{PREFIX}.client.{cid}"
+        watcher = self.nats_client()
+        try:
+            sid = watcher.subscribe(subject)
+            watcher.flush()
+            claims_before = self.by_node("shardcast_bus_messages_total", direction="out",
+                                         kind="claim")
+
+            def claims():
+                """The node of each claim for the id NATS carried, in order."""
+                return [m.headers.get("Shardcast-Node") for m in watcher.messages(sid)
+                        if m.headers.get("Shardcast-Op") == "claim"]
+            first = self.direct_client(a, cid, what)
+            wait_until(claims, 15, f"{what}: {a.name}'s claim for {cid} on {subject}")
+            # A delivered message proves the session open, not mid-upgrade.
+            sent = [message("p9", a.name, cid, 0)]
+            a.api.send(cid, sent[0])
+            self.expect_frames(first, sent, what)
+
+            reasons = ("bad_signature", "sub_mismatch", "not_upgrade")
+            refused_before = {r: b.metric("shardcast_handshake_failures_total", reason=r)
+                              for r in reasons}
+            attached_before = b.metric("shardcast_connections_total")
+            forged = self.credentials.token(cid, secret=secrets.token_urlsafe(48))
+            attempts = [
+                ("a token signed with another secret", forged, {}, 401),
+                ("a valid token for bob", self.credentials.token("bob"), {}, 403),
+                ("a valid token but no Sec-WebSocket-Key", self.credentials.token(cid),
+                 {"Sec-WebSocket-Key": None}, 400),
+            ]
+            for how, token, headers, want in attempts:
+                status, head = upgrade_answer(b.port, f"/ws/{cid}?token={token}", headers)
+                if status != want:
+                    raise TestFailure(f"{what}: {b.name} answered an upgrade for /ws/{cid} with "
+                                      f"{how} with {status}, expected {want}: {head[:300]!r}")
+
+            # A send via b after the refusals: once it reached alice and the watcher, anything
+            # b had put on NATS for alice before it would have arrived too.
+            sent.append(message("p9", b.name, cid, 1))
+            b.api.send(cid, sent[1])
+            self.expect_frames(first, sent, what)
+            wait_until(lambda: any(m.payload == sent[1].encode()
+                                   for m in watcher.messages(sid)), 15,
+                       f"{what}: the watcher to see the send via {b.name} on {subject}")
+            if claims() != [a.name]:
+                raise TestFailure(f"{what}: NATS carried claims for {cid} from {claims()}, "
+                                  f"expected only {a.name}'s: an upgrade {b.name} refused "
+                                  "claimed the id")
+            if not first.open or first.close_codes or first.connections != 1 \
+                    or not a.api.online(cid) or b.api.online(cid):
+                raise TestFailure(f"{what}: {cid}'s session on {a.name} did not stay as it "
+                                  f"was: open {first.open}, close codes {first.close_codes}, "
+                                  f"online on {a.name} {a.api.online(cid)}, on {b.name} "
+                                  f"{b.api.online(cid)}")
+            problems = []
+            for r in reasons:
+                grew = b.metric("shardcast_handshake_failures_total", reason=r) - \
+                    refused_before[r]
+                if grew != 1:
+                    problems.append(f'shardcast_handshake_failures_total{{reason="{r}"}} grew '
+                                    f"by {grew:g}, expected 1")
+            attached = b.metric("shardcast_connections_total") - attached_before
+            if attached != 0:
+                problems.append(f"shardcast_connections_total grew by {attached:g}, expected 0")
+            if problems:
+                raise TestFailure(f"{what}: {b.name}: " + "; ".join(problems))
+            log(f"phase 9 (refused upgrades): {b.name} refused upgrades for {cid} (held on "
+                f"{a.name}) with a forged token (401), bob's token (403) and no "
+                "Sec-WebSocket-Key (400): no claim on NATS, no session, and a send via "
+                f"{b.name} still reached {cid} on {a.name}")
+
+            # The same watch sees a claim when there is one.
+            second = self.direct_client(b, cid, what)
+            wait_until(lambda: first.close_codes, 15,
+                       f"{what}: {cid}'s session on {a.name} to close once one on {b.name} "
+                       "opened")
+            if first.close_codes != [4001]:
+                raise TestFailure(f"{what}: {cid}'s session on {a.name} closed with "
+                                  f"{first.close_codes}, expected [4001] (replaced)")
+            wait_until(lambda: len(claims()) >= 2, 15,
+                       lambda: f"{what}: {b.name}'s claim for {cid} on {subject} (claims so "
+                       f"far from {claims()})")
+            if claims() != [a.name, b.name]:
+                raise TestFailure(f"{what}: NATS carried claims for {cid} from {claims()}, "
+                                  f"expected [{a.name!r}, {b.name!r}]")
+            wait_until(lambda: b.api.online(cid) and not a.api.online(cid), 15,
+                       f"{what}: {cid} to be online on {b.name} only")
+            if not second.open:
+                raise TestFailure(f"{what}: {cid}'s session on {b.name} is not open: "
+                                  f"{second.close_codes}")
+        finally:
+            watcher.close()
+        claims_after = self.by_node("shardcast_bus_messages_total", direction="out",
+                                    kind="claim")
+        for n in (a, b):
+            grew = claims_after[n.name] - claims_before[n.name]
+            if grew != 1:
+                raise TestFailure(f'{what}: {n.name}: bus messages out (kind="claim") grew by '
+                                  f"{grew:g}, expected 1 (the one session it opened)")
+        self.expect_frames(second, [], what)
+        log(f"phase 9 (refused upgrades): a valid upgrade for {cid} on {b.name} put its claim "
+            f"on NATS and replaced the session on {a.name} (4001)")
+
+    def phase_v1(self):
+        what = "phase 10 (shardcast.v1)"
+        a, b = self.alive()[:2]
+        v1 = self.direct_client(a, "xv1", what, subprotocols=["shardcast.v1"])
+        text = self.direct_client(a, "xtext", what)
+        if v1.subprotocol != "shardcast.v1" or text.subprotocol is not None:
+            raise TestFailure(f"{what}: the server selected {v1.subprotocol!r} for {v1.id}, "
+                              f"which offered shardcast.v1, and {text.subprotocol!r} for "
+                              f"{text.id}, which offered none")
+        subject = f"{PREFIX}.client.{v1.id}"
+        watcher = self.nats_client()
+        backend = self.nats_client()
+        try:
+            sid = watcher.subscribe(subject)
+            watcher.flush()
+            for c in (v1, text):
+                b.api.send(c.id, {"k": [1, 2]})
+                b.api.send(c.id, "hi")
+            v1_frames = ['{"data":{"k":[1,2]}}', '{"data":"hi"}']
+            text_frames = ['{"k":[1,2]}', "hi"]
+            self.expect_frames(v1, v1_frames, what)
+            self.expect_frames(text, text_frames, what)
+
+            def carried():
+                return [(m.payload, m.headers.get("Shardcast-Data"))
+                        for m in watcher.messages(sid) if "Shardcast-Op" not in m.headers]
+            want = [(b'{"k":[1,2]}', "json"), (b"hi", None)]
+            wait_until(lambda: len(carried()) >= len(want), 15,
+                       lambda: f"{what}: the sends via {b.name} on {subject} (got {carried()})")
+            if carried() != want:
+                raise TestFailure(f"{what}: NATS carried (payload, Shardcast-Data) "
+                                  f"{carried()} on {subject}, expected {want}")
+            log(f"phase 10 (shardcast.v1): sends via {b.name} reached {v1.id} (shardcast.v1) "
+                f"on {a.name} as {v1_frames} and {text.id} as {text_frames}; the JSON value "
+                "crossed NATS with Shardcast-Data: json")
+
+            bad_before = self.by_node("shardcast_bus_receive_errors_total", reason="bad_header")
+            plain = 'a "quoted" \\ text \u2713'
+            # One connection, in order: once the last message for v1 is there, the bad one
+            # before it has been handled.
+            backend.publish(subject, '{"x":1}', headers={"Shardcast-Data": "json"})
+            backend.publish(subject, "{bad", headers={"Shardcast-Data": "json"})
+            backend.publish(f"{PREFIX}.client.{text.id}", '{"x":1}',
+                            headers={"Shardcast-Data": "json"})
+            backend.publish(subject, plain)
+            backend.flush()
+            v1_frames += ['{"data":{"x":1}}',
+                          '{"data":' + json.dumps(plain, ensure_ascii=False) + "}"]
+            text_frames += ['{"x":1}']
+            self.expect_frames(v1, v1_frames, what)
+            self.expect_frames(text, text_frames, what)
+        finally:
+            backend.close()
+            watcher.close()
+        bad_after = self.by_node("shardcast_bus_receive_errors_total", reason="bad_header")
+        for n, want_bad in ((a, 1), (b, 0)):
+            grew = bad_after[n.name] - bad_before[n.name]
+            if grew != want_bad:
+                raise TestFailure(f'{what}: {n.name}: shardcast_bus_receive_errors_total'
+                                  f'{{reason="bad_header"}} grew by {grew:g}, expected '
+                                  f"{want_bad}")
+        log(f"phase 10 (shardcast.v1): a backend's messages on NATS reached {v1.id} as "
+            f"{v1_frames[2:]}; the one marked JSON that is not was dropped and counted as "
+            f"bad_header on {a.name}")
+
     def final_check(self):
         """Nothing arrived late: every phase still holds exactly what it did, for every
         client (one expecting nothing of a phase, such as a client of the other node for a
@@ -799,11 +1105,14 @@ class Scenario:
         a message of no phase."""
         time.sleep(0.5)
         for phase in self.checked_phases:
-            clients = [self.direct[1]] if phase == "p4" else self.clients
+            clients = self.checked_clients.get(phase, self.clients)
             self.verify(phase, clients, lossy=self.lossy[phase])
+        for c, frames in self.whole.items():
+            if c.received != frames:
+                raise TestFailure(f"{c.id} received {c.received}, expected exactly {frames}")
         known = set(self.checked_phases) | {"p7r"}  # p7r: checked to be empty
-        strays = [(c.id, tag) for c in self.clients + self.direct for tag in c.by_phase
-                  if tag not in known]
+        strays = [(c.id, tag) for c in self.clients + self.direct if c not in self.whole
+                  for tag in c.by_phase if tag not in known]
         if strays:
             raise TestFailure(f"messages of no phase arrived: {strays[:10]}")
         log(f"final: no late or repeated message in any phase ({', '.join(self.checked_phases)})")
@@ -812,10 +1121,13 @@ class Scenario:
         a, b = self.alive()[:2]
         phase = "p8"
         cid = "xdrain"
-        client = Client(self.loop, b.port, cid, reconnect=False)
+        client = Client(self.loop, b.port, cid, reconnect=False,
+                        token=self.credentials.token(cid))
         self.direct.append(client)
         client.start()
         wait_until(lambda: client.connections or client.failure, 10, f"{cid} to connect")
+        if client.failure:
+            raise TestFailure(f"{cid} could not connect to {b.name}: {client.failure}")
         wait_until(lambda: b.api.online(cid), 10, f"{cid} to be online on {b.name}")
         subject = f"{PREFIX}.client.{cid}"
         wait_until(lambda: any(subject in subs for _, subs in self.nats.connections().values()),
@@ -823,7 +1135,8 @@ class Scenario:
         # A client that never reads, with 640 KB queued for it: more than the kernel takes
         # with a 64 KiB send buffer, less than session.buffer_limit. Its session stays busy,
         # so the drain lasts its whole drain_timeout.
-        stalled = RawWebSocket(b.port, "xstall", receive_buffer=4096)
+        stalled = RawWebSocket(b.port, "xstall", receive_buffer=4096,
+                               token=self.credentials.token("xstall"))
         try:
             for _ in range(8):
                 b.api.send("xstall", "x" * 80_000)
@@ -846,7 +1159,7 @@ class Scenario:
         if stopped != [0]:
             raise TestFailure(f"{b.name} exited {stopped} on SIGTERM, expected 0:\n"
                               f"{b.process.log_tail()}")
-        log(f"phase 8 (node stop): a send via {a.name} reached {cid} on {b.name} over NATS "
+        log(f"phase 11 (node stop): a send via {a.name} reached {cid} on {b.name} over NATS "
             "during its drain, before the 1001; the node exited 0")
 
     def run(self):
@@ -859,8 +1172,11 @@ class Scenario:
             ("phase 5 (upstream)", self.phase_upstream),
             ("phase 6 (node kill)", self.phase_node_kill),
             ("phase 7 (NATS down)", self.phase_nats_restart),
+            ("phase 8 (upstream identity)", self.phase_upstream_identity),
+            ("phase 9 (refused upgrades)", self.phase_refused_upgrades),
+            ("phase 10 (shardcast.v1)", self.phase_v1),
             ("final check", self.final_check),
-            ("phase 8 (node stop)", self.phase_node_stop),
+            ("phase 11 (node stop)", self.phase_node_stop),
         ]:
             step()
 
@@ -898,7 +1214,7 @@ def main():
 
     return run_scenario(lambda workdir: Scenario(args, workdir), timeout=args.timeout,
                         keep=args.keep, workdir_prefix="shardcast-cluster-test-",
-                        summary=lambda _: f"3 nodes, {args.clients} clients, 8 phases")
+                        summary=lambda _: f"3 nodes, {args.clients} clients, 11 phases")
 
 
 if __name__ == "__main__":

@@ -91,5 +91,20 @@ TEST_F(FrameGatherTest, RestIsExactAtEverySplitAndOwnsItsScratchBytes) {
     }
 }
 
+TEST_F(FrameGatherTest, WrappedFrameFramesTheWholeEnvelopeAndStillReferencesLargePayloads) {
+    const std::string small = R"("hi")";
+    const std::string large(3000, 'x');
+    FrameGather gather(scratch, iov);
+    gather.add(Opcode::text, R"({"data":)", small, "}");
+    gather.add(Opcode::text, R"({"data":)", large, "}");
+    EXPECT_EQ(joined(gather.iovecs()), framed(Opcode::text, R"({"data":"hi"})") +
+                                           framed(Opcode::text, R"({"data":)" + large + "}"));
+    bool referenced = false;
+    for (const iovec& v : gather.iovecs()) {
+        referenced = referenced || v.iov_base == large.data();
+    }
+    EXPECT_TRUE(referenced) << "the large payload was copied";
+}
+
 }  // namespace
 }  // namespace shardcast::transport::ws

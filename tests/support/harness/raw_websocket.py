@@ -1,6 +1,7 @@
 """A WebSocket client written by hand over a blocking socket, for the clients a library will
 not imitate: one that never answers pings, and one that stops reading while it keeps
-talking. No extensions are offered, so frames are plain RFC 6455.
+talking. No extensions are offered, so frames are plain RFC 6455. upgrade_answer() sends one
+upgrade request as given, for the requests a server must refuse.
 
 One thread reads (read_message, close); send_text may run on another thread at the same
 time, since the two directions of a socket are independent.
@@ -10,14 +11,41 @@ import os
 import socket
 import struct
 import threading
+import urllib.parse
 
 from harness.waiting import TestFailure
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
+def upgrade_answer(port, target, headers, timeout=10):
+    """Sends `GET target` with the upgrade headers and `headers` ({name: value}; a value of
+    None leaves that header out, such as Sec-WebSocket-Key), and returns the answer's status
+    code and head. The connection is closed either way."""
+    fields = {"Host": f"127.0.0.1:{port}", "Upgrade": "websocket", "Connection": "Upgrade",
+              "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+              "Sec-WebSocket-Version": "13", **headers}
+    request = f"GET {target} HTTP/1.1\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in fields.items() if value is not None)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall((request + "\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            head += chunk
+    head = head.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+    status = head.split("\r\n", 1)[0].split()
+    if len(status) < 2 or not status[1].isdigit():
+        raise TestFailure(f"upgrade request for {target} got no HTTP answer: {head[:200]!r}")
+    return int(status[1]), head
+
+
 class RawWebSocket:
-    def __init__(self, port, client_id, receive_buffer=None, timeout=10):
+    """`token`, when given, goes in the query string (?token=) as a connect token."""
+
+    def __init__(self, port, client_id, receive_buffer=None, timeout=10, token=None):
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if receive_buffer:
             # Before connect, so the window the server sees is small from the first byte.
@@ -27,7 +55,8 @@ class RawWebSocket:
         self._pending = b""
         self._send_lock = threading.Lock()
         key = base64.b64encode(os.urandom(16)).decode()
-        self._sock.sendall((f"GET /ws/{client_id} HTTP/1.1\r\n"
+        query = f"?token={urllib.parse.quote(token, safe='')}" if token else ""
+        self._sock.sendall((f"GET /ws/{client_id}{query} HTTP/1.1\r\n"
                             f"Host: 127.0.0.1:{port}\r\n"
                             "Upgrade: websocket\r\n"
                             "Connection: Upgrade\r\n"
