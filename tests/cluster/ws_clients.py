@@ -5,8 +5,9 @@ A Client proves its id with a connect token in the query string (?token=), as a 
 would, and may offer subprotocols. It records every message it receives, grouped by the
 message's phase tag (the text before the first ':'), across every connection it makes. One
 that reconnects (the clients behind nginx) opens a new connection with a short backoff
-whenever the server side goes away, with bounded attempts. Its fields are written on the loop thread and read from the
-main thread; each read is of a whole list or int, which the GIL keeps consistent.
+whenever the server side goes away, with bounded attempts. Its fields are written on the
+loop thread and read from the main thread; each read is of a whole list or int, which the
+GIL keeps consistent.
 """
 import asyncio
 import collections
