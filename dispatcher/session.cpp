@@ -149,10 +149,9 @@ void Session::begin_close(RemovalReason reason, std::uint16_t code, std::string_
     // front of the queue as one write takes it (up to 256 messages and 256 KiB), so what the
     // same turn delivered just before the close usually still arrives. Everything after that
     // is dropped and counted.
-    const bool announced = reason == RemovalReason::disconnected ||
-                           reason == RemovalReason::replaced ||
-                           reason == RemovalReason::server_shutdown ||
-                           reason == RemovalReason::token_expired;
+    const bool announced =
+        reason == RemovalReason::disconnected || reason == RemovalReason::replaced ||
+        reason == RemovalReason::server_shutdown || reason == RemovalReason::token_expired;
     if (was_open && announced && in_flight_ == 0 && !queue_.empty()) {
         write_next();
     }

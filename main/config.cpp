@@ -294,8 +294,8 @@ std::vector<std::string> parse_api_keys_file(const std::string& key, const YAML:
         if (line.empty() || line.front() == '#') continue;
         for (unsigned char c : line) {
             if (c <= ' ' || c == 0x7f) {
-                throw ConfigError(key + ": line " + std::to_string(line_number) + " of \"" +
-                                  path + "\" has a space or control character in its key");
+                throw ConfigError(key + ": line " + std::to_string(line_number) + " of \"" + path +
+                                  "\" has a space or control character in its key");
             }
         }
         keys.push_back(std::move(line));
@@ -377,10 +377,8 @@ std::vector<std::string> parse_origins(const std::string& key, const YAML::Node&
             continue;
         }
         const bool scheme = origin.starts_with("http://") || origin.starts_with("https://");
-        const std::string_view rest =
-            std::string_view(origin).substr(origin.find("://") == std::string::npos
-                                                ? 0
-                                                : origin.find("://") + 3);
+        const std::string_view rest = std::string_view(origin).substr(
+            origin.find("://") == std::string::npos ? 0 : origin.find("://") + 3);
         if (!scheme || rest.empty() || rest.find_first_of("/?# ") != std::string_view::npos) {
             fail(item, "an origin such as https://app.example.com (scheme, host, port; no path)",
                  origin);
@@ -455,161 +453,193 @@ std::string parse_subject_prefix(std::string_view key, const YAML::Node& node) {
     return text;
 }
 
-// One leaf key of the file and where its value goes. Sections are the prefixes of these keys.
+// One leaf key of the file: its default and meaning, as the reference documents them, and
+// where its value goes. Sections are the prefixes of these keys. This table is the one list
+// of keys: docs/configuration.md, --help and deploy/shardcast.yaml are checked against it.
 struct Field {
     std::string_view key;
+    std::string_view default_text;  // as deploy/shardcast.yaml writes it; "" when unset
+    std::string_view meaning;
     void (*apply)(const std::string& key, const YAML::Node& node, Config& config);
 };
 
 constexpr Field kFields[] = {
-    {"listen",
+    {"listen", "0.0.0.0:8080",
+     "host:port for WebSocket clients and the HTTP API; port 0 picks a free one",
      [](const auto& key, const auto& node, Config& config) {
          std::tie(config.transport.host, config.transport.port) = parse_listen(key, node);
      }},
-    {"shards",
+    {"shards", "the CPUs the process may run on",
+     "shard threads (1-256); the default counts the CPU affinity mask (taskset, a container's "
+     "cpuset), as nproc does",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.shards =
              integer_in(key, node, 1, dispatcher::DispatcherConfig::kMaxShards);
      }},
-    {"session.buffer_limit",
+    {"session.buffer_limit", "1MiB",
+     "bytes a session may queue for its client before session.overflow acts",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.session.buffer_limit = size_at_least(key, node, 1024, "1KiB");
      }},
-    {"session.overflow",
+    {"session.overflow", "terminate",
+     "at buffer_limit: terminate (close with 1008) or drop_oldest (drop the oldest queued "
+     "messages)",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.session.overflow =
              static_cast<dispatcher::OverflowPolicy>(one_of(key, node, kOverflowNames));
      }},
-    {"session.send_time_limit",
+    {"session.send_time_limit", "10s",
+     "longest a single write may take; then the session is closed (4003)",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.session.send_time_limit = positive_duration(key, node);
      }},
-    {"session.heartbeat_interval",
+    {"session.heartbeat_interval", "25s", "how often the server pings each client",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.session.heartbeat_interval = positive_duration(key, node);
      }},
-    {"session.heartbeat_timeout",
+    {"session.heartbeat_timeout", "60s",
+     "silence after which a session is closed (4002); must exceed heartbeat_interval",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.session.heartbeat_timeout = positive_duration(key, node);
      }},
-    {"session.cleanup_interval",
+    {"session.cleanup_interval", "30s",
+     "period of the safety sweep for sessions whose socket is gone",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.session.cleanup_interval = positive_duration(key, node);
      }},
-    {"session.on_duplicate",
+    {"session.on_duplicate", "replace",
+     "a second session for an id: replace (the old one closes with 4001) or allow (both get every "
+     "message)",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.session.on_duplicate =
              static_cast<dispatcher::DuplicatePolicy>(one_of(key, node, kDuplicateNames));
      }},
-    {"session.max_per_client",
+    {"session.max_per_client", "8", "sessions per id in allow mode; the next gets 409",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.session.max_per_client =
              integer_in(key, node, 1, std::numeric_limits<std::size_t>::max());
      }},
-    {"session.max_message_size",
+    {"session.max_message_size", "64KiB",
+     "largest message a client may send (1009 above; at least 125)",
      [](const auto& key, const auto& node, Config& config) {
          // 125 bytes is the largest control frame; a smaller limit would refuse a valid ping.
          config.dispatcher.session.max_message_size = size_at_least(key, node, 125, "125");
      }},
-    {"session.close_timeout",
+    {"session.close_timeout", "2s", "longest a closing handshake may take before the socket is cut",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.session.close_timeout = positive_duration(key, node);
      }},
-    {"session.socket_send_buffer",
+    {"session.socket_send_buffer", "0",
+     "kernel send buffer per client socket (SO_SNDBUF, 4KiB-256MiB); 0 leaves it to autotuning",
      [](const auto& key, const auto& node, Config& config) {
          // SO_SNDBUF takes an int, which the kernel doubles; below 4 KiB it rounds up anyway.
          config.dispatcher.session.socket_send_buffer = size_off_or_in(
              key, node, 4 * 1024, 256 * 1024 * 1024, "0 (off) or a size from 4KiB to 256MiB");
      }},
-    {"session.write_delay",
+    {"session.write_delay", "0ms",
+     "how long a message that finds its client idle waits for more to share its socket write "
+     "(0-1s)",
      [](const auto& key, const auto& node, Config& config) {
          // Every message may wait this long; past a second it is a stall, not a delay.
          config.dispatcher.session.write_delay = duration_up_to(key, node, milliseconds{1000});
      }},
-    {"publish.max_queue_depth",
+    {"publish.max_queue_depth", "65536",
+     "commands waiting in a shard above which publishes for it get 429 (0 = off); a broadcast "
+     "counts once",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.max_queue_depth =
              integer_in(key, node, 0, std::numeric_limits<std::size_t>::max());
      }},
-    {"publish.max_outbound_bytes",
+    {"publish.max_outbound_bytes", "64MiB",
+     "bytes queued in a shard's sessions above which publishes for it get 429 (0 = off)",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.max_outbound_bytes = size_at_least(key, node, 0, "0");
      }},
-    {"http.threads",
+    {"http.threads", "1", "threads for accepting and the HTTP API (1-64)",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.http_threads = integer_in(key, node, 1, 64);
      }},
-    {"http.max_body",
+    {"http.max_body", "4MiB", "largest request body (413 above, decided before the body is read)",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.max_body = size_at_least(key, node, 1024, "1KiB");
      }},
-    {"http.idle_timeout",
+    {"http.idle_timeout", "60s", "idle keep-alive connections are closed after this",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.http_idle_timeout = positive_duration(key, node);
      }},
-    {"auth.api_keys",
+    {"auth.api_keys", "[]",
+     "keys for publish, disconnect, lookup and stats (Authorization: Bearer <key>)",
      [](const auto& key, const auto& node, Config& config) {
          // Appended: auth.api_keys_file may have contributed keys of its own.
          auto keys = parse_api_keys(key, node);
          auto& all = config.transport.auth.api_keys;
          all.insert(all.end(), keys.begin(), keys.end());
      }},
-    {"auth.api_keys_file",
+    {"auth.api_keys_file", "", "a file with more API keys, one per line (# starts a comment)",
      [](const auto& key, const auto& node, Config& config) {
          auto keys = parse_api_keys_file(key, node);
          auto& all = config.transport.auth.api_keys;
          all.insert(all.end(), keys.begin(), keys.end());
      }},
-    {"auth.insecure_api",
+    {"auth.insecure_api", "false",
+     "with no API key set, true opens those calls to anyone (logged); false answers them 403",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.auth.insecure_api = one_of(key, node, kBooleans) == 1;
      }},
-    {"auth.anonymous_clients",
+    {"auth.anonymous_clients", "false",
+     "true: a client without a token connects to /ws/{id} as any id it names (logged)",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.auth.anonymous_clients = one_of(key, node, kBooleans) == 1;
      }},
-    {"auth.allowed_origins",
+    {"auth.allowed_origins", "[]",
+     "origins a browser page may connect from besides the server's own; [\"*\"] for any",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.auth.allowed_origins = parse_origins(key, node);
      }},
-    {"auth.jwt.hmac_secret",
+    {"auth.jwt.hmac_secret", "\"\"",
+     "HS256/HS384/HS512 secret for connect tokens, at least 32 bytes",
      [](const auto& key, const auto& node, Config& config) {
          set_hmac_secret(key, parse_hmac_secret(key, node), config);
      }},
-    {"auth.jwt.hmac_secret_file",
+    {"auth.jwt.hmac_secret_file", "",
+     "a file holding the HMAC secret (set this or auth.jwt.hmac_secret)",
      [](const auto& key, const auto& node, Config& config) {
          set_hmac_secret(key, parse_hmac_secret_file(key, node), config);
      }},
-    {"auth.jwt.public_keys",
+    {"auth.jwt.public_keys", "[]",
+     "PEM public key files: RSA for RS256/384/512, EC P-256/384/521 for ES256/384/512",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.auth.jwt.public_keys = parse_public_keys(key, node);
      }},
-    {"auth.jwt.audience",
+    {"auth.jwt.audience", "\"\"",
+     "when set, aud must contain it; when empty, a token with aud is refused",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.auth.jwt.audience = scalar(key, node, "a string");
      }},
-    {"auth.jwt.issuer",
+    {"auth.jwt.issuer", "\"\"", "when set, iss must equal it",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.auth.jwt.issuer = scalar(key, node, "a string");
      }},
-    {"auth.jwt.leeway",
+    {"auth.jwt.leeway", "30s", "clock skew allowed on exp, nbf and iat (0-5m)",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.auth.jwt.leeway = std::chrono::duration_cast<std::chrono::seconds>(
              duration_up_to(key, node, milliseconds{300'000}));
      }},
-    {"auth.jwt.require_exp",
+    {"auth.jwt.require_exp", "true",
+     "false accepts tokens without exp (their sessions never expire)",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.auth.jwt.require_exp = one_of(key, node, kBooleans) == 1;
      }},
-    {"shutdown.drain_timeout",
+    {"shutdown.drain_timeout", "5s", "how long shutdown keeps delivering queued messages",
      [](const auto& key, const auto& node, Config& config) {
          config.drain_timeout = duration(key, node);
      }},
-    {"metrics.enabled",
+    {"metrics.enabled", "true", "serve GET /metrics",
      [](const auto& key, const auto& node, Config& config) {
          config.metrics_enabled = one_of(key, node, kBooleans) == 1;
      }},
-    {"metrics.listen",
+    {"metrics.listen", "\"\"",
+     "also serve /metrics and /healthz on this host:port; empty means no second port",
      [](const auto& key, const auto& node, Config& config) {
          // Empty means no separate port: /metrics is then served on the main port only.
          if (node.IsNull() || (node.IsScalar() && node.Scalar().empty())) {
@@ -619,35 +649,38 @@ constexpr Field kFields[] = {
          auto [host, port] = parse_listen(key, node);
          config.transport.metrics_listen = transport::Endpoint{std::move(host), port};
      }},
-    {"cluster.nats.url",
+    {"cluster.nats.url", "\"\"",
+     "comma-separated nats://host:port list; set, it turns cluster mode on",
      [](const auto& key, const auto& node, Config& config) {
          config.cluster.nats_servers = parse_nats_urls(key, node);
      }},
-    {"cluster.nats.reconnect_wait",
+    {"cluster.nats.reconnect_wait", "100ms",
+     "first delay between NATS reconnect rounds; doubles each round",
      [](const auto& key, const auto& node, Config& config) {
          config.cluster.reconnect_wait = positive_duration(key, node);
      }},
-    {"cluster.nats.reconnect_wait_max",
+    {"cluster.nats.reconnect_wait_max", "2s", "longest delay between NATS reconnect rounds",
      [](const auto& key, const auto& node, Config& config) {
          config.cluster.reconnect_wait_max = positive_duration(key, node);
      }},
-    {"cluster.node",
+    {"cluster.node", "\"\"",
+     "this node's name in logs, metrics and stats; empty means <hostname>:<port>",
      [](const auto& key, const auto& node, Config& config) {
          config.cluster.node = parse_node_name(key, node);
      }},
-    {"cluster.subject_prefix",
+    {"cluster.subject_prefix", "shardcast", "first tokens of every NATS subject",
      [](const auto& key, const auto& node, Config& config) {
          config.cluster.subject_prefix = parse_subject_prefix(key, node);
      }},
-    {"cluster.upstream",
+    {"cluster.upstream", "false", "publish client frames to <prefix>.upstream.<id>",
      [](const auto& key, const auto& node, Config& config) {
          config.cluster.upstream = one_of(key, node, kBooleans) == 1;
      }},
-    {"log.level",
+    {"log.level", "info", "trace, debug, info, warn, error or off",
      [](const auto& key, const auto& node, Config& config) {
          config.log.level = kLogLevels[one_of(key, node, kLogLevels)];
      }},
-    {"log.summary_interval",
+    {"log.summary_interval", "30s", "period of the one-line traffic summary (0 = off)",
      [](const auto& key, const auto& node, Config& config) {
          config.log.summary_interval = duration(key, node);
      }},
@@ -834,6 +867,30 @@ std::string without_secret(const std::string& url) {
 }
 
 }  // namespace
+
+std::string config_keys_text() {
+    std::size_t width = 0;
+    for (const Field& field : kFields) width = std::max(width, field.key.size());
+    std::string text;
+    for (const Field& field : kFields) {
+        text.append("  ").append(field.key).append(width + 2 - field.key.size(), ' ');
+        text.append(field.meaning);
+        if (!field.default_text.empty()) text.append(" [").append(field.default_text).append("]");
+        text += '\n';
+    }
+    return text;
+}
+
+std::string config_keys_markdown() {
+    std::string text = "| Key | Default | Meaning |\n|---|---|---|\n";
+    for (const Field& field : kFields) {
+        text.append("| `").append(field.key).append("` | ");
+        text.append(field.default_text.empty() ? "(none)"
+                                               : "`" + std::string(field.default_text) + "`");
+        text.append(" | ").append(field.meaning).append(" |\n");
+    }
+    return text;
+}
 
 std::string describe(const Config& config) {
     const auto& transport = config.transport;

@@ -51,4 +51,9 @@ std::size_t parse_size(const std::string& key, const std::string& text);
 // The effective configuration as one line of "key=value" pairs, for the startup log.
 std::string describe(const Config& config);
 
+// Every key with its meaning and default, from the one table of keys: one line each for
+// --help, and a Markdown table for docs/configuration.md (which a test checks against it).
+std::string config_keys_text();
+std::string config_keys_markdown();
+
 }  // namespace shardcast

@@ -211,7 +211,12 @@ int main(int argc, char** argv) {
     std::optional<std::string> shards;
     std::vector<std::string> overrides;
     bool check_only = false;
+    bool print_reference = false;
     app.add_option("-c,--config", config_file, "YAML configuration file");
+    app.add_flag("--config-reference", print_reference,
+                 "print every configuration key as a Markdown table, and exit");
+    app.footer("Configuration keys (in the YAML file, or -s key=value) [default]:\n" +
+               shardcast::config_keys_text());
     std::string token_sub;
     std::string token_ttl = "1h";
     std::string token_info;
@@ -228,6 +233,10 @@ int main(int argc, char** argv) {
     app.add_flag("--check-config", check_only, "validate the configuration and exit");
     app.set_version_flag("-v,--version", std::string("shardcast ") + kVersion);
     CLI11_PARSE(app, argc, argv);
+    if (print_reference) {
+        std::printf("%s", shardcast::config_keys_markdown().c_str());
+        return 0;
+    }
 
     if (listen) overrides.insert(overrides.begin(), "listen=" + *listen);
     if (shards) overrides.insert(overrides.begin(), "shards=" + *shards);

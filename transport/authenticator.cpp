@@ -89,8 +89,9 @@ FoundToken find_token(std::string_view target,
     if (const std::size_t n = query_count(target, "token"); n > 0) {
         auto value = query_param(target, "token");
         if (n > 1 || !value) {
-            found.error = n > 1 ? "more than one token parameter" : "the token parameter is not "
-                                                                    "a valid URL escape";
+            found.error = n > 1 ? "more than one token parameter"
+                                : "the token parameter is not "
+                                  "a valid URL escape";
             return found;
         }
         found.token = std::move(*value);
@@ -170,7 +171,8 @@ bool Authenticator::origin_allowed(std::string_view origin, std::string_view hos
     }
     // A default port may be written in one and left out of the other.
     const std::string_view port = iequals(scheme, "https") ? ":443" : ":80";
-    return (host.ends_with(port) && iequals(authority, host.substr(0, host.size() - port.size()))) ||
+    return (host.ends_with(port) &&
+            iequals(authority, host.substr(0, host.size() - port.size()))) ||
            (authority.ends_with(port) &&
             iequals(authority.substr(0, authority.size() - port.size()), host));
 }
@@ -202,18 +204,18 @@ UpgradeDecision Authenticator::admit(const UpgradeRequestView& request,
         return UpgradeDecision{std::move(identity), {}};
     }
     if (found.token.empty()) {
-        return refused(401, UpgradeRefusal::missing_token,
-                       config_.anonymous_clients
-                           ? "missing client id: connect to /ws/{id}, or bring a token"
-                       : verifier_.enabled()
-                           ? "missing connect token (?token=, Authorization: Bearer, or a "
-                             "shardcast.token. subprotocol)"
-                           : "this server admits no clients: no auth.jwt key is set and "
-                             "auth.anonymous_clients is false");
+        return refused(
+            401, UpgradeRefusal::missing_token,
+            config_.anonymous_clients ? "missing client id: connect to /ws/{id}, or bring a token"
+            : verifier_.enabled() ? "missing connect token (?token=, Authorization: Bearer, or a "
+                                    "shardcast.token. subprotocol)"
+                                  : "this server admits no clients: no auth.jwt key is set and "
+                                    "auth.anonymous_clients is false");
     }
     TokenVerdict verdict = verifier_.verify(found.token, now);
     if (verdict.error) {
-        return refused(401, refusal_for(*verdict.error), "invalid connect token: " + verdict.detail);
+        return refused(401, refusal_for(*verdict.error),
+                       "invalid connect token: " + verdict.detail);
     }
     if (named && verdict.claims.sub != path_id) {
         return refused(403, UpgradeRefusal::sub_mismatch,

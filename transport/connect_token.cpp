@@ -73,8 +73,7 @@ KeyKind classify(const PublicKeyFile& file, std::size_t index) {
     EVP_PKEY* key = bio != nullptr ? PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr) : nullptr;
     BIO_free(bio);
     if (key == nullptr) {
-        throw std::invalid_argument(name +
-                                    ": not a PEM public key (-----BEGIN PUBLIC KEY-----)");
+        throw std::invalid_argument(name + ": not a PEM public key (-----BEGIN PUBLIC KEY-----)");
     }
     KeyKind kind = KeyKind::none;
     std::string problem;
@@ -89,13 +88,13 @@ KeyKind classify(const PublicKeyFile& file, std::size_t index) {
         std::size_t length = 0;
         EVP_PKEY_get_group_name(key, group, sizeof group, &length);
         const std::string_view curve(group, length);
-        kind = curve == "prime256v1" ? KeyKind::ec256
+        kind = curve == "prime256v1"  ? KeyKind::ec256
                : curve == "secp384r1" ? KeyKind::ec384
                : curve == "secp521r1" ? KeyKind::ec521
                                       : KeyKind::none;
         if (kind == KeyKind::none) {
-            problem = "an EC key on curve " + std::string(curve) +
-                      "; expected P-256, P-384 or P-521";
+            problem =
+                "an EC key on curve " + std::string(curve) + "; expected P-256, P-384 or P-521";
         }
     } else {
         problem = "neither an RSA nor an EC key";
@@ -323,8 +322,7 @@ std::string mint_token(const JwtConfig& config,
     const std::string grants = json::serialize(claims);
     const auto* key = reinterpret_cast<const unsigned char*>(config.hmac_secret.data());
     if (jwt_new(&jwt.p) != 0 || jwt_add_grants_json(jwt.p, grants.c_str()) != 0 ||
-        jwt_set_alg(jwt.p, JWT_ALG_HS256, key, static_cast<int>(config.hmac_secret.size())) !=
-            0) {
+        jwt_set_alg(jwt.p, JWT_ALG_HS256, key, static_cast<int>(config.hmac_secret.size())) != 0) {
         throw std::runtime_error("cannot build the token");
     }
     const MallocText token(jwt_encode_str(jwt.p));

@@ -56,9 +56,9 @@ constexpr std::string_view to_string(TokenError error) {
 
 // What a verified token says about its holder.
 struct TokenClaims {
-    std::string sub;                 // a valid client id
+    std::string sub;                  // a valid client id
     std::optional<std::int64_t> exp;  // Unix seconds; none only with require_exp: false
-    std::string info;                // the info claim as compact JSON, "" when absent
+    std::string info;                 // the info claim as compact JSON, "" when absent
 };
 
 struct TokenVerdict {

@@ -38,7 +38,9 @@ public:
     void add(Opcode opcode, std::string_view payload) { add(opcode, {}, payload, {}); }
     // A frame whose payload is before + payload + after: the payload copied or referenced as
     // above, the wrapping copied (at most kMaxWrapBytes together).
-    void add(Opcode opcode, std::string_view before, std::string_view payload,
+    void add(Opcode opcode,
+             std::string_view before,
+             std::string_view payload,
              std::string_view after);
 
     std::span<const iovec> iovecs() const { return iov_.first(count_); }

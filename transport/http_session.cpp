@@ -164,7 +164,8 @@ private:
         view.host = request[http::field::host];
         view.connection_upgrade =
             http::token_list{request[http::field::connection]}.exists("upgrade");
-        view.upgrade_websocket = http::token_list{request[http::field::upgrade]}.exists("websocket");
+        view.upgrade_websocket =
+            http::token_list{request[http::field::upgrade]}.exists("websocket");
         view.key = request[http::field::sec_websocket_key];
         view.ws_version = request[http::field::sec_websocket_version];
         view.has_origin = origin != request.end();
@@ -178,8 +179,8 @@ private:
             ApiResponse response{refused.status, json_error(refused.message)};
             if (refused.status == 405) response.allow = "GET";
             if (refused.status == 401) response.www_authenticate = "Bearer";
-            response.websocket_version = refused.status == 426 && !view.ws_version.empty() &&
-                                         view.ws_version != "13";
+            response.websocket_version =
+                refused.status == 426 && !view.ws_version.empty() && view.ws_version != "13";
             return respond(std::move(response), true);
         }
         stream_.expires_never();

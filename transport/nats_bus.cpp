@@ -3,9 +3,8 @@
 #include <nats/nats.h>
 #include <spdlog/spdlog.h>
 
-#include <boost/json.hpp>
-
 #include <algorithm>
+#include <boost/json.hpp>
 #include <charconv>
 #include <chrono>
 #include <future>
@@ -491,8 +490,7 @@ void NatsBus::execute(Op& op) {
                             std::memory_order_relaxed);
     // Text goes out bare (PUB); a JSON value says so in a header, so v1 clients elsewhere see
     // the same value.
-    const bool json =
-        op.payload && op.payload->form() == dispatcher::Content::Form::json;
+    const bool json = op.payload && op.payload->form() == dispatcher::Content::Form::json;
     natsConnection* connection = nats.connection;
     natsStatus status = NATS_OK;
     switch (op.what) {

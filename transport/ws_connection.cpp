@@ -230,7 +230,8 @@ private:
         if (!refresh.error.empty()) {
             return on_refresh_refused("refresh refused: " + refresh.error);
         }
-        const TokenVerdict verdict = verifier_.verify(refresh.token, std::chrono::system_clock::now());
+        const TokenVerdict verdict =
+            verifier_.verify(refresh.token, std::chrono::system_clock::now());
         if (verdict.error) {
             return on_refresh_refused("refresh refused: " + std::string(to_string(*verdict.error)));
         }
@@ -421,9 +422,9 @@ private:
     // the whole rest as buffers (pointing into tail_bytes_ and the session's payloads).
     std::string tail_bytes_;
     std::vector<net::const_buffer> tail_;
-    std::string pong_;              // payload of the pong owed
-    std::string close_;             // payload of our close frame
-    std::string reply_;             // a v1 control reply ({"refreshed":...}) owed
+    std::string pong_;   // payload of the pong owed
+    std::string close_;  // payload of our close frame
+    std::string reply_;  // a v1 control reply ({"refreshed":...}) owed
     dispatcher::Clock::time_point last_refresh_{};
     std::size_t data_pending_ = 0;  // messages the session asked to write
     bool writing_data_ = false;

@@ -613,9 +613,9 @@ TEST(ConfigMetricsTest, ListenSetsASeparatePortAndEmptyClearsIt) {
 }
 
 TEST(ConfigDescribeTest, CountsApiKeysWithoutShowingThem) {
-    Config config = load_config(
-        std::nullopt, {"auth.api_keys=first-k3y,second-k3y",
-                       "auth.jwt.hmac_secret=an-hmac-s3cret-of-at-least-32-bytes!"});
+    Config config =
+        load_config(std::nullopt, {"auth.api_keys=first-k3y,second-k3y",
+                                   "auth.jwt.hmac_secret=an-hmac-s3cret-of-at-least-32-bytes!"});
     std::string line = describe(config);
     EXPECT_NE(line.find("auth.api_keys=<2 keys>"), std::string::npos) << line;
     EXPECT_NE(line.find("auth.jwt.hmac_secret=<set>"), std::string::npos) << line;

@@ -140,7 +140,8 @@ TEST_F(AuthenticatorTest, MalformedUpgradesAreRefusedBeforeTheToken) {
 
 TEST_F(AuthenticatorTest, BrowsersMayComeOnlyFromTheServersOwnOrAnAllowedOrigin) {
     const std::string target = "/ws?token=" + token_for("alice");
-    auto from = [&](std::string_view origin, const Authenticator& a = Authenticator(with_secret())) {
+    auto from = [&](std::string_view origin,
+                    const Authenticator& a = Authenticator(with_secret())) {
         UpgradeRequestView r = upgrade(target);
         r.has_origin = true;
         r.origin = origin;
