@@ -165,6 +165,14 @@ std::size_t Dispatcher::online() const {
     return total;
 }
 
+StatsTotals Dispatcher::totals() const {
+    StatsTotals totals;
+    for (const auto& shard : shards_) {
+        totals.add(shard->stats());
+    }
+    return totals;
+}
+
 bool Dispatcher::lookup(std::string_view client_id, std::function<void(ClientInfo)> handler) {
     if (!accepting()) {
         return false;

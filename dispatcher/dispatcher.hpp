@@ -86,6 +86,8 @@ public:
 
     // Sessions online across all shards (each shard's count, read without stopping it).
     std::size_t online() const;
+    // Every shard's counters added up, read without stopping them.
+    StatsTotals totals() const;
     // Asks the client's shard about it; handler runs on that shard's thread. False, and the
     // handler never runs, once stop() has begun: a stopped shard runs nothing posted to it.
     bool lookup(std::string_view client_id, std::function<void(ClientInfo)> handler);

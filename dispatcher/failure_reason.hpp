@@ -1,6 +1,8 @@
 // FailureReason: why one message did not reach one session. Every failure is counted.
 #pragma once
 
+#include "dispatcher/enum_name.hpp"
+
 #include <cstddef>
 #include <string_view>
 
@@ -16,26 +18,6 @@ enum class FailureReason : unsigned char {
     bus_unavailable,   // meant for another node, but the cluster bus was down or backed up
 };
 
-inline constexpr std::size_t kFailureReasonCount = 7;
-
-constexpr std::string_view to_string(FailureReason reason) {
-    switch (reason) {
-        case FailureReason::no_session:
-            return "no_session";
-        case FailureReason::overflow_dropped:
-            return "overflow_dropped";
-        case FailureReason::session_closed:
-            return "session_closed";
-        case FailureReason::write_error:
-            return "write_error";
-        case FailureReason::send_timeout:
-            return "send_timeout";
-        case FailureReason::shutdown:
-            return "shutdown";
-        case FailureReason::bus_unavailable:
-            return "bus_unavailable";
-    }
-    return "unknown";
-}
+inline constexpr std::size_t kFailureReasonCount = enum_count<FailureReason>;
 
 }  // namespace shardcast::dispatcher

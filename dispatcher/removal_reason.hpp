@@ -1,6 +1,8 @@
 // RemovalReason: why a session left its shard. Every removal is counted under one.
 #pragma once
 
+#include "dispatcher/enum_name.hpp"
+
 #include <cstddef>
 #include <string_view>
 
@@ -21,36 +23,6 @@ enum class RemovalReason : unsigned char {
     refresh_refused,    // the client sent a refresh token that does not verify for its id
 };
 
-inline constexpr std::size_t kRemovalReasonCount = 12;
-
-constexpr std::string_view to_string(RemovalReason reason) {
-    switch (reason) {
-        case RemovalReason::peer_closed:
-            return "peer_closed";
-        case RemovalReason::write_error:
-            return "write_error";
-        case RemovalReason::read_error:
-            return "read_error";
-        case RemovalReason::heartbeat_timeout:
-            return "heartbeat_timeout";
-        case RemovalReason::overflow:
-            return "overflow";
-        case RemovalReason::send_timeout:
-            return "send_timeout";
-        case RemovalReason::replaced:
-            return "replaced";
-        case RemovalReason::disconnected:
-            return "disconnected";
-        case RemovalReason::server_shutdown:
-            return "server_shutdown";
-        case RemovalReason::handshake_failed:
-            return "handshake_failed";
-        case RemovalReason::token_expired:
-            return "token_expired";
-        case RemovalReason::refresh_refused:
-            return "refresh_refused";
-    }
-    return "unknown";
-}
+inline constexpr std::size_t kRemovalReasonCount = enum_count<RemovalReason>;
 
 }  // namespace shardcast::dispatcher

@@ -357,7 +357,7 @@ Shard::Attach Shard::attach(std::shared_ptr<Session> session) {
 }
 
 void Shard::remove(Session& session, RemovalReason reason) {
-    remove(session, reason, close_code_for(reason), to_string(reason));
+    remove(session, reason, close_code_for(reason), enum_name(reason));
 }
 
 void Shard::remove(Session& session,

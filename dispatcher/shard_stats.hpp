@@ -83,4 +83,46 @@ struct ShardStats {
     }
 };
 
+// The counters of every shard added up: the one sum behind /api/v1/stats, /metrics and the
+// summary line. A snapshot of relaxed loads, taken by any thread while traffic flows.
+struct StatsTotals {
+    std::array<std::uint64_t, kPublishKindCount> published{};
+    std::array<std::uint64_t, kFailureReasonCount> failed{};
+    std::array<std::uint64_t, kRemovalReasonCount> cleaned{};
+    std::uint64_t sent = 0;
+    std::uint64_t writes = 0;
+    std::uint64_t connections = 0;
+    std::uint64_t frames_received = 0;
+    std::uint64_t refused_too_many = 0;
+    std::uint64_t refused_stopping = 0;
+    std::uint64_t sweep_removed = 0;
+    std::int64_t sessions = 0;
+    std::int64_t outbound_bytes = 0;
+
+    void add(const ShardStats& s) {
+        for (std::size_t i = 0; i < published.size(); ++i) published[i] += s.published[i].load();
+        for (std::size_t i = 0; i < failed.size(); ++i) failed[i] += s.failed[i].load();
+        for (std::size_t i = 0; i < cleaned.size(); ++i) cleaned[i] += s.cleaned[i].load();
+        sent += s.sent.load();
+        writes += s.writes.load();
+        connections += s.connections.load();
+        frames_received += s.frames_received.load();
+        refused_too_many += s.refused_too_many.load();
+        refused_stopping += s.refused_stopping.load();
+        sweep_removed += s.sweep_removed.load();
+        sessions += s.sessions.load();
+        outbound_bytes += s.outbound_bytes.load();
+    }
+    std::uint64_t failed_total() const { return sum(failed); }
+    std::uint64_t cleaned_total() const { return sum(cleaned); }
+
+private:
+    template <std::size_t N>
+    static std::uint64_t sum(const std::array<std::uint64_t, N>& values) {
+        std::uint64_t total = 0;
+        for (std::uint64_t v : values) total += v;
+        return total;
+    }
+};
+
 }  // namespace shardcast::dispatcher

@@ -73,14 +73,12 @@ std::vector<MetricFamily> Collector::Collect() const {
     std::vector<MetricFamily> out;
     out.reserve(24);
     const std::size_t shards = dispatcher_.shard_count();
+    const dispatcher::StatsTotals totals = dispatcher_.totals();
 
     auto& published = family(out, "shardcast_messages_published_total",
                              "Messages accepted from producers, by API.", MetricType::Counter);
     for (std::size_t k = 0; k < dispatcher::kPublishKindCount; ++k) {
-        std::uint64_t n = 0;
-        for (std::size_t i = 0; i < shards; ++i)
-            n += dispatcher_.shard(i).stats().published[k].load();
-        add(published, d(n), {{"kind", std::string(to_string(PublishKind(k)))}});
+        add(published, d(totals.published[k]), {{"kind", std::string(enum_names<PublishKind>[k])}});
     }
 
     auto& sent = family(out, "shardcast_messages_sent_total",
@@ -103,8 +101,6 @@ std::vector<MetricFamily> Collector::Collect() const {
     auto& latency =
         family(out, "shardcast_delivery_latency_seconds",
                "Time from publish to the completed socket write.", MetricType::Histogram);
-    std::array<std::uint64_t, dispatcher::kRemovalReasonCount> cleaned{};
-    std::uint64_t connections = 0, too_many = 0, stopping = 0, sweep = 0;
     for (std::size_t i = 0; i < shards; ++i) {
         const dispatcher::Shard& shard = dispatcher_.shard(i);
         const dispatcher::ShardStats& s = shard.stats();
@@ -113,31 +109,27 @@ std::vector<MetricFamily> Collector::Collect() const {
         add(writes, d(s.writes.load()), {{"shard", id}});
         for (std::size_t r = 0; r < dispatcher::kFailureReasonCount; ++r) {
             add(failed, d(s.failed[r].load()),
-                {{"shard", id}, {"reason", std::string(to_string(FailureReason(r)))}});
+                {{"shard", id}, {"reason", std::string(enum_name(FailureReason(r)))}});
         }
         add(frames, d(s.frames_received.load()), {{"shard", id}});
         add(sessions, d(s.sessions.load()), {{"shard", id}});
         add(depth, d(static_cast<std::uint64_t>(shard.queue_depth())), {{"shard", id}});
         add(outbound, d(s.outbound_bytes.load()), {{"shard", id}});
         latency.metric.push_back(latency_metric(shard.latency(), {{"shard", id}}));
-        for (std::size_t r = 0; r < cleaned.size(); ++r) cleaned[r] += s.cleaned[r].load();
-        connections += s.connections.load();
-        too_many += s.refused_too_many.load();
-        stopping += s.refused_stopping.load();
-        sweep += s.sweep_removed.load();
     }
 
     auto& cleaned_family = family(out, "shardcast_sessions_cleaned_total",
                                   "Sessions removed, by reason.", MetricType::Counter);
-    for (std::size_t r = 0; r < cleaned.size(); ++r) {
-        add(cleaned_family, d(cleaned[r]), {{"reason", std::string(to_string(RemovalReason(r)))}});
+    for (std::size_t r = 0; r < totals.cleaned.size(); ++r) {
+        add(cleaned_family, d(totals.cleaned[r]),
+            {{"reason", std::string(enum_names<RemovalReason>[r])}});
     }
     add(family(out, "shardcast_sessions_swept_total",
                "Dead sessions found by the cleanup sweep instead of by a failed read or write.",
                MetricType::Counter),
-        d(sweep));
+        d(totals.sweep_removed));
     add(family(out, "shardcast_connections_total", "Sessions ever attached.", MetricType::Counter),
-        d(connections));
+        d(totals.connections));
 
     using transport::UpgradeRefusal;
     auto& handshakes =
@@ -146,12 +138,13 @@ std::vector<MetricFamily> Collector::Collect() const {
     for (std::size_t r = 0; r < transport::kUpgradeRefusalCount; ++r) {
         const auto reason = UpgradeRefusal(r);
         // A shard refuses a session too once it is stopping: both are shutting_down.
-        const std::uint64_t more = reason == UpgradeRefusal::shutting_down ? stopping : 0;
+        const std::uint64_t more =
+            reason == UpgradeRefusal::shutting_down ? totals.refused_stopping : 0;
         add(handshakes, d(http_.refusals(reason) + more),
-            {{"reason", std::string(to_string(reason))}});
+            {{"reason", std::string(enum_name(reason))}});
     }
-    add(handshakes, d(too_many), {{"reason", "too_many_sessions"}});
-    add(handshakes, d(cleaned[static_cast<std::size_t>(RemovalReason::handshake_failed)]),
+    add(handshakes, d(totals.refused_too_many), {{"reason", "too_many_sessions"}});
+    add(handshakes, d(totals.cleaned[enum_index(RemovalReason::handshake_failed)]),
         {{"reason", "handshake_error"}});
 
     // Only the (route, code) pairs that occurred: most pairs never can.
@@ -163,7 +156,7 @@ std::vector<MetricFamily> Collector::Collect() const {
             if (const auto n = http_.count(transport::Route(r), c); n > 0) {
                 const unsigned code = transport::HttpStats::kStatuses[c];
                 add(requests, d(n),
-                    {{"route", std::string(to_string(transport::Route(r)))},
+                    {{"route", std::string(enum_name(transport::Route(r)))},
                      {"code", code == 0 ? "other" : std::to_string(code)}});
             }
         }
@@ -232,7 +225,7 @@ void Collector::collect_bus(std::vector<MetricFamily>& out) const {
                            "Messages not published because NATS was down or the outbox full.",
                            MetricType::Counter);
     for (std::size_t k = 0; k < transport::kBusKindCount; ++k) {
-        const std::string kind(to_string(BusKind(k)));
+        const std::string kind(enum_name(BusKind(k)));
         add(messages, d(bus_->out[k].load()), {{"direction", "out"}, {"kind", kind}});
         add(messages, d(bus_->in[k].load()), {{"direction", "in"}, {"kind", kind}});
         add(refused, d(bus_->refused[k].load()), {{"kind", kind}});
@@ -245,7 +238,7 @@ void Collector::collect_bus(std::vector<MetricFamily>& out) const {
                "Messages from NATS that were not delivered, by reason.", MetricType::Counter);
     for (std::size_t e = 0; e < transport::kBusReceiveErrorCount; ++e) {
         add(errors, d(bus_->receive_errors[e].load()),
-            {{"reason", std::string(to_string(BusReceiveError(e)))}});
+            {{"reason", std::string(enum_name(BusReceiveError(e)))}});
     }
 }
 

@@ -104,12 +104,18 @@ std::string read_message(JsonReader& reader, std::string_view text, Shape shape,
     return {};
 }
 
-// Counters named by their index; any counter type with load().
-template <class Counter, std::size_t N, class Name>
-json::object by_reason(const std::array<Counter, N>& counters, Name name) {
+// Values indexed by an enum, as {"<enumerator>": value, ...}: counters (anything with load())
+// or plain numbers.
+template <class E, class Values>
+json::object named(const Values& values) {
+    static_assert(std::tuple_size_v<Values> == enum_count<E>);
     json::object out;
-    for (std::size_t i = 0; i < N; ++i) {
-        out[name(i)] = counters[i].load();
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        if constexpr (std::is_arithmetic_v<typename Values::value_type>) {
+            out[enum_names<E>[i]] = values[i];
+        } else {
+            out[enum_names<E>[i]] = values[i].load();
+        }
     }
     return out;
 }
@@ -351,16 +357,7 @@ ApiResponse Api::stats() const {
     using dispatcher::FailureReason;
     using dispatcher::PublishKind;
     using dispatcher::RemovalReason;
-    auto failure_name = [](std::size_t i) { return to_string(FailureReason(i)); };
-    auto removal_name = [](std::size_t i) { return to_string(RemovalReason(i)); };
-    auto kind_name = [](std::size_t i) { return to_string(PublishKind(i)); };
-
     json::array shards;
-    std::uint64_t sent = 0, failed = 0, cleaned = 0, connections = 0, frames = 0;
-    std::int64_t online = 0, outbound = 0;
-    std::array<std::uint64_t, dispatcher::kFailureReasonCount> failed_by{};
-    std::array<std::uint64_t, dispatcher::kRemovalReasonCount> cleaned_by{};
-    std::array<std::uint64_t, dispatcher::kPublishKindCount> published_by{};
     for (std::size_t i = 0; i < dispatcher_.shard_count(); ++i) {
         const dispatcher::Shard& shard = dispatcher_.shard(i);
         const dispatcher::ShardStats& s = shard.stats();
@@ -371,9 +368,9 @@ ApiResponse Api::stats() const {
             {"outbound_bytes", s.outbound_bytes.load()},
             {"sent", s.sent.load()},
             {"writes", s.writes.load()},
-            {"failed", by_reason(s.failed, failure_name)},
-            {"cleaned", by_reason(s.cleaned, removal_name)},
-            {"published", by_reason(s.published, kind_name)},
+            {"failed", named<FailureReason>(s.failed)},
+            {"cleaned", named<RemovalReason>(s.cleaned)},
+            {"published", named<PublishKind>(s.published)},
             {"connections", s.connections.load()},
             {"frames_received", s.frames_received.load()},
             {"sessions_refused", s.refused_too_many.load() + s.refused_stopping.load()},
@@ -381,47 +378,30 @@ ApiResponse Api::stats() const {
             {"delivery_latency", json::object{{"count", shard.latency().count()},
                                               {"sum_seconds", shard.latency().sum_seconds()}}},
         });
-        sent += s.sent.load();
-        failed += s.failed_total();
-        cleaned += s.cleaned_total();
-        connections += s.connections.load();
-        frames += s.frames_received.load();
-        online += s.sessions.load();
-        outbound += s.outbound_bytes.load();
-        for (std::size_t r = 0; r < failed_by.size(); ++r) failed_by[r] += s.failed[r].load();
-        for (std::size_t r = 0; r < cleaned_by.size(); ++r) cleaned_by[r] += s.cleaned[r].load();
-        for (std::size_t k = 0; k < published_by.size(); ++k)
-            published_by[k] += s.published[k].load();
     }
-    auto named = [](const auto& values, auto name) {
-        json::object out;
-        for (std::size_t i = 0; i < values.size(); ++i) out[name(i)] = values[i];
-        return out;
-    };
+    const dispatcher::StatsTotals all = dispatcher_.totals();
     json::object totals{
-        {"online", online},
-        {"sent", sent},
-        {"failed", failed},
-        {"cleaned", cleaned},
-        {"connections", connections},
-        {"frames_received", frames},
-        {"outbound_bytes", outbound},
-        {"failed_by_reason", named(failed_by, failure_name)},
-        {"cleaned_by_reason", named(cleaned_by, removal_name)},
-        {"published", named(published_by, kind_name)},
+        {"online", all.sessions},
+        {"sent", all.sent},
+        {"failed", all.failed_total()},
+        {"cleaned", all.cleaned_total()},
+        {"connections", all.connections},
+        {"frames_received", all.frames_received},
+        {"outbound_bytes", all.outbound_bytes},
+        {"failed_by_reason", named<FailureReason>(all.failed)},
+        {"cleaned_by_reason", named<RemovalReason>(all.cleaned)},
+        {"published", named<PublishKind>(all.published)},
         {"http_rejected", stats_.rejected()},
         {"batch_lines_rejected", stats_.rejected_batch_lines()},
     };
     json::object cluster{{"enabled", bus_ != nullptr}};
     if (bus_ != nullptr) {
-        auto bus_kind = [](std::size_t i) { return to_string(BusKind(i)); };
-        auto error_name = [](std::size_t i) { return to_string(BusReceiveError(i)); };
         cluster["bus_connected"] = bus_->connected.load(std::memory_order_acquire);
         cluster["subscriptions"] = bus_->subscriptions.load(std::memory_order_relaxed);
-        cluster["messages_out"] = by_reason(bus_->out, bus_kind);
-        cluster["messages_in"] = by_reason(bus_->in, bus_kind);
-        cluster["refused"] = by_reason(bus_->refused, bus_kind);
-        cluster["receive_errors"] = by_reason(bus_->receive_errors, error_name);
+        cluster["messages_out"] = named<BusKind>(bus_->out);
+        cluster["messages_in"] = named<BusKind>(bus_->in);
+        cluster["refused"] = named<BusKind>(bus_->refused);
+        cluster["receive_errors"] = named<BusReceiveError>(bus_->receive_errors);
         cluster["publish_errors"] = bus_->publish_errors.load();
         cluster["reconnects"] = bus_->reconnects.load();
     }

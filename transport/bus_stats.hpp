@@ -2,6 +2,8 @@
 // client's threads; read by the metrics scrape and /api/v1/stats.
 #pragma once
 
+#include "dispatcher/enum_name.hpp"
+
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -12,41 +14,11 @@ namespace shardcast::transport {
 
 // What a bus message carries.
 enum class BusKind : unsigned char { send, broadcast, claim, disconnect, upstream };
-inline constexpr std::size_t kBusKindCount = 5;
-
-constexpr std::string_view to_string(BusKind kind) {
-    switch (kind) {
-        case BusKind::send:
-            return "send";
-        case BusKind::broadcast:
-            return "broadcast";
-        case BusKind::claim:
-            return "claim";
-        case BusKind::disconnect:
-            return "disconnect";
-        case BusKind::upstream:
-            return "upstream";
-    }
-    return "unknown";
-}
+inline constexpr std::size_t kBusKindCount = enum_count<BusKind>;
 
 // Why a message from the bus was not delivered.
 enum class BusReceiveError : unsigned char { invalid_utf8, bad_header, slow_consumer, stopping };
-inline constexpr std::size_t kBusReceiveErrorCount = 4;
-
-constexpr std::string_view to_string(BusReceiveError error) {
-    switch (error) {
-        case BusReceiveError::invalid_utf8:
-            return "invalid_utf8";
-        case BusReceiveError::bad_header:
-            return "bad_header";
-        case BusReceiveError::slow_consumer:
-            return "slow_consumer";
-        case BusReceiveError::stopping:
-            return "stopping";
-    }
-    return "unknown";
-}
+inline constexpr std::size_t kBusReceiveErrorCount = enum_count<BusReceiveError>;
 
 // Many writers: every add is an atomic increment.
 class SharedCounter {

@@ -170,20 +170,20 @@ std::chrono::seconds TokenVerifier::leeway() const { return impl_->leeway; }
 TokenVerdict TokenVerifier::verify(std::string_view token,
                                    std::chrono::system_clock::time_point now) const {
     if (token.empty()) {
-        return refuse(TokenError::missing, "no token");
+        return refuse(TokenError::missing_token, "no token");
     }
     if (token.size() > kMaxTokenBytes) {
-        return refuse(TokenError::malformed,
+        return refuse(TokenError::malformed_token,
                       "token longer than " + std::to_string(kMaxTokenBytes) + " bytes");
     }
     const std::string text(token);  // libjwt reads C strings
     if (text.find('\0') != std::string::npos) {
-        return refuse(TokenError::malformed, "not a JWT");
+        return refuse(TokenError::malformed_token, "not a JWT");
     }
     // Parsed unverified first, for the algorithm only: it decides which keys may be tried.
     Jwt unverified;
     if (jwt_decode(&unverified.p, text.c_str(), nullptr, 0) != 0) {
-        return refuse(TokenError::malformed, "not a JWT");
+        return refuse(TokenError::malformed_token, "not a JWT");
     }
     const char* alg_name = jwt_get_header(unverified.p, "alg");
     const jwt_alg_t alg = alg_name != nullptr ? jwt_str_alg(alg_name) : JWT_ALG_INVAL;
@@ -223,7 +223,7 @@ TokenVerdict TokenVerifier::verify(std::string_view token,
     const json::value parsed = json::parse(grants.p != nullptr ? grants.p : "", ec);
     const json::object* claims = parsed.if_object();
     if (ec || claims == nullptr) {
-        return refuse(TokenError::malformed, "claims are not a JSON object");
+        return refuse(TokenError::malformed_token, "claims are not a JSON object");
     }
     return impl_->check_claims(*claims,
                                std::chrono::duration<double>(now.time_since_epoch()).count());
@@ -234,31 +234,31 @@ TokenVerdict TokenVerifier::Impl::check_claims(const json::object& claims, doubl
     TokenVerdict verdict;
     const json::string* sub = claims.contains("sub") ? claims.at("sub").if_string() : nullptr;
     if (sub == nullptr) {
-        return refuse(TokenError::malformed, "sub is missing or not a string");
+        return refuse(TokenError::malformed_token, "sub is missing or not a string");
     }
     if (!valid_client_id(*sub)) {
-        return refuse(TokenError::malformed,
+        return refuse(TokenError::malformed_token,
                       "sub is not a valid client id (1-128 of A-Z a-z 0-9 . _ : @ -)");
     }
     verdict.claims.sub.assign(sub->data(), sub->size());
     for (std::string_view name : {"exp", "nbf", "iat"}) {
         if (claims.contains(name) && !numeric_date(claims, name)) {
-            return refuse(TokenError::malformed, std::string(name) + " is not a number");
+            return refuse(TokenError::malformed_token, std::string(name) + " is not a number");
         }
     }
     if (const auto exp = numeric_date(claims, "exp")) {
         if (now_s >= *exp + slack) {
-            return refuse(TokenError::expired, "token expired");
+            return refuse(TokenError::token_expired, "token expired");
         }
         verdict.claims.exp = static_cast<std::int64_t>(*exp);
     } else if (require_exp) {
-        return refuse(TokenError::malformed, "exp is required");
+        return refuse(TokenError::malformed_token, "exp is required");
     }
     if (const auto nbf = numeric_date(claims, "nbf"); nbf && now_s + slack < *nbf) {
-        return refuse(TokenError::not_yet_valid, "token not valid yet (nbf)");
+        return refuse(TokenError::token_not_yet_valid, "token not valid yet (nbf)");
     }
     if (const auto iat = numeric_date(claims, "iat"); iat && now_s + slack < *iat) {
-        return refuse(TokenError::not_yet_valid, "token issued in the future (iat)");
+        return refuse(TokenError::token_not_yet_valid, "token issued in the future (iat)");
     }
     if (const json::value* aud = claims.if_contains("aud")) {
         if (audience.empty()) {
@@ -279,11 +279,11 @@ TokenVerdict TokenVerifier::Impl::check_claims(const json::object& claims, doubl
     }
     if (const json::value* info = claims.if_contains("info")) {
         if (!info->is_object()) {
-            return refuse(TokenError::malformed, "info must be a JSON object");
+            return refuse(TokenError::malformed_token, "info must be a JSON object");
         }
         verdict.claims.info = json::serialize(*info);
         if (verdict.claims.info.size() > kMaxInfoBytes) {
-            return refuse(TokenError::malformed,
+            return refuse(TokenError::malformed_token,
                           "info is over " + std::to_string(kMaxInfoBytes) + " bytes");
         }
     }

@@ -7,6 +7,8 @@
 // thread concurrently (HTTP threads for upgrades, shard threads for refreshes).
 #pragma once
 
+#include "dispatcher/enum_name.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -21,38 +23,16 @@ namespace shardcast::transport {
 
 // Why a token was refused. Each is answered 401 and counted under its name.
 enum class TokenError : unsigned char {
-    missing,            // no token was sent
-    malformed,          // not a JWT, bad claims (sub, exp, info of the wrong type), too long
-    algorithm_refused,  // alg none, unknown, or no key configured for its type
-    bad_signature,      // no configured key of the right type verifies it
-    expired,            // exp (plus leeway) has passed
-    not_yet_valid,      // nbf or iat (minus leeway) still ahead
-    wrong_audience,     // aud does not contain auth.jwt.audience, or is set when that is not
-    wrong_issuer,       // iss is not auth.jwt.issuer
+    missing_token,        // no token was sent
+    malformed_token,      // not a JWT, bad claims (sub, exp, info of the wrong type), too long
+    algorithm_refused,    // alg none, unknown, or no key configured for its type
+    bad_signature,        // no configured key of the right type verifies it
+    token_expired,        // exp (plus leeway) has passed
+    token_not_yet_valid,  // nbf or iat (minus leeway) still ahead
+    wrong_audience,       // aud does not contain auth.jwt.audience, or is set when that is not
+    wrong_issuer,         // iss is not auth.jwt.issuer
 };
-inline constexpr std::size_t kTokenErrorCount = 8;
-
-constexpr std::string_view to_string(TokenError error) {
-    switch (error) {
-        case TokenError::missing:
-            return "missing_token";
-        case TokenError::malformed:
-            return "malformed_token";
-        case TokenError::algorithm_refused:
-            return "algorithm_refused";
-        case TokenError::bad_signature:
-            return "bad_signature";
-        case TokenError::expired:
-            return "token_expired";
-        case TokenError::not_yet_valid:
-            return "token_not_yet_valid";
-        case TokenError::wrong_audience:
-            return "wrong_audience";
-        case TokenError::wrong_issuer:
-            return "wrong_issuer";
-    }
-    return "unknown";
-}
+inline constexpr std::size_t kTokenErrorCount = enum_count<TokenError>;
 
 // What a verified token says about its holder.
 struct TokenClaims {

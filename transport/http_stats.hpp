@@ -4,6 +4,8 @@
 // the stats API, the log summary and the metrics scrape.
 #pragma once
 
+#include "dispatcher/enum_name.hpp"
+
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -25,35 +27,7 @@ enum class Route : unsigned char {
     metrics,
     unknown
 };
-inline constexpr std::size_t kRouteCount = 11;
-
-constexpr std::string_view to_string(Route route) {
-    switch (route) {
-        case Route::websocket:
-            return "websocket";
-        case Route::send:
-            return "send";
-        case Route::broadcast:
-            return "broadcast";
-        case Route::batch:
-            return "batch";
-        case Route::disconnect:
-            return "disconnect";
-        case Route::client:
-            return "client";
-        case Route::stats:
-            return "stats";
-        case Route::healthz:
-            return "healthz";
-        case Route::readyz:
-            return "readyz";
-        case Route::metrics:
-            return "metrics";
-        case Route::unknown:
-            return "unknown";
-    }
-    return "unknown";
-}
+inline constexpr std::size_t kRouteCount = enum_count<Route>;
 
 // Why an upgrade request on /ws or /ws/{clientId} was answered without a WebSocket. The
 // token refusals come first, in TokenError's order.
@@ -72,39 +46,7 @@ enum class UpgradeRefusal : unsigned char {
     not_upgrade,        // not a WebSocket upgrade, or a malformed one
     shutting_down,
 };
-inline constexpr std::size_t kUpgradeRefusalCount = 13;
-
-constexpr std::string_view to_string(UpgradeRefusal reason) {
-    switch (reason) {
-        case UpgradeRefusal::missing_token:
-            return "missing_token";
-        case UpgradeRefusal::malformed_token:
-            return "malformed_token";
-        case UpgradeRefusal::algorithm_refused:
-            return "algorithm_refused";
-        case UpgradeRefusal::bad_signature:
-            return "bad_signature";
-        case UpgradeRefusal::token_expired:
-            return "token_expired";
-        case UpgradeRefusal::token_not_yet_valid:
-            return "token_not_yet_valid";
-        case UpgradeRefusal::wrong_audience:
-            return "wrong_audience";
-        case UpgradeRefusal::wrong_issuer:
-            return "wrong_issuer";
-        case UpgradeRefusal::sub_mismatch:
-            return "sub_mismatch";
-        case UpgradeRefusal::origin_refused:
-            return "origin_refused";
-        case UpgradeRefusal::invalid_client_id:
-            return "invalid_client_id";
-        case UpgradeRefusal::not_upgrade:
-            return "not_upgrade";
-        case UpgradeRefusal::shutting_down:
-            return "shutting_down";
-    }
-    return "unknown";
-}
+inline constexpr std::size_t kUpgradeRefusalCount = enum_count<UpgradeRefusal>;
 
 class HttpStats {
 public:

@@ -233,7 +233,7 @@ private:
         const TokenVerdict verdict =
             verifier_.verify(refresh.token, std::chrono::system_clock::now());
         if (verdict.error) {
-            return on_refresh_refused("refresh refused: " + std::string(to_string(*verdict.error)));
+            return on_refresh_refused("refresh refused: " + std::string(enum_name(*verdict.error)));
         }
         if (verdict.claims.sub != client_id()) {
             return on_refresh_refused("refresh refused: the token is for another client id");
