@@ -4,13 +4,16 @@
 //
 //   embed_example [--port N] [--ticks N]
 //
-// Connect with any WebSocket client to ws://127.0.0.1:<port>/ws/<your-id> to see the ticks.
+// It prints a URL with a connect token for alice: open it with any WebSocket client to see
+// the ticks.
 #include <chrono>
 #include <cstdio>
+#include <random>
 #include <string>
 #include <thread>
 
 #include "dispatcher/dispatcher.hpp"
+#include "transport/connect_token.hpp"
 #include "transport/server.hpp"
 
 using namespace std::chrono_literals;
@@ -34,12 +37,20 @@ int main(int argc, char** argv) {
 
     // 2. The WebSocket + HTTP front end on top of it (optional: the dispatcher alone works
     //    with any transport that derives from dispatcher::Session).
+    //    Clients prove their id with a JWT signed with this secret, which your backend mints
+    //    (docs/authentication.md); a random one here, and a token for alice.
     shardcast::transport::TransportConfig transport;
     transport.host = "127.0.0.1";
     transport.port = port;
+    std::random_device random;
+    for (int i = 0; i < 48; ++i) {
+        transport.auth.jwt.hmac_secret += static_cast<char>('a' + random() % 26);
+    }
     shardcast::transport::Server server(transport, hub);
     server.start();
-    std::printf("listening on 127.0.0.1:%u\n", server.port());
+    const std::string token = shardcast::transport::mint_token(
+        transport.auth.jwt, "alice", std::chrono::hours(1), std::chrono::system_clock::now());
+    std::printf("listening: ws://127.0.0.1:%u/ws?token=%s\n", server.port(), token.c_str());
 
     // 3. Any thread may publish, concurrently, without locks; send() never blocks.
     std::thread producer([&] {
