@@ -68,12 +68,12 @@ void Session::write_queued() {
     assert(on_shard_thread());
     write_requested_ = false;
     if (state_ == State::open && in_flight_ == 0 && !queue_.empty()) {
-        write_next();
+        data_ready();
     }
 }
 
-// Takes as many queued messages as the transport puts into one write, up to kMaxBatchBytes.
-void Session::write_next() {
+// As many queued messages as the transport puts into one write, up to kMaxBatchBytes.
+std::pair<std::size_t, std::size_t> Session::front_batch() const {
     const std::size_t most = std::min(queue_.size(), std::max<std::size_t>(1, max_batch()));
     std::size_t count = 1;
     std::size_t bytes = queue_.at(0).size();
@@ -81,10 +81,38 @@ void Session::write_next() {
         bytes += queue_.at(count).size();
         ++count;
     }
+    return {count, bytes};
+}
+
+std::size_t Session::take_batch() {
+    assert(on_shard_thread());
+    const bool writable = state_ == State::open || (state_ == State::closing && final_batch_);
+    if (!writable || in_flight_ > 0 || queue_.empty()) {
+        return 0;
+    }
+    final_batch_ = false;
+    const auto [count, bytes] = front_batch();
     in_flight_ = static_cast<std::uint32_t>(count);
     in_flight_bytes_ = bytes;
     write_started_ = Clock::now();
-    start_write(count);
+    return count;
+}
+
+void Session::batch_written(bool ok) {
+    assert(on_shard_thread());
+    if (in_flight_ == 0) {
+        return;  // already settled by a send timeout
+    }
+    if (state_ != State::open) {
+        settle_in_flight(ok ? std::nullopt : std::optional(FailureReason::session_closed));
+        return;
+    }
+    if (!ok) {
+        settle_in_flight(FailureReason::write_error);
+        shard_.remove(*this, RemovalReason::write_error);
+        return;
+    }
+    settle_in_flight(std::nullopt);
 }
 
 // Settles the batch that was in flight: each message counted as sent or as the given
@@ -152,11 +180,13 @@ void Session::begin_close(RemovalReason reason, std::uint16_t code, std::string_
     const bool announced =
         reason == RemovalReason::disconnected || reason == RemovalReason::replaced ||
         reason == RemovalReason::server_shutdown || reason == RemovalReason::token_expired;
+    std::size_t kept = in_flight_;
     if (was_open && announced && in_flight_ == 0 && !queue_.empty()) {
-        write_next();
+        final_batch_ = true;
+        kept = front_batch().first;
     }
     const std::size_t bytes_before = queue_.bytes();
-    const std::size_t dropped = queue_.truncate(in_flight_);
+    const std::size_t dropped = queue_.truncate(kept);
     stats.outbound_bytes.add(-static_cast<std::int64_t>(bytes_before - queue_.bytes()));
     stats.add_failed(reason == RemovalReason::server_shutdown ? FailureReason::shutdown
                                                               : FailureReason::session_closed,
@@ -229,7 +259,7 @@ void Session::on_open() {
     last_heard_ = Clock::now();
     next_ping_ = last_heard_ + shard_.config().heartbeat_interval;
     if (!queue_.empty()) {
-        write_next();
+        data_ready();
     }
 }
 
@@ -240,26 +270,6 @@ void Session::on_handshake_failed() {
     } else if (state_ == State::closing) {
         abort();
         finish_close();
-    }
-}
-
-void Session::on_write_done(bool ok) {
-    assert(on_shard_thread());
-    if (in_flight_ == 0) {
-        return;  // already settled by a send timeout
-    }
-    if (state_ != State::open) {
-        settle_in_flight(ok ? std::nullopt : std::optional(FailureReason::session_closed));
-        return;
-    }
-    if (!ok) {
-        settle_in_flight(FailureReason::write_error);
-        shard_.remove(*this, RemovalReason::write_error);
-        return;
-    }
-    settle_in_flight(std::nullopt);
-    if (!queue_.empty()) {
-        write_next();
     }
 }
 

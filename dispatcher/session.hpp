@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "dispatcher/command.hpp"
 #include "dispatcher/failure_reason.hpp"
@@ -91,7 +92,6 @@ protected:
     // Transport reports, on the shard thread.
     void on_open();
     void on_handshake_failed();
-    void on_write_done(bool ok);
     void on_ping_done(bool ok);
     void on_heard();  // any frame from the client: data, pong, ping
     // A message from the client; info is what its token says about it (JSON, or empty),
@@ -102,15 +102,27 @@ protected:
     // for the close frame, at most 123 bytes). Closes the session with 4005.
     void on_refresh_refused(std::string_view why);
 
-    // Transport primitives, on the shard thread. At most one write and one ping are in
-    // flight at a time; each completion calls on_write_done / on_ping_done.
+    // The write path, which the transport drives: it is told when messages wait
+    // (data_ready), takes them a batch at a time (take_batch) when its socket can take a
+    // write, and reports each batch written (batch_written). One batch is in flight at most.
     //
-    // start_write(count): write the first count queued messages, in order, as one batch:
-    // in_flight(i) names them. A transport that can put several frames into one socket
-    // write says how many it takes with max_batch(); the default is one message per write.
-    virtual void start_write(std::size_t count) = 0;
-    virtual std::size_t max_batch() const { return 1; }
+    // take_batch(): the next batch, from the front of the queue, in flight from now until
+    // batch_written(): its count (in_flight(i) names its messages), or 0 when there is
+    // nothing to write. A transport that can put several frames into one socket write says
+    // how many it takes with max_batch(); the default is one message per write.
+    std::size_t take_batch();
     const Content& in_flight(std::size_t i) const { return queue_.at(i).content(); }
+    // Settles the batch in flight: counted as sent, or as failed, in which case (while open)
+    // the session is removed. Calls nothing of the transport's but abort().
+    void batch_written(bool ok);
+    virtual std::size_t max_batch() const { return 1; }
+
+    // Transport primitives, on the shard thread. None is called from inside take_batch or
+    // batch_written, so a transport's writer is never re-entered.
+    //
+    // data_ready(): messages wait and no batch is in flight: take them when the socket can.
+    virtual void data_ready() = 0;
+    // Writes a ping; its completion calls on_ping_done. One is in flight at most.
     virtual void start_ping() = 0;
     // Sends a close frame; the transport calls finish_close() once the socket is closed.
     virtual void start_close(std::uint16_t code, std::string_view reason) = 0;
@@ -124,7 +136,8 @@ private:
         std::string text;
     };
 
-    void write_next();
+    // The messages the next batch takes from the front of the queue, and their bytes.
+    std::pair<std::size_t, std::size_t> front_batch() const;
     void settle_in_flight(std::optional<FailureReason> failure);
     bool on_shard_thread() const;
 
@@ -134,6 +147,9 @@ private:
     State state_ = State::handshaking;
     bool ping_in_flight_ = false;
     bool write_requested_ = false;  // on the shard's list for write_queued()
+    // Closing after an announced close: take_batch hands out the front of the queue once
+    // more, so what was delivered just before the close still goes out ahead of it.
+    bool final_batch_ = false;
     // The first in_flight_ messages of the queue are being written; they leave it when the
     // write completes, and neither drop_oldest nor a close drops them before that.
     std::uint32_t in_flight_ = 0;

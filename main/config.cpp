@@ -882,12 +882,23 @@ std::string config_keys_text() {
 }
 
 std::string config_keys_markdown() {
+    // <id> and the like would be read as HTML tags.
+    auto escaped = [](std::string_view text) {
+        std::string out;
+        for (char c : text) {
+            out += c == '<' ? "&lt;" : c == '>' ? "&gt;" : std::string(1, c);
+        }
+        return out;
+    };
     std::string text = "| Key | Default | Meaning |\n|---|---|---|\n";
     for (const Field& field : kFields) {
+        const std::string_view value = field.default_text;
         text.append("| `").append(field.key).append("` | ");
-        text.append(field.default_text.empty() ? "(none)"
-                                               : "`" + std::string(field.default_text) + "`");
-        text.append(" | ").append(field.meaning).append(" |\n");
+        // A value as code; a default that is a sentence, as prose.
+        text.append(value.empty()                          ? "(none)"
+                    : value.find(' ') == std::string::npos ? "`" + std::string(value) + "`"
+                                                           : std::string(value));
+        text.append(" | ").append(escaped(field.meaning)).append(" |\n");
     }
     return text;
 }

@@ -91,7 +91,7 @@ void announce_access(const shardcast::transport::AuthConfig& auth) {
     }
     if (auth.anonymous_clients) {
         spdlog::error(
-            "auth.anonymous_clients is true: ANY client can connect to /ws/{{id}} as any id it "
+            "auth.anonymous_clients is true: ANY client can connect to /ws/<id> as any id it "
             "names and receive that id's messages");
     } else if (auth.jwt.hmac_secret.empty() && auth.jwt.public_keys.empty()) {
         spdlog::warn(

@@ -22,7 +22,7 @@ struct PublicKeyFile {
 struct JwtConfig {
     // HS256/HS384/HS512 secret; empty: HMAC tokens are refused.
     std::string hmac_secret;
-    // RSA (RS256/384/512) and EC P-256/P-384 (ES256/ES384) keys. A token is verified only
+    // RSA (RS256/384/512) and EC P-256/P-384/P-521 (ES256/384/512) keys. A token is verified only
     // against keys of the type its algorithm names.
     std::vector<PublicKeyFile> public_keys;
     // When set, aud must contain it; when empty, a token that carries aud is refused.

@@ -29,6 +29,7 @@
 #include "dispatcher/shard.hpp"
 #include "transport/api.hpp"
 #include "transport/frame_gather.hpp"
+#include "transport/frame_set.hpp"
 #include "transport/protocol_v1.hpp"
 #include "transport/ws_frame.hpp"
 
@@ -191,8 +192,8 @@ private:
                 // Only the latest ping needs its pong (RFC 6455, 5.5.3).
                 on_heard();
                 pong_.assign(event.data);
-                pong_pending_ = true;
-                flush();
+                pending_.add(ws::FrameKind::pong);
+                pump();
                 break;
             case ws::Event::Kind::pong:
                 on_heard();
@@ -240,15 +241,15 @@ private:
         }
         set_expiry(expiry_of(verdict.claims.exp, verifier_.leeway()));
         reply_ = v1::refreshed(verdict.claims.exp);
-        reply_pending_ = true;
-        flush();
+        pending_.add(ws::FrameKind::reply);
+        pump();
     }
 
     // A close frame written at once, without waiting: the session is about to end. Written
     // only when no other write is in flight, so frames never interleave; a client whose close
     // crosses one of our writes sees the connection end without an answer.
     void say_last_word(const std::string& close) {
-        if (writing()) {
+        if (!in_flight_.empty()) {
             return;
         }
         const ws::FrameHeader header = ws::frame_header(ws::Opcode::close, close.size());
@@ -267,94 +268,74 @@ private:
     }
 
     // --- writing ---------------------------------------------------------------------------
-
-    // A write is in flight exactly while one of its kinds of frame is.
-    bool writing() const {
-        return writing_data_ || writing_ping_ || writing_pong_ || writing_reply_ || writing_close_;
-    }
+    //
+    // One writer, pump(): it alone calls sendmsg. Everything that wants a frame written marks
+    // it pending and calls pump(); the session's data it takes itself, a batch at a time.
+    // Nothing pump() calls writes or calls pump() (a failed write removes the session, which
+    // only cuts the socket), so it is never re-entered.
 
     std::size_t max_batch() const override { return kMaxFramesPerWrite; }
 
-    void start_write(std::size_t count) override {
-        data_pending_ = count;
-        flush();
-    }
+    void data_ready() override { pump(); }
 
     void start_ping() override {
-        ping_pending_ = true;
-        flush();
+        pending_.add(ws::FrameKind::ping);
+        pump();
     }
 
-    // Queued behind a write in flight; success means our close frame is out, and the read
-    // loop ends when the client answers, which finishes the close.
+    // Written once no data is left to send before it; success means our close frame is out,
+    // and the read loop ends when the client answers, which finishes the close.
     void start_close(std::uint16_t code, std::string_view reason) override {
         close_ = ws::close_payload(code, reason);
-        close_pending_ = true;
-        flush();
+        pending_.add(ws::FrameKind::close);
+        pump();
     }
 
-    bool write_pending() const {
-        return pong_pending_ || ping_pending_ || reply_pending_ || data_pending_ > 0 ||
-               close_pending_;
-    }
-
-    // Writes until nothing is pending or a write has to wait for the socket. Most writes
-    // complete in the system call, and their completion may queue the next batch: the loop
-    // takes it here instead of recursing.
-    void flush() {
-        if (flushing_) {
-            return;  // called from a completion inside the loop below, which goes on
-        }
+    // Writes until nothing is owed or a write has to wait for the socket; its completion
+    // calls pump() again. Most writes complete inside sendmsg, so the loop goes on at once.
+    void pump() {
         const auto keep_alive = self();  // a failed write may remove this session
-        flushing_ = true;
-        while (!writing() && socket_.is_open() && write_pending()) {
-            write_once();
+        while (in_flight_.empty() && socket_.is_open()) {
+            const std::size_t batch = take_batch();
+            if (batch == 0 && pending_.empty()) {
+                break;
+            }
+            if (!write_once(batch)) {
+                return;  // finishing asynchronously
+            }
         }
-        flushing_ = false;
-        if (!writing()) {
+        if (in_flight_.empty()) {
             // Nothing left in flight: an idle connection keeps no write buffers.
             std::string().swap(tail_bytes_);
             std::vector<net::const_buffer>().swap(tail_);
         }
     }
 
-    // Everything waiting, in one sendmsg laid out in the shard's write scratch: pong and ping
-    // first (small, and owed promptly), then the session's batch, then a close frame once no
-    // data is left to send before it. What the kernel does not take is copied out of the
-    // scratch and finished asynchronously.
-    void write_once() {
+    // One sendmsg laid out in the shard's write scratch: pong, ping and reply first (small,
+    // and owed promptly), then the batch, or a close frame once no data is left to send
+    // before it. True when the write is over (done or failed); false when the kernel took
+    // only part, whose rest is copied out of the scratch and finished asynchronously.
+    bool write_once(std::size_t batch) {
         std::array<iovec, ws::FrameGather::iovec_count(kMaxFrames)> iov;
         ws::FrameGather frames(shard().write_scratch(), iov);
-        if (pong_pending_) {
+        if (pending_.take(ws::FrameKind::pong)) {
             frames.add(ws::Opcode::pong, pong_);
-            writing_pong_ = true;
-            pong_pending_ = false;
+            in_flight_.add(ws::FrameKind::pong);
         }
-        if (ping_pending_) {
+        if (pending_.take(ws::FrameKind::ping)) {
             frames.add(ws::Opcode::ping, {});
-            writing_ping_ = true;
-            ping_pending_ = false;
+            in_flight_.add(ws::FrameKind::ping);
         }
-        if (reply_pending_) {
+        if (pending_.take(ws::FrameKind::reply)) {
             frames.add(ws::Opcode::text, reply_);
-            writing_reply_ = true;
-            reply_pending_ = false;
+            in_flight_.add(ws::FrameKind::reply);
         }
-        if (data_pending_ > 0) {
-            for (std::size_t i = 0; i < data_pending_; ++i) {
-                const dispatcher::Content& message = in_flight(i);
-                if (v1_) {
-                    frames.add(ws::Opcode::text, v1::kDataBefore, message.json(), v1::kDataAfter);
-                } else {
-                    frames.add(ws::Opcode::text, message.text());
-                }
-            }
-            writing_data_ = true;
-            data_pending_ = 0;
-        } else if (close_pending_) {
+        if (batch > 0) {
+            add_data(frames, batch);
+            in_flight_.add(ws::FrameKind::data);
+        } else if (pending_.take(ws::FrameKind::close)) {
             frames.add(ws::Opcode::close, close_);
-            writing_close_ = true;
-            close_pending_ = false;
+            in_flight_.add(ws::FrameKind::close);
         }
         const std::span<const iovec> gather = frames.iovecs();
         msghdr message{};
@@ -365,43 +346,54 @@ private:
             sent = ::sendmsg(socket_.native_handle(), &message, MSG_NOSIGNAL);
         } while (sent < 0 && errno == EINTR);
         if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            return on_written(beast::error_code(errno, boost::system::system_category()));
+            written(false);
+            return true;
         }
         const std::size_t done = sent < 0 ? 0 : static_cast<std::size_t>(sent);
         if (done == frames.bytes()) {
-            return on_written({});
+            written(true);
+            return true;
         }
         frames.rest(done, tail_bytes_, tail_);
         net::async_write(socket_, tail_, [self = self()](beast::error_code ec, std::size_t) {
-            self->on_written(ec);
+            self->written(!ec);
+            self->pump();
         });
+        return false;
     }
 
-    void on_written(beast::error_code ec) {
-        const bool ok = !ec;
-        const bool data = std::exchange(writing_data_, false);
-        const bool ping = std::exchange(writing_ping_, false);
-        const bool close = std::exchange(writing_close_, false);
-        // The reply went out with the write, or is lost with the connection.
-        if (std::exchange(writing_reply_, false) && !reply_pending_) {
-            std::string().swap(reply_);
+    // The batch's messages, bare or, for a shardcast.v1 client, as {"data":<JSON value>}.
+    void add_data(ws::FrameGather& frames, std::size_t batch) const {
+        for (std::size_t i = 0; i < batch; ++i) {
+            const dispatcher::Content& message = in_flight(i);
+            if (v1_) {
+                frames.add(ws::Opcode::text, v1::kDataBefore, message.json(), v1::kDataAfter);
+            } else {
+                frames.add(ws::Opcode::text, message.text());
+            }
         }
+    }
+
+    // The write in flight is over: each kind of frame it carried is settled.
+    void written(bool ok) {
+        const ws::FrameSet done = std::exchange(in_flight_, {});
         // A ping that arrived during this write has replaced the payload its pong must echo.
-        if (std::exchange(writing_pong_, false) && !pong_pending_) {
+        if (done.has(ws::FrameKind::pong) && !pending_.has(ws::FrameKind::pong)) {
             pong_.clear();
         }
-        if (data) {
-            on_write_done(ok);  // may queue the next batch
+        if (done.has(ws::FrameKind::reply) && !pending_.has(ws::FrameKind::reply)) {
+            std::string().swap(reply_);
         }
-        if (ping) {
+        if (done.has(ws::FrameKind::data)) {
+            batch_written(ok);
+        }
+        if (done.has(ws::FrameKind::ping)) {
             on_ping_done(ok);
         }
-        if (close && !ok) {
+        if (done.has(ws::FrameKind::close) && !ok) {
             abort();
             finish_close();
-            return;
         }
-        flush();
     }
 
     // Cuts the socket now. Pending operations complete with errors and are ignored.
@@ -426,20 +418,11 @@ private:
     std::string close_;  // payload of our close frame
     std::string reply_;  // a v1 control reply ({"refreshed":...}) owed
     dispatcher::Clock::time_point last_refresh_{};
-    std::size_t data_pending_ = 0;  // messages the session asked to write
-    bool writing_data_ = false;
-    bool writing_ping_ = false;
-    bool writing_pong_ = false;
-    bool writing_close_ = false;
-    bool writing_reply_ = false;
-    bool ping_pending_ = false;
-    bool reply_pending_ = false;
+    ws::FrameSet pending_;    // owed, not yet written; data is the session's to say
+    ws::FrameSet in_flight_;  // carried by the write under way
     bool refreshed_once_ = false;
-    const bool v1_;  // shardcast.v1: data goes out as {"data":...}
-    bool pong_pending_ = false;
-    bool close_pending_ = false;
     bool read_done_ = false;
-    bool flushing_ = false;
+    const bool v1_;  // shardcast.v1: data goes out as {"data":...}
 };
 
 }  // namespace

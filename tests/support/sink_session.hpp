@@ -1,5 +1,6 @@
-// SinkSession: a dispatcher Session whose "socket" is memory. Writes complete on the next
-// turn of the shard's loop (or when released, in hold mode). It records what it was sent
+// SinkSession: a dispatcher Session whose "socket" is memory. It takes each batch when the
+// session has one, and the write completes on the next turn of the shard's loop (or when
+// released, in hold mode). It records what it was sent
 // and counts overlapping writes, which the one-writer rule says must never happen.
 //
 // Thread contract: the Session side runs on the shard thread; the accessors used by tests
@@ -89,8 +90,7 @@ public:
         boost::asio::post(shard().io_context(), [self = self()] {
             if (self->held_) {
                 self->held_ = false;
-                self->writing_.store(false);
-                self->on_write_done(true);
+                self->complete();
             }
         });
     }
@@ -100,8 +100,7 @@ public:
             self->hold_writes_ = false;
             if (self->held_) {
                 self->held_ = false;
-                self->writing_.store(false);
-                self->on_write_done(true);
+                self->complete();
             }
         });
     }
@@ -118,12 +117,26 @@ private:
         return std::static_pointer_cast<SinkSession>(shared_from_this());
     }
 
-    // Takes up to batch messages per write (1 unless set_batch() says otherwise), so hold
-    // mode holds one write of them.
-    void start_write(std::size_t count) override {
-        if (writing_.exchange(true)) {
+    // The session says messages wait only while none is in flight: anything else breaks the
+    // one-writer rule.
+    void data_ready() override {
+        if (writing_.load()) {
             ++violations_;
         }
+        write();
+    }
+
+    // Takes the next batch, up to batch messages (1 unless set_batch() says otherwise), and
+    // records it; it completes on the next turn of the loop, or when released in hold mode.
+    void write() {
+        if (writing_.load()) {
+            return;
+        }
+        const std::size_t count = take_batch();
+        if (count == 0) {
+            return;
+        }
+        writing_.store(true);
         {
             std::lock_guard lock(mutex_);
             for (std::size_t i = 0; i < count; ++i) {
@@ -136,10 +149,13 @@ private:
             held_ = true;
             return;
         }
-        boost::asio::post(shard().io_context(), [self = self()] {
-            self->writing_.store(false);
-            self->on_write_done(true);
-        });
+        boost::asio::post(shard().io_context(), [self = self()] { self->complete(); });
+    }
+
+    void complete() {
+        writing_.store(false);
+        batch_written(true);
+        write();
     }
     std::size_t max_batch() const override { return batch_.load(); }
     void start_ping() override {
@@ -149,7 +165,10 @@ private:
         }
         boost::asio::post(shard().io_context(), [self = self()] { self->on_ping_done(true); });
     }
+    // Like a real connection, the batch that goes out ahead of an announced close is taken
+    // first.
     void start_close(std::uint16_t code, std::string_view) override {
+        write();
         close_code_.store(code);
         boost::asio::post(shard().io_context(), [self = self()] { self->finish_close(); });
     }

@@ -53,34 +53,28 @@ private:
     // The real transport's kMaxFramesPerWrite: a busy session's backlog goes out in batches.
     std::size_t max_batch() const override { return kMaxFramesPerWrite; }
 
-    // The batch as one call, as the transport's one sendmsg per batch, completed inside
-    // the call as the transport's is when the kernel takes the whole write. A completion
-    // that queues the next batch re-enters here; the loop takes it instead of recursing.
-    void start_write(std::size_t count) override {
+    // Each batch as one call, as the transport's one sendmsg per batch, completed inside
+    // the call as the transport's is when the kernel takes the whole write; the loop then
+    // takes the next batch, as the transport's writer does.
+    void data_ready() override {
         if (writing_) {
             sink_.flag_violation();
         }
-        pending_ = count;
-        if (completing_) {
-            return;
-        }
         const auto keep_alive = self();
-        completing_ = true;
-        while (pending_ > 0) {
-            const std::size_t batch = std::exchange(pending_, 0);
+        while (const std::size_t batch = take_batch()) {
             writing_ = true;
             frames_.clear();
             for (std::size_t i = 0; i < batch; ++i) frames_.emplace_back(in_flight(i));
             sink_.write(frames_);
             writing_ = false;
-            on_write_done(true);
+            batch_written(true);
         }
-        completing_ = false;
     }
     void start_ping() override {
         boost::asio::post(shard().io_context(), [self = self()] { self->on_ping_done(true); });
     }
     void start_close(std::uint16_t, std::string_view) override {
+        data_ready();  // the batch that goes out ahead of an announced close
         boost::asio::post(shard().io_context(), [self = self()] { self->finish_close(); });
     }
     void abort() override {}
@@ -89,8 +83,6 @@ private:
 
     Sink& sink_;
     bool writing_ = false;                  // shard thread only
-    bool completing_ = false;               // inside start_write's loop
-    std::size_t pending_ = 0;               // messages of the next batch
     std::vector<std::string_view> frames_;  // the batch being written; kept for its capacity
 };
 
