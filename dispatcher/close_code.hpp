@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "dispatcher/removal_reason.hpp"
+
 namespace shardcast::dispatcher::close_code {
 
 inline constexpr std::uint16_t kNormal = 1000;
@@ -18,6 +20,28 @@ inline constexpr std::uint16_t kRefreshRefused = 4005;    // a refresh token did
 
 // A close frame carries at most 123 bytes of reason.
 inline constexpr std::size_t kMaxReasonBytes = 123;
+
+// The code a session removed for this reason is closed with, when it is told at all.
+constexpr std::uint16_t for_removal(RemovalReason reason) {
+    switch (reason) {
+        case RemovalReason::replaced:
+            return kReplaced;
+        case RemovalReason::overflow:
+            return kPolicyViolation;
+        case RemovalReason::heartbeat_timeout:
+            return kHeartbeatTimeout;
+        case RemovalReason::send_timeout:
+            return kSendTimeout;
+        case RemovalReason::server_shutdown:
+            return kGoingAway;
+        case RemovalReason::token_expired:
+            return kTokenExpired;
+        case RemovalReason::refresh_refused:
+            return kRefreshRefused;
+        default:
+            return kNormal;
+    }
+}
 
 // Codes a caller may ask a server to send: 1000, or the 3000-4999 range registered for
 // applications.

@@ -1,10 +1,10 @@
 // FailureReason: why one message did not reach one session. Every failure is counted.
 #pragma once
 
-#include "dispatcher/enum_name.hpp"
-
 #include <cstddef>
 #include <string_view>
+
+#include "dispatcher/enum_name.hpp"
 
 namespace shardcast::dispatcher {
 

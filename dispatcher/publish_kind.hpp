@@ -1,10 +1,10 @@
 // PublishKind: which API a message came through; a label on the published counters.
 #pragma once
 
-#include "dispatcher/enum_name.hpp"
-
 #include <cstddef>
 #include <string_view>
+
+#include "dispatcher/enum_name.hpp"
 
 namespace shardcast::dispatcher {
 

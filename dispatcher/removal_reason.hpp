@@ -1,10 +1,10 @@
 // RemovalReason: why a session left its shard. Every removal is counted under one.
 #pragma once
 
-#include "dispatcher/enum_name.hpp"
-
 #include <cstddef>
 #include <string_view>
+
+#include "dispatcher/enum_name.hpp"
 
 namespace shardcast::dispatcher {
 

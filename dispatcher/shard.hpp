@@ -1,6 +1,7 @@
 // Shard: one thread running its own io_context, the Inbox producers post into, and the
 // sessions of the client ids that hash to it. The shard thread is the only thread that
-// reads session state, writes to their sockets or closes them.
+// reads session state, writes to their sockets or closes them. Its definition is split by
+// concern: shard.cpp (the data path), shard_sessions.cpp, shard_tick.cpp, shard_stop.cpp.
 //
 // Thread contract: start(), publish(), begin_stop(), wait_stopped(), join() and the const
 // readers (stats(), queue_depth()) are safe from any thread; everything else runs
@@ -21,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "dispatcher/arrivals.hpp"
 #include "dispatcher/client_info.hpp"
 #include "dispatcher/cluster_link.hpp"
 #include "dispatcher/command.hpp"
@@ -113,13 +115,11 @@ private:
     enum class Phase : unsigned char { running, draining, closing, stopped };
 
     void drain();
-    void collect();
-    bool pop_arrivals();
-    void append_in_stamp_order();
     void deliver(Command& command);
+    void deliver_send(Command& command);
+    void deliver_broadcast(const Command& command);
+    void deliver_disconnect(const Command& command);
     void deliver_to(const SessionList& sessions, const Outbound& message);
-    bool counts(const Command& command) const;
-    bool forwards(const Command& command, bool held_here) const;
     void replace_older(const Command& claim);
     void remove_overflowed();
     void end_turn_writes();
@@ -150,19 +150,7 @@ private:
 
     std::unordered_map<std::string, SessionList, Hash, std::equal_to<>> sessions_;
     std::unordered_map<Session*, std::shared_ptr<Session>> closing_;
-    // Commands taken from the inbox, sorted by stamp and delivered from next_. The delivered
-    // prefix is dropped once it is as long as the rest, so a backlog that never empties
-    // holds at most about twice what is undelivered.
-    std::vector<Command> batch_;
-    std::size_t next_ = 0;
-    // One collection's pops, before they join batch_: kept across turns until a pass finds
-    // every producer empty.
-    std::vector<Command> arrivals_;
-    struct StampOrder {
-        std::uint64_t stamp;
-        std::size_t index;  // into arrivals_
-    };
-    std::vector<StampOrder> order_;                     // arrivals_ sorted by stamp
+    Arrivals arrivals_;                                 // taken from the inbox, in stamp order
     std::vector<std::shared_ptr<Session>> overflowed_;  // removed after a delivery loop
     // Written at the end of the turn, or when write_delay_timer_ fires.
     std::vector<std::shared_ptr<Session>> write_requests_;
