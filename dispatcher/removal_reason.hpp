@@ -11,7 +11,7 @@ namespace shardcast::dispatcher {
 enum class RemovalReason : unsigned char {
     peer_closed,        // the client closed, or its socket ended
     write_error,        // a socket write failed
-    read_error,         // the client broke the protocol (bad or oversized frame)
+    read_error,         // the client broke the protocol, or reading failed (not a plain end)
     heartbeat_timeout,  // nothing heard for session.heartbeat_timeout
     overflow,           // outbound buffer over session.buffer_limit with policy terminate
     send_timeout,       // one write in flight longer than session.send_time_limit

@@ -147,6 +147,15 @@ std::vector<MetricFamily> Collector::Collect() const {
     add(handshakes, d(totals.cleaned[enum_index(RemovalReason::handshake_failed)]),
         {{"reason", "handshake_error"}});
 
+    auto& drops = family(out, "shardcast_http_dropped_total",
+                         "Responses and upgrade hand-offs dropped because the connection failed, "
+                         "by reason.",
+                         MetricType::Counter);
+    for (std::size_t r = 0; r < transport::kDropReasonCount; ++r) {
+        const auto reason = transport::DropReason(r);
+        add(drops, d(http_.drops(reason)), {{"reason", std::string(enum_name(reason))}});
+    }
+
     // Only the (route, code) pairs that occurred: most pairs never can.
     auto& requests =
         family(out, "shardcast_http_requests_total",

@@ -2,13 +2,13 @@
 // client's threads; read by the metrics scrape and /api/v1/stats.
 #pragma once
 
-#include "dispatcher/enum_name.hpp"
-
 #include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+
+#include "dispatcher/enum_name.hpp"
 
 namespace shardcast::transport {
 

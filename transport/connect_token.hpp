@@ -7,8 +7,6 @@
 // thread concurrently (HTTP threads for upgrades, shard threads for refreshes).
 #pragma once
 
-#include "dispatcher/enum_name.hpp"
-
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -17,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "dispatcher/enum_name.hpp"
 #include "transport/auth_config.hpp"
 
 namespace shardcast::transport {

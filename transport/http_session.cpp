@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 
+#include "transport/io_error.hpp"
 #include "transport/printable.hpp"
 #include "transport/request_target.hpp"
 #include "transport/ws_connection.hpp"
@@ -82,7 +83,8 @@ private:
             http::async_write(
                 stream_, *go_on,
                 [self = shared_from_this(), go_on](beast::error_code ec, std::size_t) {
-                    if (!ec) self->do_read_body();
+                    if (ec) return self->context_.stats.record_drop(DropReason::continue_unwritten);
+                    self->do_read_body();
                 });
             return;
         }
@@ -102,9 +104,7 @@ private:
 
     void on_read_failed(beast::error_code ec) {
         // A client that leaves between requests, or idles out, is not an error.
-        if (ec == http::error::end_of_stream || ec == net::error::eof ||
-            ec == beast::error::timeout || ec == net::error::operation_aborted ||
-            ec == net::error::connection_reset) {
+        if (is_benign(ec)) {
             return do_close();
         }
         if (ec == http::error::body_limit) {
@@ -217,12 +217,14 @@ private:
         // An answer to HEAD has no body whatever its status, but the Content-Length a GET
         // would get. A body here would be read as the start of the next response.
         if (request.method() == http::verb::head) response_.body().clear();
-        http::async_write(stream_, response_,
-                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                              if (ec) return;
-                              if (!self->response_.keep_alive()) return self->do_close();
-                              self->do_read();
-                          });
+        http::async_write(
+            stream_, response_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                if (ec) {
+                    return self->context_.stats.record_drop(DropReason::response_unwritten);
+                }
+                if (!self->response_.keep_alive()) return self->do_close();
+                self->do_read();
+            });
     }
 
     void do_close() {

@@ -4,13 +4,13 @@
 // the stats API, the log summary and the metrics scrape.
 #pragma once
 
-#include "dispatcher/enum_name.hpp"
-
 #include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+
+#include "dispatcher/enum_name.hpp"
 
 namespace shardcast::transport {
 
@@ -48,6 +48,14 @@ enum class UpgradeRefusal : unsigned char {
 };
 inline constexpr std::size_t kUpgradeRefusalCount = enum_count<UpgradeRefusal>;
 
+// Why an answer, or a connection, was dropped on the way: each is counted.
+enum class DropReason : unsigned char {
+    response_unwritten,  // the connection failed before a response (or a refusal) went out
+    continue_unwritten,  // the connection failed before "100 Continue" went out
+    handoff_failed,      // an admitted upgrade's socket could not be moved to its shard
+};
+inline constexpr std::size_t kDropReasonCount = enum_count<DropReason>;
+
 class HttpStats {
 public:
     // The status codes the server answers with; anything else is counted as 0 ("other").
@@ -71,6 +79,12 @@ public:
         rejected_batch_lines_.fetch_add(n, std::memory_order_relaxed);
     }
     void record_accept_error() { accept_errors_.fetch_add(1, std::memory_order_relaxed); }
+    void record_drop(DropReason reason) {
+        drops_[enum_index(reason)].fetch_add(1, std::memory_order_relaxed);
+    }
+    std::uint64_t drops(DropReason reason) const {
+        return drops_[enum_index(reason)].load(std::memory_order_relaxed);
+    }
 
     std::uint64_t count(Route route, std::size_t status_index) const {
         return counts_[static_cast<std::size_t>(route)][status_index].load(
@@ -96,6 +110,7 @@ private:
     std::array<std::array<std::atomic<std::uint64_t>, kStatuses.size()>, kRouteCount> counts_{};
     std::atomic<std::uint64_t> rejected_batch_lines_{0};
     std::atomic<std::uint64_t> accept_errors_{0};
+    std::array<std::atomic<std::uint64_t>, kDropReasonCount> drops_{};
     std::array<std::atomic<std::uint64_t>, kUpgradeRefusalCount> refusals_{};
 };
 

@@ -30,6 +30,7 @@
 #include "transport/api.hpp"
 #include "transport/frame_gather.hpp"
 #include "transport/frame_set.hpp"
+#include "transport/io_error.hpp"
 #include "transport/protocol_v1.hpp"
 #include "transport/ws_frame.hpp"
 
@@ -128,7 +129,10 @@ private:
         auto& stats = shard().stats();
         (stopping ? stats.refused_stopping : stats.refused_too_many).add();
         http::async_write(socket_, *res,
-                          [self = self(), res](beast::error_code, std::size_t) { self->abort(); });
+                          [self = self(), res, &http_stats](beast::error_code ec, std::size_t) {
+                              if (ec) http_stats.record_drop(DropReason::response_unwritten);
+                              self->abort();
+                          });
     }
 
     // Beast has written the 101; the socket comes back here and Beast's stream goes away.
@@ -161,7 +165,7 @@ private:
             return;
         }
         if (ec) {
-            return read_ended(RemovalReason::peer_closed);
+            return read_ended(ended_by(ec));
         }
         const std::span<char> scratch = shard().read_scratch();
         const std::size_t n = socket_.read_some(net::buffer(scratch.data(), scratch.size()), ec);
@@ -169,7 +173,7 @@ private:
             return do_read();
         }
         if (ec) {
-            return read_ended(RemovalReason::peer_closed);  // end of stream, or a reset
+            return read_ended(ended_by(ec));
         }
         if (reader_.feed(scratch.first(n), [this](const ws::Event& event) { on_event(event); }) &&
             !read_done_) {
@@ -257,6 +261,12 @@ private:
                                                      net::buffer(close)};
         beast::error_code ignored;
         net::write(socket_, frame, ignored);
+    }
+
+    // The peer left (end of stream, a reset) or we closed the socket: peer_closed; a socket
+    // that failed any other way: read_error.
+    static RemovalReason ended_by(const beast::error_code& ec) {
+        return is_benign(ec) ? RemovalReason::peer_closed : RemovalReason::read_error;
     }
 
     void read_ended(RemovalReason reason) {
@@ -438,17 +448,17 @@ void hand_off(dispatcher::Shard& shard,
     beast::error_code ec;
     const auto protocol = socket.local_endpoint(ec).protocol();
     if (ec) {
-        return;  // the client is already gone
+        return stats.record_drop(DropReason::handoff_failed);  // the client is already gone
     }
     const int fd = socket.release(ec);
     if (ec) {
-        return;
+        return stats.record_drop(DropReason::handoff_failed);
     }
     tcp::socket moved(shard.io_context());
     moved.assign(protocol, fd, ec);
     if (ec) {
         ::close(fd);
-        return;
+        return stats.record_drop(DropReason::handoff_failed);
     }
     auto connection =
         std::make_shared<WsConnection>(shard, std::move(identity), std::move(moved), verifier);
