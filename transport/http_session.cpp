@@ -82,8 +82,10 @@ private:
                                                                             request.version());
             http::async_write(
                 stream_, *go_on,
-                [self = shared_from_this(), go_on](beast::error_code ec, std::size_t) {
-                    if (ec) return self->context_.stats.record_drop(DropReason::continue_unwritten);
+                [self = shared_from_this(), go_on](beast::error_code write_ec, std::size_t) {
+                    if (write_ec) {
+                        return self->context_.stats.record_drop(DropReason::continue_unwritten);
+                    }
                     self->do_read_body();
                 });
             return;

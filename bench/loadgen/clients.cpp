@@ -120,16 +120,16 @@ class Client;
 using detail::Client;
 
 struct ClientGroup::Impl {
-    Impl(Loop& loop, const Options& options)
-        : loop(loop),
-          options(options),
-          stats(loop.stats()),
-          server(net::ip::make_address_v4(options.host), options.port),
-          host_header(options.host + ":" + std::to_string(options.port)),
-          streams(options.publishes() ? static_cast<std::size_t>(options.publishers) : 0),
+    Impl(Loop& on, const Options& with)
+        : loop(on),
+          options(with),
+          stats(on.stats()),
+          server(net::ip::make_address_v4(with.host), with.port),
+          host_header(with.host + ":" + std::to_string(with.port)),
+          streams(with.publishes() ? static_cast<std::size_t>(with.publishers) : 0),
           read_buffer(kReadBufferBytes),
-          pacer(loop.context()),
-          churn_timer(loop.context()) {}
+          pacer(on.context()),
+          churn_timer(on.context()) {}
 
     void enqueue_connect(Client* client);
     void pump_connects();
@@ -197,7 +197,8 @@ public:
         }
         start_timer();
         ++pending_;
-        socket_->async_connect(group_.server, [this](error_code ec) { on_connect(ec); });
+        socket_->async_connect(group_.server,
+                               [this](error_code connect_ec) { on_connect(connect_ec); });
     }
 
     // Churn: ends an open connection the way the options say, then reconnects.
@@ -273,9 +274,9 @@ private:
                      std::string(kKey) +
                      "\r\nSec-WebSocket-Version: 13\r\nUser-Agent: shardcast-loadgen\r\n\r\n";
         ++pending_;
-        net::async_write(*socket_, net::buffer(handshake_), [this](error_code ec, std::size_t) {
+        net::async_write(*socket_, net::buffer(handshake_), [this](error_code write_ec, std::size_t) {
             --pending_;
-            if (ec || group_.stopping) {
+            if (write_ec || group_.stopping) {
                 connect_failed();
                 return;
             }

@@ -45,18 +45,18 @@ std::chrono::steady_clock::time_point at(std::int64_t ns) {
 }  // namespace
 
 struct Publisher::Impl {
-    Impl(Loop& loop,
-         const Options& options,
-         int index,
-         PublisherResult& result,
-         std::atomic<bool>& done)
-        : options(options),
-          index(static_cast<std::uint32_t>(index)),
-          result(result),
-          done(done),
-          stream(loop.context()),
-          timer(loop.context()),
-          random{static_cast<std::uint64_t>(index) * 7919 + 1} {
+    Impl(Loop& on,
+         const Options& with,
+         int number,
+         PublisherResult& into,
+         std::atomic<bool>& finished)
+        : options(with),
+          index(static_cast<std::uint32_t>(number)),
+          result(into),
+          done(finished),
+          stream(on.context()),
+          timer(on.context()),
+          random{static_cast<std::uint64_t>(number) * 7919 + 1} {
         const bool batched = options.batch > 1;
         const char* target = batched              ? "/api/v1/batch"
                              : options.targeted() ? "/api/v1/send"
@@ -116,7 +116,7 @@ struct Publisher::Impl {
         if (ec) return fail(ec, "write");
         response = {};
         http::async_read(stream, buffer, response,
-                         [this](error_code ec, std::size_t) { on_read(ec); });
+                         [this](error_code read_ec, std::size_t) { on_read(read_ec); });
     }
 
     void on_read(error_code ec) {
@@ -129,8 +129,8 @@ struct Publisher::Impl {
             ++result.throttled;
             rollback();
             timer.expires_after(kThrottledRetry);
-            timer.async_wait([this](error_code ec) {
-                if (ec) return fail(ec, "timer");
+            timer.async_wait([this](error_code wait_ec) {
+                if (wait_ec) return fail(wait_ec, "timer");
                 do_wait();
             });
             return;

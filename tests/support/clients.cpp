@@ -475,8 +475,8 @@ void WsClient::on_message(std::function<void(const std::string&)> callback) {
 // Each request runs its asynchronous steps on a private io_context, so that the timeout
 // bounds them (Beast's synchronous calls have none).
 struct HttpClient::Impl {
-    Impl(std::uint16_t port, std::chrono::milliseconds timeout)
-        : port(port), timeout(timeout), stream(io) {}
+    Impl(std::uint16_t to_port, std::chrono::milliseconds within)
+        : port(to_port), timeout(within), stream(io) {}
 
     // Runs the operation start(handler) begins to completion; returns its error.
     template <class Start>
