@@ -19,6 +19,9 @@ public:
     // Commands moved out of the inbox per pop, and the most one collect() pops: a flood of
     // producers cannot keep one turn collecting forever. No new collection begins while kMax
     // commands wait undelivered, so a shard that is behind leaves its backlog in the inbox.
+    // A collection that never finds the inbox empty keeps popping, kMax a turn, until it
+    // does: what it holds counts in the shard's queue depth, which the publish API's
+    // admission (429) bounds.
     static constexpr std::size_t kPopChunk = 256;
     static constexpr std::size_t kMax = 64 * 1024;
 

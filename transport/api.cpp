@@ -120,6 +120,19 @@ json::object named(const Values& values) {
     return out;
 }
 
+// The methods a route answers, as its 405's Allow header names them.
+constexpr std::string_view methods_of(Route route) {
+    switch (route) {
+        case Route::send:
+        case Route::broadcast:
+        case Route::batch:
+        case Route::disconnect:
+            return "POST";
+        default:
+            return "GET, HEAD";
+    }
+}
+
 }  // namespace
 
 Route route_of(std::string_view path) {
@@ -150,75 +163,67 @@ Api::Api(const TransportConfig& config,
 std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& later) {
     const std::string_view path = path_of(request.target);
     const Route route = route_of(path);
+    // Upgrades are taken by the HttpSession before this point.
+    if (route == Route::unknown || route == Route::websocket) {
+        return error(404, "no route for " + printable(path));
+    }
+    if (route == Route::metrics && !metrics_) {
+        return error(404, "metrics are disabled");
+    }
     // HEAD is GET without the body (the session leaves it out): load balancers check health
-    // with either.
-    const bool get = request.method == "GET" || request.method == "HEAD";
-    const bool post = request.method == "POST";
-
-    auto only = [](std::string_view allow) {
+    // with either. What publishes or reveals clients had its key checked by the HttpSession.
+    const std::string_view allow = methods_of(route);
+    const bool allowed = allow == "POST" ? request.method == "POST"
+                                         : request.method == "GET" || request.method == "HEAD";
+    if (!allowed) {
         ApiResponse r = error(405, "method not allowed; use " + std::string(allow));
         r.allow = allow;
         return r;
-    };
-
+    }
     switch (route) {
         case Route::healthz:
-            if (!get) return only("GET, HEAD");
             return ApiResponse{200, R"({"status":"ok"})"};
         case Route::readyz:
-            if (!get) return only("GET, HEAD");
             return readiness();
         case Route::metrics:
-            if (!metrics_) return error(404, "metrics are disabled");
-            if (!get) return only("GET, HEAD");
             return ApiResponse{200, metrics_(), "text/plain; version=0.0.4; charset=utf-8"};
-        case Route::unknown:
-        case Route::websocket:  // upgrades are taken by the HttpSession before this point
-            return error(404, "no route for " + printable(path));
-        default:
-            break;
-    }
-
-    // Everything below publishes or reveals clients: the HttpSession has checked the key.
-    switch (route) {
         case Route::send:
-            if (!post) return only("POST");
             return send(request.body);
         case Route::broadcast:
-            if (!post) return only("POST");
             return broadcast(request.body);
         case Route::batch:
-            if (!post) return only("POST");
             return batch(request.body);
         case Route::disconnect:
-            if (!post) return only("POST");
             return disconnect(request.body);
         case Route::stats:
-            if (!get) return only("GET, HEAD");
             return stats();
-        case Route::client: {
-            if (!get) return only("GET, HEAD");
-            const std::string_view id = path.substr(kClientPrefix.size());
-            if (!valid_client_id(id)) {
-                return error(400, "invalid client id (1-128 of A-Z a-z 0-9 . _ : @ -)");
-            }
-            const bool asked = dispatcher_.lookup(id, [later](dispatcher::ClientInfo info) {
-                later(ApiResponse{
-                    200, json::serialize(json::object{{"id", info.id},
-                                                      {"online", info.online},
-                                                      {"sessions", info.sessions},
-                                                      {"shard", info.shard},
-                                                      {"messages_sent", info.messages_sent},
-                                                      {"socket_writes", info.socket_writes}})});
-            });
-            if (!asked) {
-                return error(503, "shutting down");
-            }
-            return std::nullopt;
-        }
-        default:
-            return error(404, "no route for " + printable(path));
+        case Route::client:
+            return client(path.substr(kClientPrefix.size()), later);
+        case Route::unknown:
+        case Route::websocket:
+            break;
     }
+    return error(404, "no route for " + printable(path));
+}
+
+// Answered later, from the client's shard.
+std::optional<ApiResponse> Api::client(std::string_view id, const Reply& later) {
+    if (!valid_client_id(id)) {
+        return error(400, "invalid client id (1-128 of A-Z a-z 0-9 . _ : @ -)");
+    }
+    const bool asked = dispatcher_.lookup(id, [later](dispatcher::ClientInfo info) {
+        later(
+            ApiResponse{200, json::serialize(json::object{{"id", info.id},
+                                                          {"online", info.online},
+                                                          {"sessions", info.sessions},
+                                                          {"shard", info.shard},
+                                                          {"messages_sent", info.messages_sent},
+                                                          {"socket_writes", info.socket_writes}})});
+    });
+    if (!asked) {
+        return error(503, "shutting down");
+    }
+    return std::nullopt;
 }
 
 ApiResponse Api::send(std::string_view body) {

@@ -91,6 +91,7 @@ private:
     ApiResponse broadcast(std::string_view body);
     ApiResponse batch(std::string_view body);
     ApiResponse disconnect(std::string_view body);
+    std::optional<ApiResponse> client(std::string_view id, const Reply& later);
     ApiResponse stats() const;
     ApiResponse readiness() const;
 

@@ -127,84 +127,142 @@ struct NatsBus::Nats {
         }
     }
 
+    static void reject(NatsBus& self, BusReceiveError error) {
+        self.stats_.receive_errors[BusStats::index(error)].add();
+    }
+
+    // The dispatcher refuses only once its shards have closed their sessions.
+    static void count(NatsBus& self, bool taken, BusKind kind) {
+        if (taken) {
+            self.stats_.in[BusStats::index(kind)].add();
+        } else {
+            reject(self, BusReceiveError::stopping);
+        }
+    }
+
     static void receive(NatsBus& self, natsMsg* msg) {
-        BusStats& stats = self.stats_;
         const std::string_view subject = natsMsg_GetSubject(msg);
         const std::string_view data(natsMsg_GetData(msg),
                                     static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
-        auto reject = [&](BusReceiveError error) {
-            stats.receive_errors[BusStats::index(error)].add();
-        };
-        // The dispatcher refuses only once its shards have closed their sessions.
-        auto count = [&](bool taken, BusKind kind) {
-            if (taken) {
-                stats.in[BusStats::index(kind)].add();
-            } else {
-                reject(BusReceiveError::stopping);
-            }
-        };
         if (subject == self.subjects_.broadcast()) {
-            if (!valid_utf8(data)) {
-                return reject(BusReceiveError::invalid_utf8);
-            }
-            dispatcher::Payload payload = payload_of(msg, data);
-            if (!payload) {
-                return reject(BusReceiveError::bad_header);
-            }
-            const char* except = nullptr;
-            natsMsgHeader_Get(msg, header::kExcept, &except);
-            count(self.dispatcher_.broadcast(std::move(payload), except != nullptr ? except : "",
-                                             PublishKind::bus),
-                  BusKind::broadcast);
-            return;
+            return receive_broadcast(self, msg, data);
         }
         const auto id = self.subjects_.client_id_of(subject);
         if (!id) {
             return;
         }
         const char* op = nullptr;
-        if (natsMsgHeader_Get(msg, header::kOp, &op) != NATS_OK) {
-            // Data, from another node or straight from a backend.
-            if (!valid_utf8(data)) {
-                return reject(BusReceiveError::invalid_utf8);
-            }
-            dispatcher::Payload payload = payload_of(msg, data);
-            if (!payload) {
-                return reject(BusReceiveError::bad_header);
-            }
-            count(self.dispatcher_.send(*id, std::move(payload), PublishKind::bus), BusKind::send);
+        if (natsMsgHeader_Get(msg, header::kOp, &op) == NATS_OK) {
+            return receive_control(self, msg, *id, op, data);
+        }
+        // Data, from another node or straight from a backend.
+        if (dispatcher::Payload payload = payload_of(self, msg, data)) {
+            count(self, self.dispatcher_.send(*id, std::move(payload), PublishKind::bus),
+                  BusKind::send);
+        }
+    }
+
+    static void receive_broadcast(NatsBus& self, natsMsg* msg, std::string_view data) {
+        dispatcher::Payload payload = payload_of(self, msg, data);
+        if (!payload) {
             return;
         }
+        const char* except = nullptr;
+        natsMsgHeader_Get(msg, header::kExcept, &except);
+        count(self,
+              self.dispatcher_.broadcast(std::move(payload), except != nullptr ? except : "",
+                                         PublishKind::bus),
+              BusKind::broadcast);
+    }
+
+    // A claim or a disconnect from another node.
+    static void receive_control(NatsBus& self,
+                                natsMsg* msg,
+                                std::string_view id,
+                                std::string_view op,
+                                std::string_view data) {
         const char* node = nullptr;
         natsMsgHeader_Get(msg, header::kNode, &node);
         const std::string_view from = node != nullptr ? node : "";
-        if (std::string_view(op) == "claim") {
+        if (op == "claim") {
             const char* since_text = nullptr;
             natsMsgHeader_Get(msg, header::kSince, &since_text);
             const auto since = parse_int<std::int64_t>(since_text);
             if (!since || from.empty()) {
-                return reject(BusReceiveError::bad_header);
+                return reject(self, BusReceiveError::bad_header);
             }
-            count(from == self.node_ || self.dispatcher_.claim(*id, *since, from > self.node_),
+            count(self, from == self.node_ || self.dispatcher_.claim(id, *since, from > self.node_),
                   BusKind::claim);
-        } else if (std::string_view(op) == "disconnect") {
+        } else if (op == "disconnect") {
             const char* code_text = nullptr;
             natsMsgHeader_Get(msg, header::kCode, &code_text);
             const auto code = parse_int<std::uint16_t>(code_text);
             if (!code || !close_code::server_may_send(*code) || !valid_utf8(data) ||
                 data.size() > close_code::kMaxReasonBytes) {
-                return reject(BusReceiveError::bad_header);
+                return reject(self, BusReceiveError::bad_header);
             }
-            count(self.dispatcher_.disconnect(*id, *code, data, PublishKind::bus),
+            count(self, self.dispatcher_.disconnect(id, *code, data, PublishKind::bus),
                   BusKind::disconnect);
         } else {
-            reject(BusReceiveError::bad_header);
+            reject(self, BusReceiveError::bad_header);
         }
     }
 
-    // The message's payload: text, or (Shardcast-Data: json) a JSON value, which must parse,
-    // since v1 clients receive it as one. Null when it claims JSON and is not.
-    static dispatcher::Payload payload_of(natsMsg* msg, std::string_view data) {
+    // Text goes out bare (PUB) unless it needs a header; a JSON value says so in one, so v1
+    // clients on every node see the same value.
+    static natsStatus publish_data(NatsBus& self, const Op& op, std::string_view data) {
+        natsConnection* connection = self.nats_->connection;
+        const bool json = op.payload && op.payload->form() == dispatcher::Content::Form::json;
+        const bool broadcast = op.what == BusKind::broadcast;
+        // A send names its id in the subject; a broadcast names the id to skip in a header.
+        const std::string subject =
+            broadcast ? self.subjects_.broadcast() : self.subjects_.client(op.client_id);
+        const bool except = broadcast && !op.client_id.empty();
+        if (!json && !except) {
+            return natsConnection_Publish(connection, subject.c_str(), data.data(),
+                                          static_cast<int>(data.size()));
+        }
+        Message message(subject, data);
+        if (except) message.set(header::kExcept, op.client_id);
+        if (json) message.set(header::kData, "json");
+        return message.publish(connection);
+    }
+
+    // Claims, disconnects and upstream frames: each carries headers.
+    static natsStatus publish_other(NatsBus& self, const Op& op, std::string_view data) {
+        natsConnection* connection = self.nats_->connection;
+        switch (op.what) {
+            case BusKind::claim:
+                return Message(self.subjects_.client(op.client_id), {})
+                    .set(header::kOp, "claim")
+                    .set(header::kNode, self.node_)
+                    .set(header::kSince, std::to_string(op.number))
+                    .publish(connection);
+            case BusKind::disconnect:
+                return Message(self.subjects_.client(op.client_id), data)
+                    .set(header::kOp, "disconnect")
+                    .set(header::kNode, self.node_)
+                    .set(header::kCode, std::to_string(op.number))
+                    .publish(connection);
+            case BusKind::upstream: {
+                Message message(self.subjects_.upstream(op.client_id), data);
+                message.set(header::kNode, self.node_);
+                if (!op.info.empty()) message.set(header::kInfo, op.info);
+                return message.publish(connection);
+            }
+            default:
+                return NATS_INVALID_ARG;
+        }
+    }
+
+    // A data message's payload: UTF-8 text, since clients receive text frames, or
+    // (Shardcast-Data: json) a JSON value, which must parse, since v1 clients receive it as
+    // one. Null, the rejection counted, when it is neither.
+    static dispatcher::Payload payload_of(NatsBus& self, natsMsg* msg, std::string_view data) {
+        if (!valid_utf8(data)) {
+            reject(self, BusReceiveError::invalid_utf8);
+            return nullptr;
+        }
         const char* form = nullptr;
         if (natsMsgHeader_Get(msg, header::kData, &form) != NATS_OK ||
             std::string_view(form) != "json") {
@@ -212,7 +270,11 @@ struct NatsBus::Nats {
         }
         boost::system::error_code ec;
         boost::json::parse(data, ec);
-        return ec ? nullptr : dispatcher::make_json_payload(std::string(data));
+        if (ec) {
+            reject(self, BusReceiveError::bad_header);
+            return nullptr;
+        }
+        return dispatcher::make_json_payload(std::string(data));
     }
 
     static void on_connected(natsConnection* connection, void* closure) {
@@ -450,93 +512,52 @@ void NatsBus::run() {
     }
 }
 
-void NatsBus::execute(Op& op) {
-    Nats& nats = *nats_;
+void NatsBus::execute(const Op& op) {
     switch (op.kind) {
-        case Op::Kind::subscribe: {
-            auto [it, fresh] = nats.clients.try_emplace(op.client_id, nullptr);
-            if (!fresh) {
-                return;
-            }
-            const natsStatus status = natsConnection_Subscribe(
-                &it->second, nats.connection, subjects_.client(op.client_id).c_str(),
-                &Nats::on_message, this);
-            if (status != NATS_OK) {
-                spdlog::error("cluster: cannot subscribe for client {}: {}", op.client_id,
-                              describe(status));
-                nats.clients.erase(it);
-                return;
-            }
-            stats_.subscriptions.fetch_add(1);
-            return;
-        }
-        case Op::Kind::unsubscribe: {
-            auto it = nats.clients.find(op.client_id);
-            if (it == nats.clients.end()) {
-                return;
-            }
-            natsSubscription_Unsubscribe(it->second);
-            natsSubscription_Destroy(it->second);
-            nats.clients.erase(it);
-            stats_.subscriptions.fetch_sub(1);
-            return;
-        }
+        case Op::Kind::subscribe:
+            return subscribe(op.client_id);
+        case Op::Kind::unsubscribe:
+            return unsubscribe(op.client_id);
         case Op::Kind::publish:
-            break;
+            return publish(op);
     }
+}
 
+void NatsBus::subscribe(const std::string& client_id) {
+    Nats& nats = *nats_;
+    auto [it, fresh] = nats.clients.try_emplace(client_id, nullptr);
+    if (!fresh) {
+        return;
+    }
+    const natsStatus status = natsConnection_Subscribe(
+        &it->second, nats.connection, subjects_.client(client_id).c_str(), &Nats::on_message, this);
+    if (status != NATS_OK) {
+        spdlog::error("cluster: cannot subscribe for client {}: {}", client_id, describe(status));
+        nats.clients.erase(it);
+        return;
+    }
+    stats_.subscriptions.fetch_add(1);
+}
+
+void NatsBus::unsubscribe(const std::string& client_id) {
+    Nats& nats = *nats_;
+    auto it = nats.clients.find(client_id);
+    if (it == nats.clients.end()) {
+        return;
+    }
+    natsSubscription_Unsubscribe(it->second);
+    natsSubscription_Destroy(it->second);
+    nats.clients.erase(it);
+    stats_.subscriptions.fetch_sub(1);
+}
+
+void NatsBus::publish(const Op& op) {
     const std::string_view data = op.payload ? std::string_view(*op.payload) : std::string_view{};
     outbox_bytes_.fetch_sub(static_cast<std::int64_t>(data.size() + op.info.size()),
                             std::memory_order_relaxed);
-    // Text goes out bare (PUB); a JSON value says so in a header, so v1 clients elsewhere see
-    // the same value.
-    const bool json = op.payload && op.payload->form() == dispatcher::Content::Form::json;
-    natsConnection* connection = nats.connection;
-    natsStatus status = NATS_OK;
-    switch (op.what) {
-        case BusKind::send:
-            if (!json) {
-                status = natsConnection_Publish(connection, subjects_.client(op.client_id).c_str(),
-                                                data.data(), static_cast<int>(data.size()));
-            } else {
-                status = Message(subjects_.client(op.client_id), data)
-                             .set(header::kData, "json")
-                             .publish(connection);
-            }
-            break;
-        case BusKind::broadcast:
-            if (op.client_id.empty() && !json) {
-                status = natsConnection_Publish(connection, subjects_.broadcast().c_str(),
-                                                data.data(), static_cast<int>(data.size()));
-            } else {
-                Message message(subjects_.broadcast(), data);
-                if (!op.client_id.empty()) message.set(header::kExcept, op.client_id);
-                if (json) message.set(header::kData, "json");
-                status = message.publish(connection);
-            }
-            break;
-        case BusKind::claim:
-            status = Message(subjects_.client(op.client_id), {})
-                         .set(header::kOp, "claim")
-                         .set(header::kNode, node_)
-                         .set(header::kSince, std::to_string(op.number))
-                         .publish(connection);
-            break;
-        case BusKind::disconnect:
-            status = Message(subjects_.client(op.client_id), data)
-                         .set(header::kOp, "disconnect")
-                         .set(header::kNode, node_)
-                         .set(header::kCode, std::to_string(op.number))
-                         .publish(connection);
-            break;
-        case BusKind::upstream: {
-            Message message(subjects_.upstream(op.client_id), data);
-            message.set(header::kNode, node_);
-            if (!op.info.empty()) message.set(header::kInfo, op.info);
-            status = message.publish(connection);
-            break;
-        }
-    }
+    const natsStatus status = op.what == BusKind::send || op.what == BusKind::broadcast
+                                  ? Nats::publish_data(*this, op, data)
+                                  : Nats::publish_other(*this, op, data);
     if (status == NATS_OK) {
         stats_.out[BusStats::index(op.what)].add();
     } else {

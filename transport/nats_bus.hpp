@@ -87,7 +87,11 @@ private:
                        std::string_view info = {});
     void queue_subscription(Op::Kind kind, std::string_view client_id);
     void run();
-    void execute(Op& op);
+    // Bus thread: one outbox entry.
+    void execute(const Op& op);
+    void subscribe(const std::string& client_id);
+    void unsubscribe(const std::string& client_id);
+    void publish(const Op& op);
 
     const ClusterConfig config_;
     const std::string node_;

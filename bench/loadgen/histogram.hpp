@@ -38,7 +38,9 @@ public:
 
     std::uint64_t count() const { return count_; }
     std::uint64_t max() const { return max_; }
-    double mean() const { return count_ == 0 ? 0.0 : static_cast<double>(sum_) / count_; }
+    double mean() const {
+        return count_ == 0 ? 0.0 : static_cast<double>(sum_) / static_cast<double>(count_);
+    }
 
     // The value below which a fraction q of the samples lie (midpoint of its bucket); 0 when
     // empty.
@@ -60,7 +62,7 @@ private:
 
     static std::size_t index(std::uint64_t v) {
         if (v < kSub) return v;
-        const int shift = std::bit_width(v) - 7;  // v >> shift lies in [64, 128)
+        const int shift = static_cast<int>(std::bit_width(v)) - 7;  // v >> shift lies in [64, 128)
         return kSub + static_cast<std::size_t>(shift) * kSub + ((v >> shift) - kSub);
     }
 

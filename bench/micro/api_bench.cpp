@@ -98,7 +98,8 @@ void publish(benchmark::State& state,
     counting = false;
     const auto published = static_cast<double>(state.iterations()) * messages;
     state.SetItemsProcessed(state.iterations() * messages);
-    state.counters["allocs_per_message"] = published > 0 ? allocations / published : 0;
+    state.counters["allocs_per_message"] =
+        published > 0 ? static_cast<double>(allocations) / published : 0;
     state.counters["refused"] = static_cast<double>(refused);
     dispatcher.stop(std::chrono::seconds(1));
 }

@@ -131,7 +131,9 @@ public:
         count_ += other.count_;
         max_ = std::max(max_, other.max_);
     }
-    double mean() const { return count_ == 0 ? 0.0 : static_cast<double>(sum_) / count_; }
+    double mean() const {
+        return count_ == 0 ? 0.0 : static_cast<double>(sum_) / static_cast<double>(count_);
+    }
     std::uint64_t max() const { return max_; }
     // The upper bound of the bucket holding the q-quantile.
     std::uint64_t quantile(double q) const {
@@ -149,7 +151,7 @@ private:
 
     static std::size_t bucket_of(std::uint64_t v) {
         if (v < 16) return v;
-        const int width = std::bit_width(v);                          // >= 5
+        const int width = static_cast<int>(std::bit_width(v));        // >= 5
         const auto top = static_cast<std::size_t>(v >> (width - 4));  // 8..15
         return 16 + static_cast<std::size_t>(width - 5) * 8 + (top - 8);
     }

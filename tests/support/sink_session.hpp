@@ -41,7 +41,8 @@ public:
         auto session = std::make_shared<SinkSession>(shard, std::move(client_id), hold_writes);
         std::promise<void> done;
         boost::asio::post(shard.io_context(), [&] {
-            session->attached_ = shard.attach(session) == dispatcher::Shard::Attach::attached;
+            session->attach_result_ = shard.attach(session);
+            session->attached_ = session->attach_result_ == dispatcher::Shard::Attach::attached;
             done.set_value();
         });
         done.get_future().wait();
@@ -82,6 +83,30 @@ public:
     // system call fails at once (a reset peer): the session learns of it before the call returns.
     void fail_pings_at_once() { fail_pings_.store(true); }
     int close_code() const { return close_code_.load(); }
+    // What the shard answered attach() (attached, too_many, stopping); read once attach()
+    // or open() has returned. (Test hook.)
+    dispatcher::Shard::Attach attach_result() const { return attach_result_; }
+    // How many messages had been taken for writing when the close frame was started: the
+    // messages written ahead of an announced close. -1 until a close starts. (Test hook.)
+    int received_at_close() const { return received_at_close_.load(); }
+    // Sets the session's token expiry on the shard thread, as the transport does before it
+    // attaches a session or when a refresh moves it; returns once set. (Test hook.)
+    void expire_at(dispatcher::Clock::time_point when) {
+        std::promise<void> done;
+        boost::asio::post(shard().io_context(), [&] {
+            set_expiry(when);
+            done.set_value();
+        });
+        done.get_future().wait();
+    }
+    // Asks the session for a batch now, on the shard thread, as a transport that broke the
+    // one-writer rule would, and returns the count take_batch() handed out (0: none). What it
+    // hands out is not recorded, written or settled. (Test hook.)
+    std::size_t take_batch_now() {
+        std::promise<std::size_t> count;
+        boost::asio::post(shard().io_context(), [&] { count.set_value(take_batch()); });
+        return count.get_future().get();
+    }
     bool aborted() const { return aborted_.load(); }
     bool gone() const { return state() == State::closed; }  // read only after shard quiesces
 
@@ -169,6 +194,10 @@ private:
     // first.
     void start_close(std::uint16_t code, std::string_view) override {
         write();
+        {
+            std::lock_guard lock(mutex_);
+            received_at_close_.store(static_cast<int>(received_.size()));
+        }
         close_code_.store(code);
         boost::asio::post(shard().io_context(), [self = self()] { self->finish_close(); });
     }
@@ -176,10 +205,12 @@ private:
 
     bool hold_writes_;
     bool attached_ = false;
+    dispatcher::Shard::Attach attach_result_ = dispatcher::Shard::Attach::stopping;
     bool held_ = false;
     std::atomic<bool> writing_{false};
     std::atomic<int> violations_{0};
     std::atomic<int> close_code_{0};
+    std::atomic<int> received_at_close_{-1};
     std::atomic<bool> aborted_{false};
     std::atomic<bool> fail_pings_{false};
     mutable std::mutex mutex_;

@@ -420,7 +420,7 @@ TEST(FrameReaderTest, RejectsAnUnmaskedFrameFromItsFirstTwoBytes) {
 }
 
 TEST(FrameReaderTest, RejectsReservedBitsWith1002) {
-    for (const std::uint8_t rsv : {0x40, 0x20, 0x10, 0x70}) {
+    for (const std::uint8_t rsv : std::initializer_list<std::uint8_t>{0x40, 0x20, 0x10, 0x70}) {
         EXPECT_EQ(events_of(client_frame({.opcode = Opcode::text, .rsv = rsv}, "x")),
                   std::vector{failed(1002)})
             << "rsv " << int{rsv};
@@ -428,7 +428,8 @@ TEST(FrameReaderTest, RejectsReservedBitsWith1002) {
 }
 
 TEST(FrameReaderTest, RejectsUnknownOpcodesWith1002) {
-    for (const std::uint8_t opcode : {3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF}) {
+    for (const std::uint8_t opcode :
+         std::initializer_list<std::uint8_t>{3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF}) {
         EXPECT_EQ(events_of(client_frame({.opcode = static_cast<Opcode>(opcode)}, "x")),
                   std::vector{failed(1002)})
             << "opcode " << int{opcode};
@@ -508,16 +509,16 @@ TEST(FrameReaderTest, RejectsCloseWithAOneBytePayloadWith1002) {
 }
 
 TEST(FrameReaderTest, RejectsCloseCodesAPeerMayNotSendWith1002) {
-    for (const std::uint16_t code :
-         {0, 999, 1004, 1005, 1006, 1012, 1015, 1016, 1100, 2000, 2999, 5000, 65535}) {
+    for (const std::uint16_t code : std::initializer_list<std::uint16_t>{
+             0, 999, 1004, 1005, 1006, 1012, 1015, 1016, 1100, 2000, 2999, 5000, 65535}) {
         EXPECT_EQ(events_of(close_frame(close_payload(code, ""))), std::vector{failed(1002)})
             << "code " << code;
     }
 }
 
 TEST(FrameReaderTest, AcceptsCloseCodesAPeerMaySend) {
-    for (const std::uint16_t code :
-         {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999}) {
+    for (const std::uint16_t code : std::initializer_list<std::uint16_t>{
+             1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999}) {
         EXPECT_EQ(events_of(close_frame(close_payload(code, "r"))), std::vector{closed(code, "r")})
             << "code " << code;
     }
