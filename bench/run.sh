@@ -40,10 +40,12 @@ start_server() {  # start_server NAME [shardcast args...]
     local log=$results/.server.log
     case $name in
         shardcast)
-            # Open like the peer, which checks no token or key: loadgen's clients name
-            # their ids in the URL and its publishers send no key.
+            # Open like the peer, which checks no token or key and limits no address:
+            # loadgen's clients name their ids in the URL, all from 127.0.0.1, and its
+            # publishers send no key.
             taskset -c 0 build/release/main/shardcast --listen "127.0.0.1:$port" \
                 -s auth.anonymous_clients=true -s auth.insecure_api=true \
+                -s limits.max_connections_per_ip=0 \
                 -s log.summary_interval=0 -s log.level=warn "$@" 2> "$log" & ;;
         node-ws)
             taskset -c 0 node bench/peers/node-ws/server.js "$port" 127.0.0.1 2> "$log" & ;;

@@ -10,7 +10,7 @@ namespace shardcast::dispatcher::close_code {
 
 inline constexpr std::uint16_t kNormal = 1000;
 inline constexpr std::uint16_t kGoingAway = 1001;         // server shutdown
-inline constexpr std::uint16_t kPolicyViolation = 1008;   // outbound buffer overflow
+inline constexpr std::uint16_t kPolicyViolation = 1008;   // overflow, or a client over a limit
 inline constexpr std::uint16_t kTooBig = 1009;            // client frame over max_message_size
 inline constexpr std::uint16_t kReplaced = 4001;          // a newer session took the client id
 inline constexpr std::uint16_t kHeartbeatTimeout = 4002;  // nothing heard within heartbeat_timeout
@@ -27,6 +27,9 @@ constexpr std::uint16_t for_removal(RemovalReason reason) {
         case RemovalReason::replaced:
             return kReplaced;
         case RemovalReason::overflow:
+        case RemovalReason::rate_limited:
+        case RemovalReason::partial_message_limit:
+        case RemovalReason::message_timeout:
             return kPolicyViolation;
         case RemovalReason::heartbeat_timeout:
             return kHeartbeatTimeout;

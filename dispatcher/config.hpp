@@ -52,10 +52,12 @@ struct DispatcherConfig {
     SessionConfig session;
     // Commands a shard delivers per turn before it lets its sockets' I/O run.
     std::size_t drain_budget = 1024;
-    // Publish admission: a shard with more commands than this waiting in its inbox, or more
-    // bytes than this queued in its sessions, is overloaded, and the HTTP API refuses
-    // publishes for it with 429 until it catches up. 0 turns a limit off.
+    // Publish admission: a shard with more commands than this waiting in its inbox is behind
+    // (its CPU), and the HTTP API refuses publishes for it with 429 until it catches up.
     std::size_t max_queue_depth = 65'536;
+    // The bytes a shard's queued messages may hold (a broadcast once, however many sessions
+    // queue it). Past it, the sessions furthest behind are cut (slow_reader) until it fits.
+    // 0 turns a limit off.
     std::size_t max_outbound_bytes = std::size_t{64} * 1024 * 1024;
 
     static constexpr std::size_t kMaxShards = 256;

@@ -136,11 +136,6 @@ Dispatcher::Overload Dispatcher::overload_of_shard(std::size_t index) const {
     if (config_.max_queue_depth != 0 && depth > config_.max_queue_depth) {
         return {Overload::Limit::queue_depth, index, depth};
     }
-    const auto bytes =
-        static_cast<std::uint64_t>(std::max<std::int64_t>(0, shard.stats().outbound_bytes.load()));
-    if (config_.max_outbound_bytes != 0 && bytes > config_.max_outbound_bytes) {
-        return {Overload::Limit::outbound_bytes, index, bytes};
-    }
     return {};
 }
 

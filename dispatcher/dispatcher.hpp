@@ -70,14 +70,15 @@ public:
     // when wins_ties is set.
     bool claim(std::string_view client_id, std::int64_t since_ns, bool wins_ties);
 
-    // Whether a shard is over DispatcherConfig::max_queue_depth or max_outbound_bytes, read
-    // without stopping it. Publishing anyway is allowed; a caller that can push back on its
-    // producer (the HTTP API: 429) asks first.
+    // Whether a shard is over DispatcherConfig::max_queue_depth, read without stopping it:
+    // its inbox, its CPU, is behind. Publishing anyway is allowed; a caller that can push
+    // back on its producer (the HTTP API: 429) asks first. Memory held for slow clients is
+    // no reason to push back: the shard cuts the slowest (max_outbound_bytes).
     struct Overload {
-        enum class Limit : unsigned char { none, queue_depth, outbound_bytes };
+        enum class Limit : unsigned char { none, queue_depth };
         Limit limit = Limit::none;
         std::size_t shard = 0;
-        std::uint64_t value = 0;  // the commands or bytes that exceeded the limit
+        std::uint64_t value = 0;  // the commands that exceeded the limit
         explicit operator bool() const { return limit != Limit::none; }
     };
     Overload overload_of(std::string_view client_id) const;

@@ -15,20 +15,28 @@ Outbound::ThreadCache::~ThreadCache() {
 }
 
 Outbound::Block* Outbound::make_block(Payload payload,
-                                      std::chrono::steady_clock::time_point enqueued) {
+                                      std::chrono::steady_clock::time_point enqueued,
+                                      Gauge* bytes) {
+    if (bytes != nullptr) {
+        bytes->add(static_cast<std::int64_t>(payload->size()));
+    }
     if (cache_.head == nullptr) {
-        return new Block{std::move(payload), enqueued};
+        return new Block{std::move(payload), enqueued, bytes};
     }
     Block* block = std::exchange(cache_.head, cache_.head->next_free);
     --cache_.size;
     block->payload = std::move(payload);
     block->enqueued = enqueued;
+    block->bytes = bytes;
     block->refs = 1;
     block->next_free = nullptr;
     return block;
 }
 
 void Outbound::recycle(Block* block) {
+    if (block->bytes != nullptr) {
+        block->bytes->add(-static_cast<std::int64_t>(block->payload->size()));
+    }
     if (!cache_.enabled || cache_.size >= kCachedBlocks) {
         delete block;
         return;

@@ -20,14 +20,19 @@
 #include <utility>
 
 #include "dispatcher/payload.hpp"
+#include "dispatcher/shard_stats.hpp"
 
 namespace shardcast::dispatcher {
 
 class Outbound {
 public:
     Outbound() = default;
-    Outbound(Payload payload, std::chrono::steady_clock::time_point enqueued)
-        : block_(make_block(std::move(payload), enqueued)) {}
+    // bytes, when given, is the shard's count of the bytes its messages hold: the message
+    // adds its size while it exists, once however many sessions share it.
+    Outbound(Payload payload,
+             std::chrono::steady_clock::time_point enqueued,
+             Gauge* bytes = nullptr)
+        : block_(make_block(std::move(payload), enqueued, bytes)) {}
     Outbound(const Outbound& other) noexcept : block_(other.block_) {
         if (block_ != nullptr) ++block_->refs;
     }
@@ -64,6 +69,7 @@ private:
     struct Block {
         Payload payload;
         std::chrono::steady_clock::time_point enqueued;
+        Gauge* bytes = nullptr;  // counts the payload's size while the block holds it
         std::uint32_t refs = 1;
         Block* next_free = nullptr;  // while in the thread's cache
     };
@@ -76,7 +82,9 @@ private:
     };
     static thread_local Cache cache_;
 
-    static Block* make_block(Payload payload, std::chrono::steady_clock::time_point enqueued);
+    static Block* make_block(Payload payload,
+                             std::chrono::steady_clock::time_point enqueued,
+                             Gauge* bytes);
     static void recycle(Block* block);
 
     Block* block_ = nullptr;

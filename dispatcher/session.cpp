@@ -13,6 +13,28 @@ namespace {
 // so one batch cannot hold the socket for long while the next is waiting.
 constexpr std::size_t kMaxBatchBytes = 256 * 1024;
 
+// Removals whose close is preceded by one more write of what the session had queued.
+constexpr bool announced(RemovalReason reason) {
+    return reason == RemovalReason::disconnected || reason == RemovalReason::replaced ||
+           reason == RemovalReason::server_shutdown || reason == RemovalReason::token_expired;
+}
+
+// Whether the client is told why, with a close frame, or its socket is just cut: a peer that
+// broke the connection, or does not read, cannot be told anything.
+constexpr bool told_why(RemovalReason reason) {
+    switch (reason) {
+        case RemovalReason::peer_closed:
+        case RemovalReason::write_error:
+        case RemovalReason::read_error:
+        case RemovalReason::send_timeout:
+        case RemovalReason::handshake_failed:
+        case RemovalReason::slow_reader:
+            return false;
+        default:
+            return true;
+    }
+}
+
 }  // namespace
 
 Session::Session(Shard& shard, std::string client_id)
@@ -50,13 +72,11 @@ bool Session::deliver(const Outbound& message) {
         }
         // Make room from the front; the write in flight is already on the wire.
         while (queue_.size() > in_flight_ && waiting() + size > config.buffer_limit) {
-            const Outbound dropped = queue_.take(in_flight_);
-            stats.outbound_bytes.add(-static_cast<std::int64_t>(dropped.size()));
+            queue_.take(in_flight_);
             stats.add_failed(FailureReason::overflow_dropped);
         }
     }
     queue_.push(message);
-    stats.outbound_bytes.add(static_cast<std::int64_t>(size));
     if (state_ == State::open && in_flight_ == 0 && !write_requested_) {
         write_requested_ = true;
         shard_.request_write(shared_from_this());
@@ -127,7 +147,6 @@ void Session::settle_in_flight(std::optional<FailureReason> failure) {
         ++socket_writes_;
         messages_sent_ += in_flight_;
     }
-    stats.outbound_bytes.add(-static_cast<std::int64_t>(in_flight_bytes_));
     const auto now = Clock::now();
     for (; in_flight_ > 0; --in_flight_) {
         const Outbound done = queue_.pop();
@@ -151,6 +170,9 @@ std::optional<RemovalReason> Session::check(Clock::time_point now) const {
     if (now >= expires_) {
         return RemovalReason::token_expired;
     }
+    if (now >= partial_deadline_) {
+        return RemovalReason::message_timeout;
+    }
     if (in_flight_ > 0 && now - write_started_ > config.send_time_limit) {
         return RemovalReason::send_timeout;
     }
@@ -168,62 +190,45 @@ void Session::ping(Clock::time_point now) {
 void Session::begin_close(RemovalReason reason, std::uint16_t code, std::string_view text) {
     assert(on_shard_thread());
     assert(state_ == State::handshaking || state_ == State::open);
-    ShardStats& stats = shard_.stats();
     const bool was_open = state_ == State::open;
     state_ = State::closing;
     close_deadline_ = Clock::now() + shard_.config().close_timeout;
+    drop_queue(reason, was_open);
+    if (!told_why(reason)) {
+        // Nothing useful can be said to this peer: cut the socket.
+        abort();
+        finish_close();
+        return;
+    }
+    if (was_open) {
+        start_close(code, text);
+        return;
+    }
+    // The client may already hold its 101: close properly once the upgrade is done
+    // (on_open), or cut the socket if it fails or overruns close_timeout.
+    deferred_close_ = std::make_unique<DeferredClose>(DeferredClose{code, std::string(text)});
+}
 
-    // A close we announce follows one more write: the one in flight, or, when none is, the
-    // front of the queue as one write takes it (up to 256 messages and 256 KiB), so what the
-    // same turn delivered just before the close usually still arrives. Everything after that
-    // is dropped and counted.
-    const bool announced =
-        reason == RemovalReason::disconnected || reason == RemovalReason::replaced ||
-        reason == RemovalReason::server_shutdown || reason == RemovalReason::token_expired;
+// A close we announce follows one more write: the one in flight, or, when none is, the front
+// of the queue as one write takes it (up to 256 messages and 256 KiB), so what the same turn
+// delivered just before the close usually still arrives. Everything after that is dropped
+// and counted.
+void Session::drop_queue(RemovalReason reason, bool was_open) {
     std::size_t kept = in_flight_;
-    if (was_open && announced && in_flight_ == 0 && !queue_.empty()) {
+    if (was_open && announced(reason) && in_flight_ == 0 && !queue_.empty()) {
         final_batch_ = true;
         kept = front_batch().first;
     }
-    const std::size_t bytes_before = queue_.bytes();
     const std::size_t dropped = queue_.truncate(kept);
-    stats.outbound_bytes.add(-static_cast<std::int64_t>(bytes_before - queue_.bytes()));
-    stats.add_failed(reason == RemovalReason::server_shutdown ? FailureReason::shutdown
-                                                              : FailureReason::session_closed,
-                     dropped);
-    // A write stuck past its limit will never complete well: count it now. Any other
-    // write in flight is counted by its own completion.
+    shard_.stats().add_failed(reason == RemovalReason::server_shutdown
+                                  ? FailureReason::shutdown
+                                  : FailureReason::session_closed,
+                              dropped);
+    // A write stuck past its limit will never complete well: count it now. Any other write
+    // in flight is counted by its own completion.
     if (reason == RemovalReason::send_timeout && in_flight_ > 0) {
         settle_in_flight(FailureReason::send_timeout);
     }
-
-    switch (reason) {
-        case RemovalReason::replaced:
-        case RemovalReason::overflow:
-        case RemovalReason::heartbeat_timeout:
-        case RemovalReason::disconnected:
-        case RemovalReason::server_shutdown:
-        case RemovalReason::token_expired:
-        case RemovalReason::refresh_refused:
-            if (was_open) {
-                start_close(code, text);
-                return;
-            }
-            // The client may already hold its 101: close properly once the upgrade is done
-            // (on_open), or cut the socket if it fails or overruns close_timeout.
-            deferred_close_ =
-                std::make_unique<DeferredClose>(DeferredClose{code, std::string(text)});
-            return;
-        case RemovalReason::peer_closed:
-        case RemovalReason::write_error:
-        case RemovalReason::read_error:
-        case RemovalReason::send_timeout:
-        case RemovalReason::handshake_failed:
-            break;
-    }
-    // Nothing useful can be said to this peer: cut the socket.
-    abort();
-    finish_close();
 }
 
 bool Session::close_overdue(Clock::time_point now) {
@@ -294,6 +299,13 @@ void Session::on_frame(std::string_view data, std::string_view info) {
     stats.bytes_received.add(data.size());
     if (ClusterLink* link = shard_.link(); link && link->wants_upstream()) {
         link->upstream(client_id_, info, data);
+    }
+}
+
+void Session::on_violation(RemovalReason reason) {
+    assert(on_shard_thread());
+    if (state_ == State::open) {
+        shard_.remove(*this, reason);
     }
 }
 

@@ -62,6 +62,8 @@ public:
     // Set by the transport before the session is attached, and moved by a refresh.
     void set_expiry(Clock::time_point expires) { expires_ = expires; }
     Clock::time_point expiry() const { return expires_; }
+    // Bytes queued for the client, the batch in flight included.
+    std::size_t queued_bytes() const { return queue_.bytes(); }
 
     // Called by the Shard on every tick: the reason to remove the session when a heartbeat,
     // send-time limit or token has expired.
@@ -101,6 +103,12 @@ protected:
     // The client asked to refresh its token and the new one does not hold (why: a reason
     // for the close frame, at most 123 bytes). Closes the session with 4005.
     void on_refresh_refused(std::string_view why);
+    // The client went over a limit the transport enforces (rate_limited,
+    // partial_message_limit): the session is removed for that reason.
+    void on_violation(RemovalReason reason);
+    // The client has started a message (or frame) it has not finished: it must finish it
+    // before `by`, or the tick removes the session (message_timeout). Cleared with max().
+    void set_partial_deadline(Clock::time_point by) { partial_deadline_ = by; }
 
     // The write path, which the transport drives: it is told when messages wait
     // (data_ready), takes them a batch at a time (take_batch) when its socket can take a
@@ -138,6 +146,7 @@ private:
 
     // The messages the next batch takes from the front of the queue, and their bytes.
     std::pair<std::size_t, std::size_t> front_batch() const;
+    void drop_queue(RemovalReason reason, bool was_open);
     void settle_in_flight(std::optional<FailureReason> failure);
     bool on_shard_thread() const;
 
@@ -162,6 +171,7 @@ private:
     Clock::time_point next_ping_;
     Clock::time_point close_deadline_{};
     Clock::time_point expires_ = Clock::time_point::max();
+    Clock::time_point partial_deadline_ = Clock::time_point::max();
     std::unique_ptr<DeferredClose> deferred_close_;  // rare: kept off the session's inline size
 };
 

@@ -2,6 +2,7 @@
 // (and, in a cluster, over the link). Sessions, ticks and the stop live in shard_*.cpp.
 #include "dispatcher/shard.hpp"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cassert>
 
@@ -63,6 +64,7 @@ void Shard::drain() {
     }
     stats_.collected.set(static_cast<std::int64_t>(arrivals_.undelivered()));
     end_turn_writes();
+    cut_slow_readers();
     if (!arrivals_.empty()) {
         boost::asio::post(io_context_, [this] { drain(); });
         return;
@@ -137,7 +139,7 @@ void Shard::deliver_send(Command& command) {
         // Moved when nothing else needs it: a copy is a locked increment and a locked
         // decrement on a count the producer's core last wrote.
         deliver_to(it->second, Outbound(forward ? command.payload : std::move(command.payload),
-                                        command.enqueued));
+                                        command.enqueued, &stats_.outbound_bytes));
     }
     if (forward) {
         if (!link_->forward(command.client_id, command.payload)) {
@@ -153,7 +155,7 @@ void Shard::deliver_broadcast(const Command& command) {
         !link_->forward_broadcast(command.payload, command.client_id)) {
         stats_.add_failed(FailureReason::bus_unavailable);
     }
-    const Outbound message(command.payload, command.enqueued);
+    const Outbound message(command.payload, command.enqueued, &stats_.outbound_bytes);
     for (const auto& [id, list] : sessions_) {
         if (command.client_id.empty() || id != command.client_id) {
             deliver_to(list, message);
@@ -192,6 +194,31 @@ void Shard::remove_overflowed() {
         remove(*session, RemovalReason::overflow);
     }
     overflowed_.clear();
+}
+
+// The memory a shard's messages hold is bounded by cutting the clients that hold it up, the
+// most behind first, not by refusing every producer: a client that does not read must not
+// cost the others their messages. Slowness is judged by bytes waiting for the client.
+void Shard::cut_slow_readers() {
+    const std::size_t limit = config_.max_outbound_bytes;
+    auto excess = [&] { return stats_.outbound_bytes.load() - static_cast<std::int64_t>(limit); };
+    if (limit == 0 || excess() <= 0) {
+        return;
+    }
+    std::vector<std::shared_ptr<Session>> behind;
+    for (const auto& [id, list] : sessions_) {
+        for (const auto& session : list) {
+            if (session->queued_bytes() > 0) behind.push_back(session);
+        }
+    }
+    std::sort(behind.begin(), behind.end(),
+              [](const auto& a, const auto& b) { return a->queued_bytes() > b->queued_bytes(); });
+    for (const auto& session : behind) {
+        if (excess() <= 0) {
+            break;
+        }
+        remove(*session, RemovalReason::slow_reader);
+    }
 }
 
 }  // namespace shardcast::dispatcher

@@ -122,6 +122,7 @@ private:
     void deliver_to(const SessionList& sessions, const Outbound& message);
     void replace_older(const Command& claim);
     void remove_overflowed();
+    void cut_slow_readers();
     void end_turn_writes();
     void flush_write_requests();
     void schedule_tick();

@@ -61,7 +61,7 @@ struct ShardStats {
     Counter refused_stopping;  // upgrades refused: the shard is stopping
     Counter sweep_removed;     // sessions the cleanup sweep found dead: should stay 0
     Gauge sessions;            // sessions in the shard's map
-    Gauge outbound_bytes;      // bytes queued or in flight in this shard's sessions
+    Gauge outbound_bytes;      // bytes of the messages its sessions hold, each message once
     Peak queue_depth_peak;     // most commands one drain turn found waiting
     Gauge collected;           // commands taken from the inbox and not yet delivered
     std::atomic<std::int64_t> last_turn_ns{0};  // steady clock of the shard's last tick

@@ -18,6 +18,7 @@
 #include <tuple>
 #include <utility>
 
+#include "transport/client_address.hpp"
 #include "transport/client_id.hpp"
 #include "transport/connect_token.hpp"
 
@@ -453,6 +454,37 @@ std::string parse_subject_prefix(std::string_view key, const YAML::Node& node) {
     return text;
 }
 
+// A rate or burst of a token bucket: 1 to 4 billion.
+std::uint32_t rate(std::string_view key, const YAML::Node& node) {
+    return static_cast<std::uint32_t>(integer_in(key, node, 1, 0xFFFF'FFFF));
+}
+
+// A byte rate or burst, written as a size: 1 byte to 4 GiB less one.
+std::uint32_t byte_rate(std::string_view key, const YAML::Node& node) {
+    const std::string text = scalar(key, node, kSizeExpected);
+    const std::size_t value = parse_size(std::string(key), text);
+    if (value < 1 || value > 0xFFFF'FFFF) {
+        fail(key, "a size from 1 to 4GiB less one byte", text);
+    }
+    return static_cast<std::uint32_t>(value);
+}
+
+std::vector<transport::Cidr> parse_cidrs(const std::string& key, const YAML::Node& node) {
+    constexpr std::string_view expected =
+        "a list of address ranges such as [10.0.0.0/8, 127.0.0.1, \"::1/128\"]";
+    std::vector<transport::Cidr> ranges;
+    const auto texts = string_list(key, node, expected);
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+        const auto cidr = transport::parse_cidr(texts[i]);
+        if (!cidr) {
+            fail(key + "[" + std::to_string(i) + "]",
+                 "an address or address/prefix with no host bits set past the prefix", texts[i]);
+        }
+        ranges.push_back(*cidr);
+    }
+    return ranges;
+}
+
 // One leaf key of the file: its default and meaning, as the reference documents them, and
 // where its value goes. Sections are the prefixes of these keys. This table is the one list
 // of keys: docs/configuration.md, --help and deploy/shardcast.yaml are checked against it.
@@ -551,7 +583,8 @@ constexpr Field kFields[] = {
              integer_in(key, node, 0, std::numeric_limits<std::size_t>::max());
      }},
     {"publish.max_outbound_bytes", "64MiB",
-     "bytes queued in a shard's sessions above which publishes for it get 429 (0 = off)",
+     "bytes a shard's queued messages may hold (a broadcast once); above it, the clients "
+     "furthest behind are cut (0 = off)",
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.max_outbound_bytes = size_at_least(key, node, 0, "0");
      }},
@@ -566,6 +599,17 @@ constexpr Field kFields[] = {
     {"http.idle_timeout", "60s", "idle keep-alive connections are closed after this",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.http_idle_timeout = positive_duration(key, node);
+     }},
+    {"http.header_timeout", "10s",
+     "a request's head (and a new connection's first request) must arrive within this; 408 "
+     "otherwise",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.header_timeout = positive_duration(key, node);
+     }},
+    {"http.min_body_rate", "64KiB",
+     "slowest a request body may arrive, per second, after http.header_timeout; 408 otherwise",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.min_body_rate = size_at_least(key, node, 1, "1");
      }},
     {"auth.api_keys", "[]",
      "keys for publish, disconnect, lookup and stats (Authorization: Bearer <key>)",
@@ -648,6 +692,66 @@ constexpr Field kFields[] = {
          }
          auto [host, port] = parse_listen(key, node);
          config.transport.metrics_listen = transport::Endpoint{std::move(host), port};
+     }},
+    {"metrics.require_key", "true",
+     "with API keys set, /metrics on the main port needs one too (Authorization: Bearer)",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.metrics_require_key = one_of(key, node, kBooleans) == 1;
+     }},
+    {"limits.max_connections", "0",
+     "WebSocket sessions in all (503 above); 0: the descriptor limit less a reserve of 256",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.limits.max_connections =
+             integer_in(key, node, 0, std::numeric_limits<std::size_t>::max());
+     }},
+    {"limits.max_connections_per_ip", "1000",
+     "WebSocket sessions from one client address (429 above; 0 = no limit)",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.limits.max_connections_per_ip =
+             integer_in(key, node, 0, std::numeric_limits<std::size_t>::max());
+     }},
+    {"limits.trusted_proxies", "[]",
+     "proxies (CIDRs, e.g. 10.0.0.0/8) whose X-Forwarded-For or X-Real-IP name the client",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.limits.trusted_proxies = parse_cidrs(key, node);
+     }},
+    {"limits.client_messages_per_second", "100",
+     "messages (and pongs) a client may send per second, on average; over it, closed with 1008",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.limits.client_messages_per_second = rate(key, node);
+     }},
+    {"limits.client_message_burst", "400", "messages a client may send at once",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.limits.client_message_burst = rate(key, node);
+     }},
+    {"limits.client_pings_per_second", "5",
+     "pings a client may send per second (each costs the shard a pong)",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.limits.client_pings_per_second = rate(key, node);
+     }},
+    {"limits.client_ping_burst", "20", "pings a client may send at once",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.limits.client_ping_burst = rate(key, node);
+     }},
+    {"limits.client_bytes_per_second", "1MiB", "payload bytes a client may send per second",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.limits.client_bytes_per_second = byte_rate(key, node);
+     }},
+    {"limits.client_byte_burst", "4MiB",
+     "payload bytes a client may send at once; at least session.max_message_size",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.limits.client_byte_burst = byte_rate(key, node);
+     }},
+    {"limits.partial_message_memory", "32MiB",
+     "memory a shard may hold for messages clients have not finished; past it, the client "
+     "adding to it is closed with 1008",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.limits.partial_message_memory = size_at_least(key, node, 0, "0");
+     }},
+    {"limits.partial_message_timeout", "10s",
+     "how long a client may leave a message or frame unfinished; then closed with 1008",
+     [](const auto& key, const auto& node, Config& config) {
+         config.transport.limits.partial_message_timeout = positive_duration(key, node);
      }},
     {"cluster.nats.url", "\"\"",
      "comma-separated nats://host:port list; set, it turns cluster mode on",
@@ -753,6 +857,13 @@ void check_relations(const Config& config) {
                  format_duration(cluster.reconnect_wait) + ")",
              format_duration(cluster.reconnect_wait_max));
     }
+    const auto& limits = config.transport.limits;
+    if (limits.client_byte_burst < session.max_message_size) {
+        fail("limits.client_byte_burst",
+             "a size of at least session.max_message_size (" +
+                 std::to_string(session.max_message_size) + ")",
+             std::to_string(limits.client_byte_burst));
+    }
     // The keys themselves: a file that is not a usable public key stops startup here.
     try {
         transport::TokenVerifier verifier(config.transport.auth.jwt);
@@ -812,7 +923,8 @@ void apply_override(YAML::Node& root, const std::string& text) {
         }
         node.reset(child);
     }
-    if (key == "auth.api_keys" || key == "auth.allowed_origins" || key == "auth.jwt.public_keys") {
+    if (key == "auth.api_keys" || key == "auth.allowed_origins" || key == "auth.jwt.public_keys" ||
+        key == "limits.trusted_proxies") {
         // An empty value clears the list; a key, origin or path cannot contain a comma.
         YAML::Node list(YAML::NodeType::Sequence);
         for (const std::string& item :
@@ -933,6 +1045,8 @@ std::string describe(const Config& config) {
     add("http.threads", std::to_string(transport.http_threads));
     add("http.max_body", std::to_string(transport.max_body));
     add("http.idle_timeout", format_duration(transport.http_idle_timeout));
+    add("http.header_timeout", format_duration(transport.header_timeout));
+    add("http.min_body_rate", std::to_string(transport.min_body_rate));
     // Only counts and whether a secret is set: secrets never reach the log.
     const auto& auth = transport.auth;
     std::size_t keys = auth.api_keys.size();
@@ -959,6 +1073,26 @@ std::string describe(const Config& config) {
     add("metrics.listen", transport.metrics_listen ? endpoint(transport.metrics_listen->host,
                                                               transport.metrics_listen->port)
                                                    : "");
+    add("metrics.require_key", kBooleans[transport.metrics_require_key ? 1 : 0]);
+    const auto& limits = transport.limits;
+    add("limits.max_connections", std::to_string(limits.max_connections));
+    add("limits.max_connections_per_ip", std::to_string(limits.max_connections_per_ip));
+    std::string proxies;
+    for (const auto& cidr : limits.trusted_proxies) {
+        proxies.append(proxies.empty() ? "" : ",")
+            .append(cidr.network.to_string())
+            .append("/")
+            .append(std::to_string(cidr.prefix));
+    }
+    add("limits.trusted_proxies", proxies);
+    add("limits.client_messages_per_second", std::to_string(limits.client_messages_per_second));
+    add("limits.client_message_burst", std::to_string(limits.client_message_burst));
+    add("limits.client_pings_per_second", std::to_string(limits.client_pings_per_second));
+    add("limits.client_ping_burst", std::to_string(limits.client_ping_burst));
+    add("limits.client_bytes_per_second", std::to_string(limits.client_bytes_per_second));
+    add("limits.client_byte_burst", std::to_string(limits.client_byte_burst));
+    add("limits.partial_message_memory", std::to_string(limits.partial_message_memory));
+    add("limits.partial_message_timeout", format_duration(limits.partial_message_timeout));
     std::string urls;
     for (const auto& url : config.cluster.nats_servers) {
         urls.append(urls.empty() ? "" : ",").append(without_secret(url));

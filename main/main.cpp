@@ -64,6 +64,24 @@ void warn_if_send_buffer_capped(std::size_t requested) {
     ::close(fd);
 }
 
+// Every session is a descriptor: a limit above what the process may open leaves health
+// checks, the metrics port and the bus without one when the sessions take them all.
+void warn_if_connections_do_not_fit(std::size_t max_connections) {
+    rlimit limit{};
+    if (max_connections == 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0 ||
+        limit.rlim_cur == RLIM_INFINITY) {
+        return;
+    }
+    const auto descriptors = static_cast<std::size_t>(limit.rlim_cur);
+    if (max_connections + shardcast::transport::kDescriptorReserve > descriptors) {
+        spdlog::warn(
+            "limits.max_connections={} does not fit the open-file limit of {} descriptors with "
+            "{} to spare for health checks, metrics and the bus; lower it, or raise the limit "
+            "(ulimit -n, LimitNOFILE=)",
+            max_connections, descriptors, shardcast::transport::kDescriptorReserve);
+    }
+}
+
 // <hostname>:<port>, unique per node of a cluster as long as each runs on its own host or
 // port. With port 0 the bound port is not known yet, so the process id stands in.
 std::string default_node_name(std::uint16_t port) {
@@ -109,6 +127,7 @@ int serve(const shardcast::Config& config) {
     announce_access(config.transport.auth);
     raise_descriptor_limit();
     warn_if_send_buffer_capped(config.dispatcher.session.socket_send_buffer);
+    warn_if_connections_do_not_fit(config.transport.limits.max_connections);
 
     const std::string node = config.cluster.node.empty() ? default_node_name(config.transport.port)
                                                          : config.cluster.node;
@@ -138,6 +157,8 @@ int serve(const shardcast::Config& config) {
         dispatcher.stop(std::chrono::milliseconds{0});
         return 1;
     }
+    spdlog::info("at most {} WebSocket sessions (limits.max_connections), {} per client address",
+                 server.limits().max_total(), server.limits().max_per_address());
     spdlog::info("node {} listening on {}:{} with {} shards{}", node, config.transport.host,
                  server.port(), dispatcher.shard_count(),
                  bus ? " in cluster mode (prefix " + config.cluster.subject_prefix + ")" : "");

@@ -24,16 +24,11 @@ ApiResponse error(unsigned status, std::string_view message) {
 // 429 with Retry-After: the producer should slow down, not give up.
 ApiResponse overloaded(const dispatcher::Dispatcher::Overload& overload,
                        const dispatcher::DispatcherConfig& config) {
-    using Limit = dispatcher::Dispatcher::Overload::Limit;
-    const bool depth = overload.limit == Limit::queue_depth;
     ApiResponse response{
-        429, json_error("overloaded: shard " + std::to_string(overload.shard) + " has " +
-                        std::to_string(overload.value) +
-                        (depth ? " commands waiting (publish.max_queue_depth " +
-                                     std::to_string(config.max_queue_depth) + ")"
-                               : " bytes queued for its clients (publish.max_outbound_bytes " +
-                                     std::to_string(config.max_outbound_bytes) + ")") +
-                        "; retry later")};
+        429,
+        json_error("overloaded: shard " + std::to_string(overload.shard) + " has " +
+                   std::to_string(overload.value) + " commands waiting (publish.max_queue_depth " +
+                   std::to_string(config.max_queue_depth) + "); retry later")};
     response.retry_after = "1";
     return response;
 }

@@ -1,21 +1,24 @@
-// HttpSession: one keep-alive HTTP connection on an HTTP thread. Reads the header first so
-// an oversized body is refused before it is read, then the body, then answers through the
-// Api or hands a WebSocket upgrade to the shard that owns the client id.
+// HttpSession: one keep-alive HTTP connection on an HTTP thread. Reads a request in three
+// steps, each with its own deadline: the first byte (a kept-alive connection may idle), the
+// head (within http.header_timeout, checked for folding and framing before the parser acts on
+// it), and the body (no slower than http.min_body_rate). A request whose key or size is
+// wrong is answered from its head, before any of its body is read. Then the Api answers, or
+// the upgrade is decided and handed to the shard that owns the client id.
 #include "transport/http_session.hpp"
-
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <limits>
 #include <memory>
 #include <optional>
 
+#include "transport/client_address.hpp"
 #include "transport/io_error.hpp"
-#include "transport/printable.hpp"
-#include "transport/request_target.hpp"
+#include "transport/request_checks.hpp"
 #include "transport/ws_connection.hpp"
 
 namespace shardcast::transport {
@@ -26,33 +29,109 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-constexpr std::uint32_t kHeaderLimit = 16 * 1024;
 // Beast sizes each read by the buffer's free capacity, at least 512 bytes. The parser moves
 // body bytes out as they arrive, so the buffer never fills and never grows: without room made
 // up front, a 15 KB batch takes 30 reads. Reads are capped at 64 KiB anyway.
 constexpr std::size_t kBodyReadRoom = 64 * 1024;
+constexpr std::size_t kFirstReadRoom = 4 * 1024;
+
+// The fields of an upgrade request the Authenticator decides on. protocols holds every
+// Sec-WebSocket-Protocol field joined, and must outlive the view.
+UpgradeRequestView view_of(const http::request<http::string_body>& request,
+                           std::string& protocols) {
+    const auto [first, last] = request.equal_range(http::field::sec_websocket_protocol);
+    for (auto field = first; field != last; ++field) {
+        protocols.append(protocols.empty() ? "" : ", ").append(field->value());
+    }
+    const auto origin = request.find(http::field::origin);
+    UpgradeRequestView view;
+    view.method = request.method_string();
+    view.version = request.version();
+    view.target = request.target();
+    view.host = request[http::field::host];
+    view.connection_upgrade = http::token_list{request[http::field::connection]}.exists("upgrade");
+    view.upgrade_websocket = http::token_list{request[http::field::upgrade]}.exists("websocket");
+    view.key = request[http::field::sec_websocket_key];
+    view.ws_version = request[http::field::sec_websocket_version];
+    view.has_origin = origin != request.end();
+    if (view.has_origin) view.origin = origin->value();
+    view.authorization = request[http::field::authorization];
+    view.protocols = protocols;
+    return view;
+}
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
 public:
     HttpSession(tcp::socket socket, HttpContext& context)
-        : stream_(std::move(socket)), context_(context) {}
+        : stream_(std::move(socket)), context_(context) {
+        beast::error_code ec;
+        peer_ = stream_.socket().remote_endpoint(ec).address();
+        client_ = peer_;
+    }
 
     void run() {
         net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
     }
 
 private:
+    enum class Phase : unsigned char { waiting, head, body };
+
+    const TransportConfig& config() const { return context_.config; }
+
+    // A new connection must start its first request within http.header_timeout; a kept-alive
+    // one may idle for http.idle_timeout before the next.
     void do_read() {
-        // A keep-alive connection between requests holds no read buffer.
-        buffer_.shrink_to_fit();
         parser_.emplace();
         parser_->header_limit(kHeaderLimit);
-        parser_->body_limit(context_.config.max_body);
-        stream_.expires_after(context_.config.http_idle_timeout);
-        http::async_read_header(stream_, buffer_, *parser_,
-                                [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                                    self->on_header(ec);
+        parser_->body_limit(config().max_body);
+        phase_ = Phase::waiting;
+        if (buffer_.size() > 0) {
+            return read_head();  // the next request is already here, pipelined
+        }
+        buffer_.shrink_to_fit();  // an idle connection holds no read buffer
+        stream_.expires_after(requests_ == 0 ? config().header_timeout
+                                             : config().http_idle_timeout);
+        stream_.async_read_some(buffer_.prepare(kFirstReadRoom),
+                                [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                    self->buffer_.commit(n);
+                                    if (ec) return self->on_read_failed(ec);
+                                    self->read_head();
                                 });
+    }
+
+    // The head, read whole into the buffer first, so it can be checked as sent.
+    void read_head() {
+        if (phase_ == Phase::waiting && requests_ > 0) {
+            stream_.expires_after(config().header_timeout);
+        }
+        phase_ = Phase::head;
+        buffer_.max_size(kHeaderLimit);
+        net::async_read_until(stream_, buffer_, "\r\n\r\n",
+                              [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                  self->on_head(ec, n);
+                              });
+    }
+
+    void on_head(beast::error_code ec, std::size_t head_size) {
+        buffer_.max_size(std::numeric_limits<std::size_t>::max());
+        if (ec == net::error::not_found) {
+            route_ = Route::unknown;  // the header that would name it was never read whole
+            return respond(ApiResponse{431, json_error("request header fields too large")}, true);
+        }
+        if (ec) {
+            return on_read_failed(ec);
+        }
+        const std::string_view head(static_cast<const char*>(buffer_.data().data()), head_size);
+        if (has_obs_fold(head)) {
+            return respond(ApiResponse{400, json_error("obsolete line folding in a header field")},
+                           true);
+        }
+        // The parser takes the head from the buffer: no I/O.
+        http::async_read_header(
+            stream_, buffer_, *parser_,
+            [self = shared_from_this()](beast::error_code read_ec, std::size_t) {
+                self->on_header(read_ec);
+            });
     }
 
     void on_header(beast::error_code ec) {
@@ -61,21 +140,10 @@ private:
         }
         const auto& request = parser_->get();
         route_ = route_of(request.target());
-        // Decided from the header alone: the body is never read, so the connection closes.
-        if (!context_.metrics_only && needs_api_key(route_)) {
-            const ApiAccess access = context_.auth.api_access(request[http::field::authorization]);
-            if (!access.allowed) {
-                ApiResponse response{access.status, json_error(access.message)};
-                if (access.status == 401) response.www_authenticate = "Bearer";
-                return respond(std::move(response), true);
-            }
-        }
-        if (auto length = parser_->content_length(); length && *length > context_.config.max_body) {
-            return respond(
-                ApiResponse{413, json_error("request body of " + std::to_string(*length) +
-                                            " bytes exceeds http.max_body (" +
-                                            std::to_string(context_.config.max_body) + " bytes)")},
-                true);
+        client_ = client_address(peer_, request["X-Forwarded-For"], request["X-Real-IP"],
+                                 config().limits.trusted_proxies);
+        if (auto refusal = refusal_from_head()) {
+            return respond(std::move(*refusal), true);
         }
         if (beast::iequals(request[http::field::expect], "100-continue")) {
             auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
@@ -93,10 +161,47 @@ private:
         do_read_body();
     }
 
-    void do_read_body() {
-        if (auto length = parser_->content_length()) {
-            buffer_.reserve(buffer_.size() + std::min<std::uint64_t>(*length, kBodyReadRoom));
+    // What the head alone decides, before a byte of the body is read (the connection then
+    // closes): framing the server will not read, a missing or wrong key, a body too large.
+    std::optional<ApiResponse> refusal_from_head() {
+        const auto& request = parser_->get();
+        if (auto framing = check_framing(request[http::field::transfer_encoding],
+                                         request.count(http::field::transfer_encoding) > 0,
+                                         request.count(http::field::content_length) > 0)) {
+            return ApiResponse{framing->status, json_error(framing->message)};
         }
+        if (!context_.metrics_only && needs_key(route_)) {
+            const ApiAccess access = context_.auth.api_access(request[http::field::authorization]);
+            if (!access.allowed) {
+                ApiResponse response{access.status, json_error(access.message)};
+                if (access.status == 401) response.www_authenticate = "Bearer";
+                return response;
+            }
+        }
+        if (auto length = parser_->content_length(); length && *length > config().max_body) {
+            return ApiResponse{413, json_error("request body of " + std::to_string(*length) +
+                                               " bytes exceeds http.max_body (" +
+                                               std::to_string(config().max_body) + " bytes)")};
+        }
+        return std::nullopt;
+    }
+
+    // /metrics needs a key too when keys are set, unless metrics.require_key is off.
+    bool needs_key(Route route) const {
+        return needs_api_key(route) || (route == Route::metrics && config().metrics_require_key &&
+                                        !config().auth.api_keys.empty());
+    }
+
+    // The body must come at http.min_body_rate at least: a deadline for the announced
+    // length (or http.max_body when chunked), on top of http.header_timeout.
+    void do_read_body() {
+        phase_ = Phase::body;
+        const std::uint64_t length = parser_->content_length().value_or(config().max_body);
+        buffer_.reserve(buffer_.size() + std::min<std::uint64_t>(length, kBodyReadRoom));
+        const auto seconds =
+            static_cast<double>(length) / static_cast<double>(config().min_body_rate);
+        stream_.expires_after(config().header_timeout +
+                              std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000)));
         http::async_read(stream_, buffer_, *parser_,
                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
                              if (ec) return self->on_read_failed(ec);
@@ -105,6 +210,15 @@ private:
     }
 
     void on_read_failed(beast::error_code ec) {
+        // A request that stopped arriving in time: say so (an idle connection just closes).
+        if (ec == beast::error::timeout && phase_ != Phase::waiting) {
+            const bool head = phase_ == Phase::head;
+            return respond(ApiResponse{408, json_error(head ? "request header not received within "
+                                                              "http.header_timeout"
+                                                            : "request body arrived slower than "
+                                                              "http.min_body_rate")},
+                           true);
+        }
         // A client that leaves between requests, or idles out, is not an error.
         if (is_benign(ec)) {
             return do_close();
@@ -112,7 +226,7 @@ private:
         if (ec == http::error::body_limit) {
             return respond(
                 ApiResponse{413, json_error("request body exceeds http.max_body (" +
-                                            std::to_string(context_.config.max_body) + " bytes)")},
+                                            std::to_string(config().max_body) + " bytes)")},
                 true);
         }
         if (ec == http::error::header_limit) {
@@ -124,10 +238,15 @@ private:
     }
 
     void handle() {
+        ++requests_;
         auto& request = parser_->get();
         if (context_.metrics_only && route_ != Route::metrics && route_ != Route::healthz) {
             return respond(
                 ApiResponse{404, json_error("this port serves only /metrics and /healthz")}, false);
+        }
+        if (!context_.metrics_only && route_ == Route::metrics && config().metrics_listen) {
+            return respond(
+                ApiResponse{404, json_error("metrics are served on metrics.listen only")}, false);
         }
         if (route_ == Route::websocket) {
             return upgrade();
@@ -145,35 +264,20 @@ private:
     }
 
     // Decided whole here, on the HTTP thread: nothing reaches a shard, and no session is
-    // attached, replaced or claimed, unless the upgrade is valid and its token verifies.
+    // attached, replaced or claimed, unless the upgrade is valid, within the connection
+    // limits, and its token verifies. The slot it takes is released if it does not.
     void upgrade() {
-        auto& request = parser_->get();
         if (!context_.accepting.load(std::memory_order_acquire) ||
             !context_.dispatcher.accepting()) {
             context_.stats.record_refusal(UpgradeRefusal::shutting_down);
             return respond(ApiResponse{503, json_error("shutting down")}, true);
         }
-        std::string protocols;
-        const auto [first, last] = request.equal_range(http::field::sec_websocket_protocol);
-        for (auto field = first; field != last; ++field) {
-            protocols.append(protocols.empty() ? "" : ", ").append(field->value());
+        ConnectionLimits::Grant grant = context_.limits.acquire(client_);
+        if (grant.verdict != ConnectionLimits::Verdict::admitted) {
+            return refuse_over_limit(grant.verdict);
         }
-        const auto origin = request.find(http::field::origin);
-        UpgradeRequestView view;
-        view.method = request.method_string();
-        view.version = request.version();
-        view.target = request.target();
-        view.host = request[http::field::host];
-        view.connection_upgrade =
-            http::token_list{request[http::field::connection]}.exists("upgrade");
-        view.upgrade_websocket =
-            http::token_list{request[http::field::upgrade]}.exists("websocket");
-        view.key = request[http::field::sec_websocket_key];
-        view.ws_version = request[http::field::sec_websocket_version];
-        view.has_origin = origin != request.end();
-        if (view.has_origin) view.origin = origin->value();
-        view.authorization = request[http::field::authorization];
-        view.protocols = protocols;
+        std::string protocols;
+        const UpgradeRequestView view = view_of(parser_->get(), protocols);
         UpgradeDecision decision = context_.auth.admit(view, std::chrono::system_clock::now());
         if (!decision.identity) {
             const UpgradeRefused& refused = decision.refused;
@@ -187,18 +291,37 @@ private:
         }
         stream_.expires_never();
         dispatcher::Shard& shard = context_.dispatcher.shard_for(decision.identity->client_id);
-        hand_off(shard, std::move(*decision.identity), stream_.release_socket(), parser_->release(),
-                 context_.stats, context_.auth.verifier());
+        hand_off(shard, std::move(*decision.identity), std::move(grant.slot),
+                 stream_.release_socket(), parser_->release(), context_.session);
+    }
+
+    void refuse_over_limit(ConnectionLimits::Verdict verdict) {
+        const bool full = verdict == ConnectionLimits::Verdict::server_full;
+        context_.stats.record_refusal(full ? UpgradeRefusal::too_many_connections
+                                           : UpgradeRefusal::too_many_from_address);
+        ApiResponse response =
+            full ? ApiResponse{503, json_error("the server holds as many connections as it may "
+                                               "(limits.max_connections); try another node")}
+                 : ApiResponse{429, json_error("too many connections from your address "
+                                               "(limits.max_connections_per_ip)")};
+        response.retry_after = "5";
+        respond(std::move(response), true);
     }
 
     void respond(ApiResponse response, bool close) {
         context_.stats.record(route_, response.status);
         const auto& request = parser_->get();
-        // 429s come in floods exactly when the server is busiest: counted, not logged.
-        if (response.status >= 400 && response.status < 500 && response.status != 429) {
-            spdlog::warn("rejected {} {}: {} {}", printable(request.method_string()),
-                         loggable_target(request.target()), response.status, response.body);
+        // 429s and 503s come in floods exactly when the server is busiest: counted, not
+        // logged. The rest is logged at a bounded rate.
+        if (response.status >= 400 && response.status != 429 && response.status != 503) {
+            context_.log.rejected(client_.to_string(), request.method_string(), request.target(),
+                                  response.status, response.body);
         }
+        write_response(std::move(response), close);
+    }
+
+    void write_response(ApiResponse response, bool close) {
+        const auto& request = parser_->get();
         response_ = {};
         response_.version(request.version() == 10 ? 10 : 11);
         response_.result(response.status);
@@ -219,6 +342,7 @@ private:
         // An answer to HEAD has no body whatever its status, but the Content-Length a GET
         // would get. A body here would be read as the start of the next response.
         if (request.method() == http::verb::head) response_.body().clear();
+        stream_.expires_after(config().http_idle_timeout);  // a client that never reads
         http::async_write(
             stream_, response_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
                 if (ec) {
@@ -239,6 +363,10 @@ private:
     HttpContext& context_;
     std::optional<http::request_parser<http::string_body>> parser_;
     http::response<http::string_body> response_;
+    net::ip::address peer_;    // the socket's peer
+    net::ip::address client_;  // who the request is from (a trusted proxy may say)
+    std::uint64_t requests_ = 0;
+    Phase phase_ = Phase::waiting;
     Route route_ = Route::unknown;
 };
 

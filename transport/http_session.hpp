@@ -7,8 +7,11 @@
 #include "dispatcher/dispatcher.hpp"
 #include "transport/api.hpp"
 #include "transport/authenticator.hpp"
+#include "transport/connection_limits.hpp"
 #include "transport/http_stats.hpp"
+#include "transport/request_log.hpp"
 #include "transport/transport_config.hpp"
+#include "transport/ws_connection.hpp"
 
 namespace shardcast::transport {
 
@@ -19,6 +22,9 @@ struct HttpContext {
     Api& api;
     const Authenticator& auth;
     HttpStats& stats;
+    RequestLog& log;
+    ConnectionLimits& limits;
+    SessionContext& session;
     const std::atomic<bool>& accepting;
     // The separate metrics port: everything but /metrics and /healthz is 404 there.
     bool metrics_only = false;

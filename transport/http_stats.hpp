@@ -45,6 +45,8 @@ enum class UpgradeRefusal : unsigned char {
     invalid_client_id,  // the path's id breaks the id rules
     not_upgrade,        // not a WebSocket upgrade, or a malformed one
     shutting_down,
+    too_many_connections,   // limits.max_connections reached
+    too_many_from_address,  // limits.max_connections_per_ip reached for the client's address
 };
 inline constexpr std::size_t kUpgradeRefusalCount = enum_count<UpgradeRefusal>;
 
@@ -59,8 +61,8 @@ inline constexpr std::size_t kDropReasonCount = enum_count<DropReason>;
 class HttpStats {
 public:
     // The status codes the server answers with; anything else is counted as 0 ("other").
-    static constexpr std::array<unsigned, 16> kStatuses = {0,   101, 200, 202, 400, 401, 403, 404,
-                                                           405, 409, 413, 426, 429, 431, 500, 503};
+    static constexpr std::array<unsigned, 18> kStatuses = {
+        0, 101, 200, 202, 400, 401, 403, 404, 405, 408, 409, 413, 426, 429, 431, 500, 501, 503};
 
     void record(Route route, unsigned status) {
         std::size_t s = 0;

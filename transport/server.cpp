@@ -1,5 +1,7 @@
 #include "transport/server.hpp"
 
+#include <sys/resource.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <thread>
@@ -11,14 +13,39 @@ namespace shardcast::transport {
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+namespace {
+
+// With limits.max_connections at 0: the descriptor limit, less a reserve for what must keep
+// working when every session is taken (health checks, the metrics port, the publish API,
+// the cluster bus).
+std::size_t max_connections_for(std::size_t configured) {
+    if (configured != 0) {
+        return configured;
+    }
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+        return 0;
+    }
+    const auto descriptors = static_cast<std::size_t>(limit.rlim_cur);
+    return descriptors > 2 * kDescriptorReserve ? descriptors - kDescriptorReserve
+                                                : descriptors / 2;
+}
+
+}  // namespace
+
 struct Server::Impl {
     Impl(TransportConfig c, dispatcher::Dispatcher& d)
         : config(std::move(c)),
           dispatcher(d),
           auth(config.auth),
           api(config, dispatcher, accepting, stats),
-          context{config, dispatcher, api, auth, stats, accepting},
-          metrics_context{config, dispatcher, api, auth, stats, accepting, true} {}
+          limits(max_connections_for(config.limits.max_connections),
+                 config.limits.max_connections_per_ip),
+          partial_budgets(dispatcher.shard_count()),
+          session{stats, auth.verifier(), config.limits, partial_budgets},
+          context{config, dispatcher, api, auth, stats, log, limits, session, accepting},
+          metrics_context{config, dispatcher, api,     auth,      stats,
+                          log,    limits,     session, accepting, true} {}
 
     TransportConfig config;
     dispatcher::Dispatcher& dispatcher;
@@ -26,6 +53,10 @@ struct Server::Impl {
     HttpStats stats;
     const Authenticator auth;
     Api api;
+    RequestLog log;
+    ConnectionLimits limits;
+    std::vector<PartialBudget> partial_budgets;
+    SessionContext session;
     HttpContext context;
     HttpContext metrics_context;
     // After the members sessions point to, so sessions die before them.
@@ -99,6 +130,11 @@ void Server::stop() {
 }
 
 Api& Server::api() { return impl_->api; }
+const ConnectionLimits& Server::limits() const { return impl_->limits; }
+const RequestLog& Server::request_log() const { return impl_->log; }
+std::int64_t Server::partial_bytes(std::size_t shard) const {
+    return impl_->partial_budgets[shard].bytes.load(std::memory_order_relaxed);
+}
 const HttpStats& Server::stats() const { return impl_->stats; }
 
 }  // namespace shardcast::transport

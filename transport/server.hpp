@@ -9,10 +9,16 @@
 
 #include "dispatcher/dispatcher.hpp"
 #include "transport/api.hpp"
+#include "transport/connection_limits.hpp"
 #include "transport/http_stats.hpp"
+#include "transport/request_log.hpp"
 #include "transport/transport_config.hpp"
 
 namespace shardcast::transport {
+
+// Descriptors kept free of WebSocket sessions when limits.max_connections is left to the
+// server to derive.
+inline constexpr std::size_t kDescriptorReserve = 256;
 
 class Server {
 public:
@@ -34,6 +40,12 @@ public:
 
     Api& api();
     const HttpStats& stats() const;
+    // The WebSocket connection limits in force (max_total() is the effective
+    // limits.max_connections) and how many are held.
+    const ConnectionLimits& limits() const;
+    const RequestLog& request_log() const;
+    // Bytes a shard's connections hold for messages their clients have not finished.
+    std::int64_t partial_bytes(std::size_t shard) const;
 
 private:
     struct Impl;

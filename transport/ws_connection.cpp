@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <climits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -74,18 +75,26 @@ class WsConnection final : public dispatcher::Session {
 public:
     WsConnection(dispatcher::Shard& shard,
                  ClientIdentity identity,
+                 ConnectionLimits::Slot slot,
                  tcp::socket socket,
-                 const TokenVerifier& verifier)
+                 SessionContext& context)
         : Session(shard, std::move(identity.client_id)),
           socket_(std::move(socket)),
           reader_(shard.config().max_message_size),
-          verifier_(verifier),
+          context_(context),
+          budget_(context.partial_budgets[shard.index()]),
+          slot_(std::move(slot)),
+          limits_(context.limits),
           info_(std::move(identity.info)),
           v1_(identity.v1) {
-        set_expiry(expiry_of(identity.exp, verifier.leeway()));
+        set_expiry(expiry_of(identity.exp, context.verifier.leeway()));
     }
+    WsConnection(const WsConnection&) = delete;
+    WsConnection& operator=(const WsConnection&) = delete;
+    ~WsConnection() override { budget_.add(-static_cast<std::int64_t>(partial_bytes_)); }
 
-    void run(UpgradeRequest request, HttpStats& stats) {
+    void run(UpgradeRequest request) {
+        HttpStats& stats = context_.stats;
         if (auto result = shard().attach(shared_from_this());
             result != dispatcher::Shard::Attach::attached) {
             refuse(std::move(request), result, stats);
@@ -175,13 +184,44 @@ private:
         if (ec) {
             return read_ended(ended_by(ec));
         }
-        if (reader_.feed(scratch.first(n), [this](const ws::Event& event) { on_event(event); }) &&
-            !read_done_) {
+        now_ms_ = FrameLimits::now_ms();
+        const bool more =
+            reader_.feed(scratch.first(n), [this](const ws::Event& event) { on_event(event); });
+        track_partial();
+        if (more && !read_done_) {
             do_read();
         }
     }
 
+    // What the reader holds for a message the client has not finished counts against the
+    // shard's budget, and must be finished within limits.partial_message_timeout.
+    void track_partial() {
+        const std::size_t held = reader_.idle() ? 0 : reader_.buffer_capacity();
+        budget_.add(static_cast<std::int64_t>(held) - static_cast<std::int64_t>(partial_bytes_));
+        partial_bytes_ = held;
+        if (reader_.idle()) {
+            partial_since_.reset();
+            set_partial_deadline(dispatcher::Clock::time_point::max());
+        } else if (!partial_since_) {
+            partial_since_ = dispatcher::Clock::now();
+            set_partial_deadline(*partial_since_ + limits_.partial_message_timeout);
+        }
+        if (held > 0 && budget_.bytes.load(std::memory_order_relaxed) >
+                            static_cast<std::int64_t>(limits_.partial_message_memory)) {
+            on_violation(RemovalReason::partial_message_limit);
+        }
+    }
+
     void on_event(const ws::Event& event) {
+        // Once closing, only the client's close (or a broken frame) still matters.
+        const bool ending =
+            event.kind == ws::Event::Kind::close || event.kind == ws::Event::Kind::error;
+        if (state() != State::open && !ending) {
+            return;
+        }
+        if (!frame_limits_.allow(event, now_ms_, limits_)) {
+            return on_violation(RemovalReason::rate_limited);
+        }
         switch (event.kind) {
             case ws::Event::Kind::message:
                 if (v1_ && event.message_type == ws::Opcode::text) {
@@ -236,14 +276,14 @@ private:
             return on_refresh_refused("refresh refused: " + refresh.error);
         }
         const TokenVerdict verdict =
-            verifier_.verify(refresh.token, std::chrono::system_clock::now());
+            context_.verifier.verify(refresh.token, std::chrono::system_clock::now());
         if (verdict.error) {
             return on_refresh_refused("refresh refused: " + std::string(enum_name(*verdict.error)));
         }
         if (verdict.claims.sub != client_id()) {
             return on_refresh_refused("refresh refused: the token is for another client id");
         }
-        set_expiry(expiry_of(verdict.claims.exp, verifier_.leeway()));
+        set_expiry(expiry_of(verdict.claims.exp, context_.verifier.leeway()));
         reply_ = v1::refreshed(verdict.claims.exp);
         pending_.add(ws::FrameKind::reply);
         pump();
@@ -418,7 +458,14 @@ private:
     // Only while Beast answers the upgrade; it holds the socket meanwhile.
     std::unique_ptr<websocket::stream<tcp::socket>> handshake_;
     ws::FrameReader reader_;
-    const TokenVerifier& verifier_;
+    SessionContext& context_;
+    PartialBudget& budget_;              // the shard's, for unfinished messages
+    const ConnectionLimits::Slot slot_;  // this connection's place in the limits
+    const LimitsConfig& limits_;
+    FrameLimits frame_limits_{limits_};
+    std::uint32_t now_ms_ = 0;       // when the current read began, for the limits
+    std::size_t partial_bytes_ = 0;  // counted in budget_
+    std::optional<dispatcher::Clock::time_point> partial_since_;
     const std::string info_;  // the token's info claim, sent along with upstream frames
     // What the kernel did not take of the write in flight: its scratch bytes, copied, and
     // the whole rest as buffers (pointing into tail_bytes_ and the session's payloads).
@@ -439,10 +486,11 @@ private:
 
 void hand_off(dispatcher::Shard& shard,
               ClientIdentity identity,
+              ConnectionLimits::Slot slot,
               tcp::socket socket,
               UpgradeRequest request,
-              HttpStats& stats,
-              const TokenVerifier& verifier) {
+              SessionContext& context) {
+    HttpStats& stats = context.stats;
     // Re-home the descriptor on the shard's io_context: from here on only the shard thread
     // touches this socket.
     beast::error_code ec;
@@ -460,10 +508,10 @@ void hand_off(dispatcher::Shard& shard,
         ::close(fd);
         return stats.record_drop(DropReason::handoff_failed);
     }
-    auto connection =
-        std::make_shared<WsConnection>(shard, std::move(identity), std::move(moved), verifier);
-    net::post(shard.io_context(), [connection, request = std::move(request), &stats]() mutable {
-        connection->run(std::move(request), stats);
+    auto connection = std::make_shared<WsConnection>(shard, std::move(identity), std::move(slot),
+                                                     std::move(moved), context);
+    net::post(shard.io_context(), [connection, request = std::move(request)]() mutable {
+        connection->run(std::move(request));
     });
 }
 

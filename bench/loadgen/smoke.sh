@@ -13,6 +13,7 @@ log=$(mktemp)
 # Open, as bench/run.sh runs it: the clients name their ids and the publishers bring no key.
 "$shardcast" --listen 127.0.0.1:0 -s log.summary_interval=0 \
     -s auth.anonymous_clients=true -s auth.insecure_api=true \
+    -s limits.max_connections_per_ip=0 \
     -s session.heartbeat_interval=100ms -s session.heartbeat_timeout=300ms 2>"$log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$log"' EXIT

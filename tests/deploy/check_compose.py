@@ -5,7 +5,8 @@ Checks: every file or directory the services mount and every build context and D
 exist; every depends_on names a service; each shardcast-N node is built from the Dockerfile,
 is named shardcast-N with -s cluster.node, mounts deploy/cluster/shardcast.yaml (which points
 at the nats service) and has a healthcheck; nginx's upstream and Prometheus's targets are
-exactly the nodes; the Prometheus config passes `promtool check config` with the files laid
+exactly the nodes; nginx publishes 80 and 443 and mounts a volume or directory where the
+snippet's certificate and key are, and a service writes that volume before nginx starts; the Prometheus config passes `promtool check config` with the files laid
 out as the container sees them; Grafana's dashboard lands where its provider looks, and its
 data source is a service.
 Python 3 with PyYAML (a dependency of yamllint). Exits 1 with one line per problem.
@@ -96,8 +97,32 @@ def check_nginx(services, nodes):
         upstream = re.findall(r"(?m)^    server (\S+?)(?::8080)?[ ;]", snippet.read_text())
         if sorted(upstream) != nodes:
             problems.append(f"nginx: upstream servers {upstream} are not the nodes {nodes}")
-    if "8080:8080" not in nginx.get("ports", []):
-        problems.append("nginx: does not publish port 8080")
+        problems += check_certificates(services, nginx, snippet.read_text())
+    for port in ("80:80", "443:443"):
+        if port not in nginx.get("ports", []):
+            problems.append(f"nginx: does not publish {port}")
+    return problems
+
+
+def check_certificates(services, nginx, snippet):
+    """Each ssl_certificate(_key) path of the snippet lies in a volume nginx mounts; a named
+    volume must be written by a service nginx waits for, as tls writes the certificate."""
+    problems = []
+    targets = {volume.split(":")[1]: volume.split(":")[0] for volume in nginx.get("volumes", [])}
+    for path in re.findall(r"(?m)^\s*ssl_certificate(?:_key)?\s+(\S+);", snippet):
+        mount = next((t for t in targets if path.startswith(t.rstrip("/") + "/")), None)
+        if mount is None:
+            problems.append(f"nginx: nothing is mounted where the snippet's {path} is")
+            continue
+        source = targets[mount]
+        if source.startswith((".", "/")):
+            continue  # a directory of the host: check_files reports one that is missing
+        writers = [name for name in nginx.get("depends_on", [])
+                   if any(v.split(":")[0] == source and "ro" not in v.split(":")[2:]
+                          for v in services.get(name, {}).get("volumes", []))]
+        if not writers:
+            problems.append(f"nginx: the volume {source} at {mount} holds {path}, but no "
+                            "service nginx depends on writes it")
     return problems
 
 

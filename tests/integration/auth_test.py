@@ -82,7 +82,8 @@ UNSENT_BODY = 4 * 1024 * 1024
 REFUSAL_REASONS = [
     "missing_token", "malformed_token", "algorithm_refused", "bad_signature", "token_expired",
     "token_not_yet_valid", "wrong_audience", "wrong_issuer", "sub_mismatch", "origin_refused",
-    "invalid_client_id", "not_upgrade", "shutting_down", "too_many_sessions", "handshake_error"]
+    "invalid_client_id", "not_upgrade", "shutting_down", "too_many_connections",
+    "too_many_from_address", "too_many_sessions", "handshake_error"]
 # The publish API's calls, all of which need a key (or auth.insecure_api).
 API_CALLS = [
     ("POST", "/api/v1/send", {"to": "alice", "data": "x"}),
@@ -413,8 +414,9 @@ class Server:
         return json.loads(body)["online"]
 
     def samples(self, name):
-        """{labels text: value} of every sample of metric `name` on GET /metrics."""
-        status, body = self.call("GET", "/metrics", key=False)
+        """{labels text: value} of every sample of metric `name` on GET /metrics (with the
+        server's key, if it has one: metrics.require_key)."""
+        status, body = self.call("GET", "/metrics")
         if status != 200:
             raise TestFailure(f"{self.name}: GET /metrics answered {status}")
         found = {}
@@ -835,13 +837,19 @@ class Scenario:
             if status != expected:
                 raise TestFailure(f"GET /api/v1/stats with key {key!r} answered {status}, "
                                   f"expected {expected}")
-        for path in ("/healthz", "/metrics"):
-            status, _ = server.call("GET", path, key=False)
-            if status != 200:
-                raise TestFailure(f"GET {path} without a key answered {status}")
+        status, _ = server.call("GET", "/healthz", key=False)
+        if status != 200:
+            raise TestFailure(f"GET /healthz without a key answered {status}")
+        # With keys set, the metrics need one too (metrics.require_key, on by default).
+        for key, expected in [(False, 401), ("not-a-key", 401), (from_file, 200)]:
+            status, _ = server.call("GET", "/metrics", key=key)
+            if status != expected:
+                raise TestFailure(f"GET /metrics with key {key!r} answered {status}, "
+                                  f"expected {expected}")
         self.finish(server)
         log("a publish without a valid key gets 401 from its header alone and the connection "
-            "closes; keys from auth.api_keys and auth.api_keys_file publish")
+            "closes; keys from auth.api_keys and auth.api_keys_file publish; /metrics needs a "
+            "key once keys are set")
 
     def unsent_body_refused(self, server, what, authorization):
         """A publish announcing a 4 MiB body and sending none: the 401 must come at once, and
@@ -1402,8 +1410,8 @@ class Scenario:
         if leaks:
             raise TestFailure("secrets in the logs:\n  " + "\n  ".join(sorted(set(leaks))))
         strict = self.strict.process.log()
-        for line in ["rejected GET /ws/alice?token=***: ",
-                     "rejected GET /ws/alice?token=***&token=***: "]:
+        for line in ["rejected GET /ws/alice?token=*** from 127.0.0.1: ",
+                     "rejected GET /ws/alice?token=***&token=*** from 127.0.0.1: "]:
             if line not in strict:
                 raise TestFailure(f"the refusals server's log has no line with {line!r}")
         log(f"{len(self.servers)} servers exited 0; none of {len(self.tokens.issued)} tokens, "

@@ -139,6 +139,8 @@ TEST(MetricsTest, AnOversizedHeaderIsCountedUnderNoRoute) {
     EXPECT_EQ(value(R"(shardcast_http_requests_total{route="healthz",code="431"})"), 0);
 }
 
+// With a metrics port, the metrics live there only: the main port, which faces clients, no
+// longer serves them.
 TEST(MetricsTest, SeparateMetricsPortServesOnlyMetricsAndHealth) {
     auto transport = test_transport_config();
     transport.metrics_listen = transport::Endpoint{"127.0.0.1", 0};
@@ -149,7 +151,26 @@ TEST(MetricsTest, SeparateMetricsPortServesOnlyMetricsAndHealth) {
     EXPECT_EQ(metrics.get("/healthz").status, 200);
     EXPECT_EQ(metrics.post("/api/v1/send", R"({"to":"a","data":"x"})").status, 404);
     HttpClient main(server.port());
-    EXPECT_EQ(main.get("/metrics").status, 200);
+    const auto answer = main.get("/metrics");
+    EXPECT_EQ(answer.status, 404);
+    EXPECT_NE(answer.body.find("metrics.listen"), std::string::npos) << answer.body;
+    EXPECT_EQ(main.get("/healthz").status, 200);
+}
+
+// With API keys set, the main port's /metrics needs one (metrics.require_key), or not when
+// that is turned off.
+TEST(MetricsTest, MainPortMetricsNeedAKeyOnceKeysAreSet) {
+    auto transport = test_transport_config();
+    transport.auth.api_keys = {"k1"};
+    TestServer server(test_dispatcher_config(), transport);
+    HttpClient main(server.port());
+    EXPECT_EQ(main.get("/metrics").status, 401);
+    EXPECT_EQ(main.get("/metrics", {{"Authorization", "Bearer k1"}}).status, 200);
+
+    transport.metrics_require_key = false;
+    TestServer open(test_dispatcher_config(), transport);
+    HttpClient scrape(open.port());
+    EXPECT_EQ(scrape.get("/metrics").status, 200);
 }
 
 }  // namespace
