@@ -47,6 +47,14 @@ struct SessionConfig {
     std::chrono::milliseconds write_delay{0};
 };
 
+// What a shard keeps for clients to resume from (History).
+struct HistoryConfig {
+    bool enabled = true;
+    std::size_t size = 100;                                 // messages per client id
+    std::chrono::milliseconds ttl{5 * 60 * 1000};           // how long a message is kept
+    std::size_t max_bytes = std::size_t{64} * 1024 * 1024;  // payload per shard
+};
+
 struct DispatcherConfig {
     std::size_t shards = default_shards();
     SessionConfig session;
@@ -59,6 +67,7 @@ struct DispatcherConfig {
     // queue it). Past it, the sessions furthest behind are cut (slow_reader) until it fits.
     // 0 turns a limit off.
     std::size_t max_outbound_bytes = std::size_t{64} * 1024 * 1024;
+    HistoryConfig history;
 
     static constexpr std::size_t kMaxShards = 256;
 

@@ -16,18 +16,20 @@ Outbound::ThreadCache::~ThreadCache() {
 
 Outbound::Block* Outbound::make_block(Payload payload,
                                       std::chrono::steady_clock::time_point enqueued,
-                                      Gauge* bytes) {
+                                      Gauge* bytes,
+                                      std::uint64_t offset) {
     if (bytes != nullptr) {
         bytes->add(static_cast<std::int64_t>(payload->size()));
     }
     if (cache_.head == nullptr) {
-        return new Block{std::move(payload), enqueued, bytes};
+        return new Block{std::move(payload), enqueued, bytes, offset};
     }
     Block* block = std::exchange(cache_.head, cache_.head->next_free);
     --cache_.size;
     block->payload = std::move(payload);
     block->enqueued = enqueued;
     block->bytes = bytes;
+    block->offset = offset;
     block->refs = 1;
     block->next_free = nullptr;
     return block;

@@ -28,11 +28,13 @@ class Outbound {
 public:
     Outbound() = default;
     // bytes, when given, is the shard's count of the bytes its messages hold: the message
-    // adds its size while it exists, once however many sessions share it.
+    // adds its size while it exists, once however many sessions share it. offset is its
+    // place in the shard's stream (History).
     Outbound(Payload payload,
              std::chrono::steady_clock::time_point enqueued,
-             Gauge* bytes = nullptr)
-        : block_(make_block(std::move(payload), enqueued, bytes)) {}
+             Gauge* bytes = nullptr,
+             std::uint64_t offset = 0)
+        : block_(make_block(std::move(payload), enqueued, bytes, offset)) {}
     Outbound(const Outbound& other) noexcept : block_(other.block_) {
         if (block_ != nullptr) ++block_->refs;
     }
@@ -50,6 +52,7 @@ public:
     const std::string& text() const { return block_->payload->text(); }
     std::size_t size() const { return block_->payload->size(); }
     std::chrono::steady_clock::time_point enqueued() const { return block_->enqueued; }
+    std::uint64_t offset() const { return block_->offset; }
 
     bool empty() const { return block_ == nullptr; }
 
@@ -70,6 +73,7 @@ private:
         Payload payload;
         std::chrono::steady_clock::time_point enqueued;
         Gauge* bytes = nullptr;  // counts the payload's size while the block holds it
+        std::uint64_t offset = 0;
         std::uint32_t refs = 1;
         Block* next_free = nullptr;  // while in the thread's cache
     };
@@ -84,7 +88,8 @@ private:
 
     static Block* make_block(Payload payload,
                              std::chrono::steady_clock::time_point enqueued,
-                             Gauge* bytes);
+                             Gauge* bytes,
+                             std::uint64_t offset);
     static void recycle(Block* block);
 
     Block* block_ = nullptr;

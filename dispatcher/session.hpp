@@ -16,6 +16,7 @@
 
 #include "dispatcher/command.hpp"
 #include "dispatcher/failure_reason.hpp"
+#include "dispatcher/history_stats.hpp"
 #include "dispatcher/outbound_queue.hpp"
 #include "dispatcher/payload.hpp"
 #include "dispatcher/removal_reason.hpp"
@@ -90,6 +91,11 @@ public:
     // Whether the socket underneath is still open; the cleanup sweep relies on it.
     virtual bool socket_open() const = 0;
 
+    // Called by the Shard when a resume could not be whole: the transport tells the client,
+    // ahead of the messages replayed after it. since and epoch are what the client asked to
+    // resume from.
+    virtual void notify_gap(GapReason reason, std::uint64_t since, std::string_view epoch) = 0;
+
 protected:
     // Transport reports, on the shard thread.
     void on_open();
@@ -120,6 +126,8 @@ protected:
     // how many it takes with max_batch(); the default is one message per write.
     std::size_t take_batch();
     const Content& in_flight(std::size_t i) const { return queue_.at(i).content(); }
+    // Its offset in the shard's stream (docs/protocol.md).
+    std::uint64_t in_flight_offset(std::size_t i) const { return queue_.at(i).offset(); }
     // Settles the batch in flight: counted as sent, or as failed, in which case (while open)
     // the session is removed. Calls nothing of the transport's but abort().
     void batch_written(bool ok);
@@ -132,6 +140,7 @@ protected:
     virtual void data_ready() = 0;
     // Writes a ping; its completion calls on_ping_done. One is in flight at most.
     virtual void start_ping() = 0;
+
     // Sends a close frame; the transport calls finish_close() once the socket is closed.
     virtual void start_close(std::uint16_t code, std::string_view reason) = 0;
     // Cuts the socket now. Pending operations complete with errors and are ignored.

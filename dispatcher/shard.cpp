@@ -129,24 +129,33 @@ void Shard::deliver(Command& command) {
     remove_overflowed();
 }
 
-// To the id's sessions here, and over the link when other nodes may hold it.
+// To the id's sessions here, and over the link when other nodes may hold it. Kept in history
+// either way, so a client away now gets it when it resumes.
 void Shard::deliver_send(Command& command) {
     auto it = sessions_.find(command.client_id);
     const bool held_here = it != sessions_.end();
     const bool forward =
         forwards(command, held_here, link_ != nullptr, config_.session.on_duplicate);
+    const std::uint64_t offset = ++offset_;
+    if (keeps_history()) {
+        history_.record_send(command.client_id, {offset, command.payload, Clock::now()});
+    }
     if (held_here) {
         // Moved when nothing else needs it: a copy is a locked increment and a locked
         // decrement on a count the producer's core last wrote.
         deliver_to(it->second, Outbound(forward ? command.payload : std::move(command.payload),
-                                        command.enqueued, &stats_.outbound_bytes));
+                                        command.enqueued, &stats_.outbound_bytes, offset));
     }
     if (forward) {
         if (!link_->forward(command.client_id, command.payload)) {
             stats_.add_failed(FailureReason::bus_unavailable);
         }
     } else if (!held_here) {
-        stats_.add_failed(FailureReason::no_session);
+        if (keeps_history()) {
+            stats_.held.add();
+        } else {
+            stats_.add_failed(FailureReason::no_session);
+        }
     }
 }
 
@@ -155,7 +164,11 @@ void Shard::deliver_broadcast(const Command& command) {
         !link_->forward_broadcast(command.payload, command.client_id)) {
         stats_.add_failed(FailureReason::bus_unavailable);
     }
-    const Outbound message(command.payload, command.enqueued, &stats_.outbound_bytes);
+    const std::uint64_t offset = ++offset_;
+    if (keeps_history()) {
+        history_.record_broadcast(command.client_id, {offset, command.payload, Clock::now()});
+    }
+    const Outbound message(command.payload, command.enqueued, &stats_.outbound_bytes, offset);
     for (const auto& [id, list] : sessions_) {
         if (command.client_id.empty() || id != command.client_id) {
             deliver_to(list, message);

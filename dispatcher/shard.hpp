@@ -27,6 +27,7 @@
 #include "dispatcher/cluster_link.hpp"
 #include "dispatcher/command.hpp"
 #include "dispatcher/config.hpp"
+#include "dispatcher/history.hpp"
 #include "dispatcher/inbox.hpp"
 #include "dispatcher/latency_histogram.hpp"
 #include "dispatcher/outbound.hpp"
@@ -86,6 +87,14 @@ public:
     void remove(Session& session, RemovalReason reason, std::uint16_t code, std::string_view text);
     // A closed session leaves the closing list.
     void forget(Session& session);
+    // A session just attached asks for what its client missed: the messages after offset
+    // since in epoch, or, from another epoch, all that is held, behind a gap notice when
+    // some is gone. Queued ahead of anything delivered later, so the seam has no gap and no
+    // duplicate.
+    void resume(Session& session, std::uint64_t since, std::string_view epoch);
+    // This shard's epoch: the offsets of its stream mean something only within it. A new
+    // one at every start.
+    const std::string& epoch() const { return epoch_; }
     void record_latency(Clock::duration latency) { latency_.record(latency); }
     // The session has messages to write once this drain turn is over, or with
     // session.write_delay once the delay has passed.
@@ -123,6 +132,8 @@ private:
     void replace_older(const Command& claim);
     void remove_overflowed();
     void cut_slow_readers();
+    // Whether this shard keeps history itself (a single node; a cluster's lives in the bus).
+    bool keeps_history() const { return config_.history.enabled && link_ == nullptr; }
     void end_turn_writes();
     void flush_write_requests();
     void schedule_tick();
@@ -151,7 +162,10 @@ private:
 
     std::unordered_map<std::string, SessionList, Hash, std::equal_to<>> sessions_;
     std::unordered_map<Session*, std::shared_ptr<Session>> closing_;
-    Arrivals arrivals_;                                 // taken from the inbox, in stamp order
+    Arrivals arrivals_;  // taken from the inbox, in stamp order
+    History history_{config_.history, stats_.history};
+    const std::string epoch_ = new_epoch();
+    std::uint64_t offset_ = 0;                          // the last offset given to a message
     std::vector<std::shared_ptr<Session>> overflowed_;  // removed after a delivery loop
     // Written at the end of the turn, or when write_delay_timer_ fires.
     std::vector<std::shared_ptr<Session>> write_requests_;

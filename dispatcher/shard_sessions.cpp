@@ -143,4 +143,33 @@ void Shard::replace_older(const Command& claim) {
     }
 }
 
+void Shard::resume(Session& session, std::uint64_t since, std::string_view epoch) {
+    assert(on_shard_thread());
+    HistoryStats& stats = stats_.history;
+    stats.resumes.add();
+    if (!keeps_history()) {
+        stats.gaps[enum_index(GapReason::unavailable)].add();
+        session.notify_gap(GapReason::unavailable, since, epoch);
+        return;
+    }
+    const bool same_epoch = epoch == epoch_;
+    History::Replay replay =
+        same_epoch ? history_.since(session.client_id(), since) : history_.all(session.client_id());
+    if (!same_epoch) {
+        replay.gap = GapReason::epoch;
+    }
+    if (replay.gap) {
+        stats.gaps[enum_index(*replay.gap)].add();
+        session.notify_gap(*replay.gap, since, epoch);
+    }
+    const auto now = Clock::now();
+    for (const History::Entry& entry : replay.entries) {
+        if (!session.deliver(Outbound(entry.payload, now, &stats_.outbound_bytes, entry.offset))) {
+            remove(session, RemovalReason::overflow);
+            return;
+        }
+    }
+    stats.replayed.add(replay.entries.size());
+}
+
 }  // namespace shardcast::dispatcher

@@ -6,47 +6,13 @@
 #include <atomic>
 #include <cstdint>
 
+#include "dispatcher/counters.hpp"
 #include "dispatcher/failure_reason.hpp"
+#include "dispatcher/history_stats.hpp"
 #include "dispatcher/publish_kind.hpp"
 #include "dispatcher/removal_reason.hpp"
 
 namespace shardcast::dispatcher {
-
-// A single-writer counter: a relaxed load and store, no locked instruction, because only
-// the owning shard thread ever adds to it.
-class Counter {
-public:
-    void add(std::uint64_t n = 1) {
-        value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-    }
-    std::uint64_t load() const { return value_.load(std::memory_order_relaxed); }
-
-private:
-    std::atomic<std::uint64_t> value_{0};
-};
-
-// The largest value seen since the last take(); the shard raises it, a reader takes it.
-class Peak {
-public:
-    void observe(std::int64_t v) {
-        if (v > value_.load(std::memory_order_relaxed)) value_.store(v, std::memory_order_relaxed);
-    }
-    std::int64_t take() { return value_.exchange(0, std::memory_order_relaxed); }
-
-private:
-    std::atomic<std::int64_t> value_{0};
-};
-
-// A single-writer gauge.
-class Gauge {
-public:
-    void set(std::int64_t v) { value_.store(v, std::memory_order_relaxed); }
-    void add(std::int64_t n) { set(load() + n); }
-    std::int64_t load() const { return value_.load(std::memory_order_relaxed); }
-
-private:
-    std::atomic<std::int64_t> value_{0};
-};
 
 struct ShardStats {
     std::array<Counter, kPublishKindCount> published;  // commands drained, by origin
@@ -65,6 +31,8 @@ struct ShardStats {
     Peak queue_depth_peak;     // most commands one drain turn found waiting
     Gauge collected;           // commands taken from the inbox and not yet delivered
     std::atomic<std::int64_t> last_turn_ns{0};  // steady clock of the shard's last tick
+    Counter held;  // sends for an id with no session here, kept in history for it
+    HistoryStats history;
 
     void add_published(PublishKind k) { published[static_cast<std::size_t>(k)].add(); }
     void add_failed(FailureReason r, std::uint64_t n = 1) {
@@ -96,6 +64,13 @@ struct StatsTotals {
     std::uint64_t refused_too_many = 0;
     std::uint64_t refused_stopping = 0;
     std::uint64_t sweep_removed = 0;
+    std::uint64_t held = 0;
+    std::uint64_t resumes = 0;
+    std::uint64_t replayed = 0;
+    std::array<std::uint64_t, kGapReasonCount> gaps{};
+    std::array<std::uint64_t, kEvictionReasonCount> history_evicted{};
+    std::int64_t history_bytes = 0;
+    std::int64_t history_entries = 0;
     std::int64_t sessions = 0;
     std::int64_t outbound_bytes = 0;
 
@@ -110,6 +85,15 @@ struct StatsTotals {
         refused_too_many += s.refused_too_many.load();
         refused_stopping += s.refused_stopping.load();
         sweep_removed += s.sweep_removed.load();
+        held += s.held.load();
+        resumes += s.history.resumes.load();
+        replayed += s.history.replayed.load();
+        for (std::size_t i = 0; i < gaps.size(); ++i) gaps[i] += s.history.gaps[i].load();
+        for (std::size_t i = 0; i < history_evicted.size(); ++i) {
+            history_evicted[i] += s.history.evicted[i].load();
+        }
+        history_bytes += s.history.bytes.load();
+        history_entries += s.history.entries.load();
         sessions += s.sessions.load();
         outbound_bytes += s.outbound_bytes.load();
     }

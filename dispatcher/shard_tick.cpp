@@ -50,7 +50,9 @@ void Shard::tick() {
         session->finish_close();
     }
 
+    history_.expire(now);
     if (now >= next_sweep_) {
+        history_.forget(now);
         sweep();
         next_sweep_ = now + config_.session.cleanup_interval;
     }

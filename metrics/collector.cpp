@@ -53,6 +53,34 @@ ClientMetric latency_metric(const dispatcher::LatencyHistogram& h, Labels labels
     return m;
 }
 
+// What history holds, lets go, and what resumes found.
+void add_history(std::vector<MetricFamily>& out, const dispatcher::StatsTotals& totals) {
+    using dispatcher::EvictionReason;
+    using dispatcher::GapReason;
+    add(family(out, "shardcast_history_bytes",
+               "Payload bytes kept for resumes (a broadcast once per shard).", MetricType::Gauge),
+        d(totals.history_bytes));
+    add(family(out, "shardcast_history_messages", "Messages kept for resumes.", MetricType::Gauge),
+        d(totals.history_entries));
+    auto& evicted = family(out, "shardcast_history_evicted_total",
+                           "Messages that left history, by reason.", MetricType::Counter);
+    for (std::size_t r = 0; r < dispatcher::kEvictionReasonCount; ++r) {
+        add(evicted, d(totals.history_evicted[r]),
+            {{"reason", std::string(enum_names<EvictionReason>[r])}});
+    }
+    add(family(out, "shardcast_resumes_total", "Sessions that asked to resume.",
+               MetricType::Counter),
+        d(totals.resumes));
+    add(family(out, "shardcast_resume_replayed_total", "Messages resumes delivered again.",
+               MetricType::Counter),
+        d(totals.replayed));
+    auto& gaps = family(out, "shardcast_resume_gaps_total",
+                        "Resumes that could not be whole, by reason.", MetricType::Counter);
+    for (std::size_t r = 0; r < dispatcher::kGapReasonCount; ++r) {
+        add(gaps, d(totals.gaps[r]), {{"reason", std::string(enum_names<GapReason>[r])}});
+    }
+}
+
 }  // namespace
 
 Collector::Collector(const dispatcher::Dispatcher& dispatcher,
@@ -83,6 +111,9 @@ std::vector<MetricFamily> Collector::Collect() const {
 
     auto& sent = family(out, "shardcast_messages_sent_total",
                         "Frames fully written to a client socket.", MetricType::Counter);
+    auto& held = family(out, "shardcast_messages_held_total",
+                        "Sends for a client with no session here, kept in history for its resume.",
+                        MetricType::Counter);
     auto& writes =
         family(out, "shardcast_socket_writes_total",
                "Socket writes that carried messages; sent / writes is messages per write.",
@@ -106,6 +137,7 @@ std::vector<MetricFamily> Collector::Collect() const {
         const dispatcher::ShardStats& s = shard.stats();
         const std::string id = std::to_string(i);
         add(sent, d(s.sent.load()), {{"shard", id}});
+        add(held, d(s.held.load()), {{"shard", id}});
         add(writes, d(s.writes.load()), {{"shard", id}});
         for (std::size_t r = 0; r < dispatcher::kFailureReasonCount; ++r) {
             add(failed, d(s.failed[r].load()),
@@ -155,6 +187,8 @@ std::vector<MetricFamily> Collector::Collect() const {
         const auto reason = transport::DropReason(r);
         add(drops, d(http_.drops(reason)), {{"reason", std::string(enum_name(reason))}});
     }
+
+    add_history(out, totals);
 
     // Only the (route, code) pairs that occurred: most pairs never can.
     auto& requests =

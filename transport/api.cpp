@@ -353,36 +353,45 @@ ApiResponse Api::disconnect(std::string_view body) {
     return accepted(1);
 }
 
+// One shard's figures, as /api/v1/stats lists them.
+static json::object shard_stats(const dispatcher::Shard& shard, std::size_t index) {
+    using dispatcher::FailureReason;
+    using dispatcher::PublishKind;
+    using dispatcher::RemovalReason;
+    const dispatcher::ShardStats& s = shard.stats();
+    return json::object{
+        {"shard", index},
+        {"sessions", s.sessions.load()},
+        {"queue_depth", shard.queue_depth()},
+        {"outbound_bytes", s.outbound_bytes.load()},
+        {"sent", s.sent.load()},
+        {"held", s.held.load()},
+        {"writes", s.writes.load()},
+        {"failed", named<FailureReason>(s.failed)},
+        {"cleaned", named<RemovalReason>(s.cleaned)},
+        {"published", named<PublishKind>(s.published)},
+        {"connections", s.connections.load()},
+        {"frames_received", s.frames_received.load()},
+        {"sessions_refused", s.refused_too_many.load() + s.refused_stopping.load()},
+        {"sweep_removed", s.sweep_removed.load()},
+        {"delivery_latency", json::object{{"count", shard.latency().count()},
+                                          {"sum_seconds", shard.latency().sum_seconds()}}},
+    };
+}
+
 ApiResponse Api::stats() const {
     using dispatcher::FailureReason;
     using dispatcher::PublishKind;
     using dispatcher::RemovalReason;
     json::array shards;
     for (std::size_t i = 0; i < dispatcher_.shard_count(); ++i) {
-        const dispatcher::Shard& shard = dispatcher_.shard(i);
-        const dispatcher::ShardStats& s = shard.stats();
-        shards.push_back(json::object{
-            {"shard", i},
-            {"sessions", s.sessions.load()},
-            {"queue_depth", shard.queue_depth()},
-            {"outbound_bytes", s.outbound_bytes.load()},
-            {"sent", s.sent.load()},
-            {"writes", s.writes.load()},
-            {"failed", named<FailureReason>(s.failed)},
-            {"cleaned", named<RemovalReason>(s.cleaned)},
-            {"published", named<PublishKind>(s.published)},
-            {"connections", s.connections.load()},
-            {"frames_received", s.frames_received.load()},
-            {"sessions_refused", s.refused_too_many.load() + s.refused_stopping.load()},
-            {"sweep_removed", s.sweep_removed.load()},
-            {"delivery_latency", json::object{{"count", shard.latency().count()},
-                                              {"sum_seconds", shard.latency().sum_seconds()}}},
-        });
+        shards.push_back(shard_stats(dispatcher_.shard(i), i));
     }
     const dispatcher::StatsTotals all = dispatcher_.totals();
     json::object totals{
         {"online", all.sessions},
         {"sent", all.sent},
+        {"held", all.held},
         {"failed", all.failed_total()},
         {"cleaned", all.cleaned_total()},
         {"connections", all.connections},
@@ -391,6 +400,13 @@ ApiResponse Api::stats() const {
         {"failed_by_reason", named<FailureReason>(all.failed)},
         {"cleaned_by_reason", named<RemovalReason>(all.cleaned)},
         {"published", named<PublishKind>(all.published)},
+        {"history",
+         json::object{{"bytes", all.history_bytes},
+                      {"messages", all.history_entries},
+                      {"evicted", named<dispatcher::EvictionReason>(all.history_evicted)},
+                      {"resumes", all.resumes},
+                      {"replayed", all.replayed},
+                      {"gaps", named<dispatcher::GapReason>(all.gaps)}}},
         {"http_rejected", stats_.rejected()},
         {"batch_lines_rejected", stats_.rejected_batch_lines()},
     };

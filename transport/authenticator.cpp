@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <charconv>
 
 #include "transport/client_id.hpp"
 #include "transport/request_target.hpp"
@@ -177,6 +178,41 @@ bool Authenticator::origin_allowed(std::string_view origin, std::string_view hos
             iequals(authority.substr(0, authority.size() - port.size()), host));
 }
 
+namespace {
+
+// ?since=<offset>&epoch=<epoch>, both or neither: an epoch is 1-64 characters of
+// [A-Za-z0-9._:-], an offset a decimal uint64.
+std::optional<std::string> parse_resume(std::string_view target,
+                                        std::optional<ResumePoint>& resume) {
+    const auto since = query_param(target, "since");
+    const auto epoch = query_param(target, "epoch");
+    if (!since && !epoch) {
+        return std::nullopt;
+    }
+    if (!since || !epoch || query_count(target, "since") > 1 || query_count(target, "epoch") > 1) {
+        return "resume needs since and epoch, once each";
+    }
+    ResumePoint point;
+    const auto [end, ec] =
+        std::from_chars(since->data(), since->data() + since->size(), point.since);
+    if (ec != std::errc{} || end != since->data() + since->size()) {
+        return "since must be an offset (a decimal number)";
+    }
+    const bool epoch_ok = !epoch->empty() && epoch->size() <= 64 &&
+                          std::all_of(epoch->begin(), epoch->end(), [](char c) {
+                              return std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                                     c == '_' || c == ':' || c == '-';
+                          });
+    if (!epoch_ok) {
+        return "epoch must be 1-64 of A-Z a-z 0-9 . _ : -";
+    }
+    point.epoch = *epoch;
+    resume = std::move(point);
+    return std::nullopt;
+}
+
+}  // namespace
+
 UpgradeDecision Authenticator::admit(const UpgradeRequestView& request,
                                      std::chrono::system_clock::time_point now) const {
     // /ws takes the id from the token; /ws/{id} names it, and the token must agree.
@@ -198,6 +234,9 @@ UpgradeDecision Authenticator::admit(const UpgradeRequestView& request,
     }
     ClientIdentity identity;
     identity.v1 = offers_protocol(request.protocols, kProtocolV1);
+    if (auto problem = parse_resume(request.target, identity.resume)) {
+        return refused(400, UpgradeRefusal::bad_resume, std::move(*problem));
+    }
     if (found.token.empty() && config_.anonymous_clients && named) {
         identity.client_id = std::string(path_id);
         identity.anonymous = true;

@@ -42,13 +42,20 @@ struct UpgradeRequestView {
     std::string_view protocols;  // every Sec-WebSocket-Protocol field, joined with ", "
 };
 
+// Where a reconnecting client left off: ?since=<offset>&epoch=<epoch> (docs/protocol.md).
+struct ResumePoint {
+    std::uint64_t since = 0;
+    std::string epoch;
+};
+
 // An upgrade admitted: who the client is and what it negotiated.
 struct ClientIdentity {
     std::string client_id;
-    std::optional<std::int64_t> exp;  // the token's exp (Unix seconds); none: never expires
-    std::string info;                 // the token's info claim as JSON, or ""
-    bool v1 = false;                  // shardcast.v1 was offered and is selected
-    bool anonymous = false;           // no token: the id came from the URL
+    std::optional<std::int64_t> exp;    // the token's exp (Unix seconds); none: never expires
+    std::string info;                   // the token's info claim as JSON, or ""
+    bool v1 = false;                    // shardcast.v1 was offered and is selected
+    bool anonymous = false;             // no token: the id came from the URL
+    std::optional<ResumePoint> resume;  // asked to resume
 };
 
 // An upgrade refused: the status, the reason it is counted under and the error to send.

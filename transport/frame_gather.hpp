@@ -25,7 +25,7 @@ public:
     // Payloads up to this size are copied next to their header; larger ones are referenced.
     static constexpr std::size_t kCopyLimit = 512;
     // The most bytes a frame may wrap its payload in (before and after it, together).
-    static constexpr std::size_t kMaxWrapBytes = 64;
+    static constexpr std::size_t kMaxWrapBytes = 128;
     // What the scratch and iov must hold for a write of the given number of frames.
     static constexpr std::size_t scratch_bytes(std::size_t frames) {
         return frames * (sizeof(FrameHeader::bytes) + kCopyLimit + kMaxWrapBytes);

@@ -47,6 +47,7 @@ enum class UpgradeRefusal : unsigned char {
     shutting_down,
     too_many_connections,   // limits.max_connections reached
     too_many_from_address,  // limits.max_connections_per_ip reached for the client's address
+    bad_resume,             // since or epoch missing, malformed, or one without the other
 };
 inline constexpr std::size_t kUpgradeRefusalCount = enum_count<UpgradeRefusal>;
 

@@ -1,6 +1,8 @@
 #include "transport/protocol_v1.hpp"
 
 #include <boost/json.hpp>
+#include <charconv>
+#include <cstring>
 
 #include "transport/connect_token.hpp"
 
@@ -30,6 +32,26 @@ std::optional<Refresh> parse_refresh(std::string_view frame) {
         refresh.token.assign(token->data(), token->size());
     }
     return refresh;
+}
+
+std::size_t data_after(char* out, std::uint64_t offset, std::string_view epoch) {
+    char* at = out;
+    auto put = [&](std::string_view text) {
+        std::memcpy(at, text.data(), text.size());
+        at += text.size();
+    };
+    put(R"(,"offset":)");
+    at = std::to_chars(at, out + kMaxDataAfter, offset).ptr;
+    put(R"(,"epoch":")");
+    put(epoch.substr(0, kMaxEpochBytes));
+    put(R"("})");
+    return static_cast<std::size_t>(at - out);
+}
+
+std::string gap(std::uint64_t since, std::string_view epoch, std::string_view reason) {
+    return R"({"gap":{"since":)" + std::to_string(since) + R"(,"epoch":")" +
+           std::string(epoch.substr(0, kMaxEpochBytes)) + R"(","reason":")" + std::string(reason) +
+           R"("}})";
 }
 
 std::string refreshed(std::optional<std::int64_t> exp) {

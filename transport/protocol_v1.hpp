@@ -9,9 +9,20 @@
 
 namespace shardcast::transport::v1 {
 
-// A data frame is kDataBefore + the message as a JSON value + kDataAfter.
+// A data frame is kDataBefore + the message as a JSON value + what data_after() writes:
+// {"data":<value>,"offset":<offset>,"epoch":"<epoch>"}.
 inline constexpr std::string_view kDataBefore = R"({"data":)";
-inline constexpr std::string_view kDataAfter = "}";
+// The longest epoch a frame carries; and so the most data_after() writes.
+inline constexpr std::size_t kMaxEpochBytes = 64;
+inline constexpr std::size_t kMaxDataAfter = 10 + 20 + 10 + kMaxEpochBytes + 2;
+
+// Writes ,"offset":<offset>,"epoch":"<epoch>"} into out (room for kMaxDataAfter) and returns
+// its length. The epoch holds only [A-Za-z0-9._:-], so it needs no escaping.
+std::size_t data_after(char* out, std::uint64_t offset, std::string_view epoch);
+
+// {"gap":{"since":<since>,"epoch":"<epoch>","reason":"<reason>"}}: what a resume from since
+// in epoch lacks, said before what it replays.
+std::string gap(std::uint64_t since, std::string_view epoch, std::string_view reason);
 
 // A client's {"refresh":"<token>"}.
 struct Refresh {

@@ -19,6 +19,7 @@
 #include <boost/beast/websocket.hpp>
 #include <cerrno>
 #include <climits>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -86,6 +87,7 @@ public:
           slot_(std::move(slot)),
           limits_(context.limits),
           info_(std::move(identity.info)),
+          resume_(std::move(identity.resume)),
           v1_(identity.v1) {
         set_expiry(expiry_of(identity.exp, context.verifier.leeway()));
     }
@@ -99,6 +101,11 @@ public:
             result != dispatcher::Shard::Attach::attached) {
             refuse(std::move(request), result, stats);
             return;
+        }
+        // What the client missed goes into its queue now, before anything delivered later.
+        if (resume_) {
+            shard().resume(*this, resume_->since, resume_->epoch);
+            resume_.reset();
         }
         stats.record(Route::websocket, 101);
         handshake_ = std::make_unique<websocket::stream<tcp::socket>>(std::move(socket_));
@@ -284,9 +291,22 @@ private:
             return on_refresh_refused("refresh refused: the token is for another client id");
         }
         set_expiry(expiry_of(verdict.claims.exp, context_.verifier.leeway()));
-        reply_ = v1::refreshed(verdict.claims.exp);
-        pending_.add(ws::FrameKind::reply);
+        reply(v1::refreshed(verdict.claims.exp));
+    }
+
+    // A v1 control frame owed the client, written ahead of the data that waits.
+    void reply(std::string text) {
+        replies_.push_back(std::move(text));
+        if (!in_flight_.has(ws::FrameKind::reply)) {
+            pending_.add(ws::FrameKind::reply);
+        }
         pump();
+    }
+
+    void notify_gap(dispatcher::GapReason reason,
+                    std::uint64_t since,
+                    std::string_view epoch) override {
+        reply(v1::gap(since, epoch, enum_name(reason)));
     }
 
     // A close frame written at once, without waiting: the session is about to end. Written
@@ -377,7 +397,7 @@ private:
             in_flight_.add(ws::FrameKind::ping);
         }
         if (pending_.take(ws::FrameKind::reply)) {
-            frames.add(ws::Opcode::text, reply_);
+            frames.add(ws::Opcode::text, replies_.front());
             in_flight_.add(ws::FrameKind::reply);
         }
         if (batch > 0) {
@@ -412,12 +432,17 @@ private:
         return false;
     }
 
-    // The batch's messages, bare or, for a shardcast.v1 client, as {"data":<JSON value>}.
+    // The batch's messages, bare or, for a shardcast.v1 client, as
+    // {"data":<JSON value>,"offset":...,"epoch":...}.
     void add_data(ws::FrameGather& frames, std::size_t batch) const {
         for (std::size_t i = 0; i < batch; ++i) {
             const dispatcher::Content& message = in_flight(i);
             if (v1_) {
-                frames.add(ws::Opcode::text, v1::kDataBefore, message.json(), v1::kDataAfter);
+                std::array<char, v1::kMaxDataAfter> after;
+                const std::size_t n =
+                    v1::data_after(after.data(), in_flight_offset(i), shard().epoch());
+                frames.add(ws::Opcode::text, v1::kDataBefore, message.json(),
+                           std::string_view(after.data(), n));
             } else {
                 frames.add(ws::Opcode::text, message.text());
             }
@@ -431,8 +456,9 @@ private:
         if (done.has(ws::FrameKind::pong) && !pending_.has(ws::FrameKind::pong)) {
             pong_.clear();
         }
-        if (done.has(ws::FrameKind::reply) && !pending_.has(ws::FrameKind::reply)) {
-            std::string().swap(reply_);
+        if (done.has(ws::FrameKind::reply)) {
+            replies_.pop_front();
+            if (!replies_.empty()) pending_.add(ws::FrameKind::reply);
         }
         if (done.has(ws::FrameKind::data)) {
             batch_written(ok);
@@ -466,14 +492,17 @@ private:
     std::uint32_t now_ms_ = 0;       // when the current read began, for the limits
     std::size_t partial_bytes_ = 0;  // counted in budget_
     std::optional<dispatcher::Clock::time_point> partial_since_;
-    const std::string info_;  // the token's info claim, sent along with upstream frames
+    const std::string info_;             // the token's info claim, sent along with upstream frames
+    std::optional<ResumePoint> resume_;  // until the session is attached
     // What the kernel did not take of the write in flight: its scratch bytes, copied, and
     // the whole rest as buffers (pointing into tail_bytes_ and the session's payloads).
     std::string tail_bytes_;
     std::vector<net::const_buffer> tail_;
     std::string pong_;   // payload of the pong owed
     std::string close_;  // payload of our close frame
-    std::string reply_;  // a v1 control reply ({"refreshed":...}) owed
+    // v1 control frames owed ({"refreshed":...}, {"gap":...}), oldest first; the front is in
+    // flight while FrameKind::reply is.
+    std::deque<std::string> replies_;
     dispatcher::Clock::time_point last_refresh_{};
     ws::FrameSet pending_;    // owed, not yet written; data is the session's to say
     ws::FrameSet in_flight_;  // carried by the write under way

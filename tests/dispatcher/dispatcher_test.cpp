@@ -31,6 +31,7 @@ DispatcherConfig config_with(std::size_t shards) {
 
 using test::cleaned;
 using test::failed;
+using test::held;
 
 using test::hold_shard;
 
@@ -54,12 +55,25 @@ TEST(DispatcherTest, SendReachesTheSessionOfTheId) {
     d.stop(1s);
 }
 
-TEST(DispatcherTest, SendToUnknownIdIsCountedAsNoSession) {
+TEST(DispatcherTest, SendToUnknownIdIsHeldForItsResume) {
     Dispatcher d(config_with(2));
     d.start();
     d.send("nobody", make_payload("x"));
     d.send("nobody", make_payload("y"));
+    ASSERT_TRUE(wait_until([&] { return held(d) == 2; }, 5s));
+    EXPECT_EQ(failed(d, FailureReason::no_session), 0u);
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, WithoutHistoryASendToUnknownIdIsCountedAsNoSession) {
+    DispatcherConfig config = config_with(2);
+    config.history.enabled = false;
+    Dispatcher d(config);
+    d.start();
+    d.send("nobody", make_payload("x"));
+    d.send("nobody", make_payload("y"));
     ASSERT_TRUE(wait_until([&] { return failed(d, FailureReason::no_session) == 2; }, 5s));
+    EXPECT_EQ(held(d), 0u);
     d.stop(1s);
 }
 
@@ -330,8 +344,7 @@ TEST(DispatcherTest, StopCountsCommandsATurnTookButNeverDelivered) {
     gate.set_value();
     d.stop(0ms);
     EXPECT_GT(failed(d, FailureReason::shutdown), 0u);
-    EXPECT_EQ(failed(d, FailureReason::no_session) + failed(d, FailureReason::shutdown),
-              static_cast<std::uint64_t>(kSends));
+    EXPECT_EQ(held(d) + failed(d, FailureReason::shutdown), static_cast<std::uint64_t>(kSends));
     EXPECT_EQ(d.shard(0).queue_depth(), 0u);
 }
 
@@ -358,7 +371,7 @@ TEST(DispatcherTest, CommandsTakenButNotDeliveredCountTowardsTheQueueDepthLimit)
     EXPECT_EQ(overload.limit, Dispatcher::Overload::Limit::queue_depth);
     EXPECT_EQ(overload.value, 29u);
     second_gate.set_value();
-    ASSERT_TRUE(wait_until([&] { return failed(d, FailureReason::no_session) == 30; }, 5s));
+    ASSERT_TRUE(wait_until([&] { return held(d) == 30; }, 5s));
     EXPECT_FALSE(d.overload_of("x"));
     d.stop(1s);
 }

@@ -198,18 +198,31 @@ TEST(ShardTest, AttachIsRefusedOnceStopHasBegun) {
     shard.join();
 }
 
-TEST(ShardTest, ASendToAnIdWithNoSessionCountsNoSession) {
+TEST(ShardTest, ASendToAnIdWithNoSessionIsHeld) {
     Shard shard(0, DispatcherConfig{});
     shard.start();
     auto other = SinkSession::open(shard, "other");
+    EXPECT_TRUE(shard.publish(send_to("nobody", "kept")));
+    ASSERT_TRUE(wait_until([&] { return shard.stats().held.load() == 1; }, 5s));
+    EXPECT_EQ(shard.stats().published[static_cast<std::size_t>(PublishKind::send)].load(), 1u);
+    EXPECT_EQ(shard.stats().failed_total(), 0u);
+    EXPECT_EQ(shard.stats().history.entries.load(), 1);
+    EXPECT_EQ(other->received_count(), 0u);
+    stop(shard);
+}
+
+TEST(ShardTest, WithoutHistoryASendToAnIdWithNoSessionCountsNoSession) {
+    DispatcherConfig config;
+    config.history.enabled = false;
+    Shard shard(0, config);
+    shard.start();
     EXPECT_TRUE(shard.publish(send_to("nobody", "lost")));
     const auto no_session = [&] {
         return shard.stats().failed[static_cast<std::size_t>(FailureReason::no_session)].load();
     };
     ASSERT_TRUE(wait_until([&] { return no_session() == 1; }, 5s));
-    EXPECT_EQ(shard.stats().published[static_cast<std::size_t>(PublishKind::send)].load(), 1u);
     EXPECT_EQ(shard.stats().failed_total(), 1u);
-    EXPECT_EQ(other->received_count(), 0u);
+    EXPECT_EQ(shard.stats().held.load(), 0u);
     stop(shard);
 }
 

@@ -83,7 +83,7 @@ REFUSAL_REASONS = [
     "missing_token", "malformed_token", "algorithm_refused", "bad_signature", "token_expired",
     "token_not_yet_valid", "wrong_audience", "wrong_issuer", "sub_mismatch", "origin_refused",
     "invalid_client_id", "not_upgrade", "shutting_down", "too_many_connections",
-    "too_many_from_address", "too_many_sessions", "handshake_error"]
+    "too_many_from_address", "bad_resume", "too_many_sessions", "handshake_error"]
 # The publish API's calls, all of which need a key (or auth.insecure_api).
 API_CALLS = [
     ("POST", "/api/v1/send", {"to": "alice", "data": "x"}),
@@ -554,10 +554,17 @@ class Client:
 
 
 def v1_parts(message):
-    """A shardcast.v1 text frame, parsed: a dict with one key ("data" or "refreshed")."""
+    """A shardcast.v1 text frame, parsed: a dict with one key ("data" or "refreshed"), the
+    offset and epoch a data frame also carries checked and left out."""
     if not isinstance(message, str):
         raise TestFailure(f"a shardcast.v1 frame arrived as binary: {message!r}")
     value = json.loads(message)
+    if isinstance(value, dict) and "data" in value:
+        if set(value) != {"data", "offset", "epoch"} or not isinstance(value["offset"], int) \
+                or not isinstance(value["epoch"], str) or not value["epoch"]:
+            raise TestFailure(f"a shardcast.v1 data frame is not {{data, offset, epoch}}: "
+                              f"{message!r}")
+        return {"data": value["data"]}
     if not isinstance(value, dict) or len(value) != 1:
         raise TestFailure(f"a shardcast.v1 frame is not an object of one key: {message!r}")
     return value
@@ -1137,7 +1144,8 @@ class Scenario:
                               f"expected the bare data of each of {expected}")
         for client in (v1, plain):
             client.close()
-        log("shardcast.v1 clients receive {\"data\":<JSON>} text frames; others the bare data")
+        log("shardcast.v1 clients receive {\"data\":<JSON>,\"offset\":..,\"epoch\":..} text "
+            "frames; others the bare data")
 
     # --- sessions are never disturbed by a refused upgrade ----------------------------------
 

@@ -54,10 +54,10 @@ TEST_F(HttpApiTest, SendDeliversOtherJsonAsSerialisedJson) {
     EXPECT_EQ(parse(client->messages().front()), parse(R"({"n":[1,2.5,true,null]})"));
 }
 
-TEST_F(HttpApiTest, SendToOfflineIdIsAcceptedAndCountedAsNoSession) {
+TEST_F(HttpApiTest, SendToOfflineIdIsAcceptedAndHeldForItsResume) {
     EXPECT_EQ(http_.post("/api/v1/send", R"({"to":"ghost","data":"x"})").status, 202);
-    ASSERT_TRUE(
-        wait_until([&] { return server_.failed(dispatcher::FailureReason::no_session) == 1; }, 5s));
+    ASSERT_TRUE(wait_until([&] { return test::held(server_.dispatcher()) == 1; }, 5s));
+    EXPECT_EQ(server_.failed(dispatcher::FailureReason::no_session), 0u);
 }
 
 TEST_F(HttpApiTest, BroadcastReachesAllButTheExceptedClient) {

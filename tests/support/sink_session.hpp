@@ -63,6 +63,16 @@ public:
         std::lock_guard lock(mutex_);
         return received_;
     }
+    // The offset of each message received, in order.
+    std::vector<std::uint64_t> offsets() const {
+        std::lock_guard lock(mutex_);
+        return offsets_;
+    }
+    // The gaps resumes told of, in order.
+    std::vector<dispatcher::GapReason> gaps() const {
+        std::lock_guard lock(mutex_);
+        return gaps_;
+    }
     std::vector<const std::string*> received_addresses() const {
         std::lock_guard lock(mutex_);
         return addresses_;
@@ -166,6 +176,7 @@ private:
             std::lock_guard lock(mutex_);
             for (std::size_t i = 0; i < count; ++i) {
                 received_.push_back(in_flight(i).text());
+                offsets_.push_back(in_flight_offset(i));
                 addresses_.push_back(&in_flight(i).text());
             }
             writes_.push_back(count);
@@ -202,6 +213,10 @@ private:
         boost::asio::post(shard().io_context(), [self = self()] { self->finish_close(); });
     }
     void abort() override { aborted_.store(true); }
+    void notify_gap(dispatcher::GapReason reason, std::uint64_t, std::string_view) override {
+        std::lock_guard lock(mutex_);
+        gaps_.push_back(reason);
+    }
 
     bool hold_writes_;
     bool attached_ = false;
@@ -215,6 +230,8 @@ private:
     std::atomic<bool> fail_pings_{false};
     mutable std::mutex mutex_;
     std::vector<std::string> received_;
+    std::vector<std::uint64_t> offsets_;
+    std::vector<dispatcher::GapReason> gaps_;
     std::vector<const std::string*> addresses_;
     std::vector<std::size_t> writes_;
     std::atomic<std::size_t> batch_{1};

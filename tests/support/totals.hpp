@@ -23,6 +23,10 @@ inline std::uint64_t failed(const dispatcher::Dispatcher& d, dispatcher::Failure
     return total(d,
                  [&](const auto& s) { return s.failed[static_cast<std::size_t>(reason)].load(); });
 }
+// Sends for an id with no session, kept in history for its resume.
+inline std::uint64_t held(const dispatcher::Dispatcher& d) {
+    return total(d, [](const auto& s) { return s.held.load(); });
+}
 inline std::uint64_t failed_total(const dispatcher::Dispatcher& d) {
     return total(d, [](const auto& s) { return s.failed_total(); });
 }

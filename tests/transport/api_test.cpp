@@ -115,8 +115,7 @@ TEST(ApiTest, AValidSendIsAcceptedAndReachesTheShard) {
     const ApiResponse response = served.post("/api/v1/send", R"({"to":"a","data":"x"})");
     EXPECT_EQ(response.status, 202u);
     EXPECT_EQ(body_of(response), (json::object{{"accepted", 1}}));
-    EXPECT_TRUE(wait_until(
-        [&] { return test::failed(served.dispatcher, FailureReason::no_session) == 1; }, 5s))
+    EXPECT_TRUE(wait_until([&] { return test::held(served.dispatcher) == 1; }, 5s))
         << "the send never reached its shard";
 }
 
@@ -317,13 +316,10 @@ TEST(ApiTest, ASendToAnOverloadedShardIs429WhileTheOtherShardAccepts) {
               "later");
     EXPECT_EQ(depth, 2u) << "the refused send was queued";
     EXPECT_EQ(taken.status, 202u) << taken.body;
-    const auto no_session = [&](std::size_t shard) {
-        return served.dispatcher.shard(shard)
-            .stats()
-            .failed[static_cast<std::size_t>(FailureReason::no_session)]
-            .load();
+    const auto held = [&](std::size_t shard) {
+        return served.dispatcher.shard(shard).stats().held.load();
     };
-    EXPECT_TRUE(wait_until([&] { return no_session(0) == 2 && no_session(1) == 1; }, 5s));
+    EXPECT_TRUE(wait_until([&] { return held(0) == 2 && held(1) == 1; }, 5s));
 }
 
 // A broadcast reaches every shard, so one that is behind refuses it.

@@ -78,6 +78,7 @@ private:
         boost::asio::post(shard().io_context(), [self = self()] { self->finish_close(); });
     }
     void abort() override {}
+    void notify_gap(dispatcher::GapReason, std::uint64_t, std::string_view) override {}
 
     static constexpr std::size_t kMaxFramesPerWrite = 256;
 
