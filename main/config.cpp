@@ -588,6 +588,23 @@ constexpr Field kFields[] = {
      [](const auto& key, const auto& node, Config& config) {
          config.dispatcher.max_outbound_bytes = size_at_least(key, node, 0, "0");
      }},
+    {"history.enabled", "true",
+     "keep what each client is sent, for it to resume after a reconnect (docs/protocol.md)",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.history.enabled = one_of(key, node, kBooleans) == 1;
+     }},
+    {"history.size", "100", "messages kept per client id (and broadcasts, per shard)",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.history.size = integer_in(key, node, 1, 1'000'000);
+     }},
+    {"history.ttl", "5m", "how long a message is kept",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.history.ttl = positive_duration(key, node);
+     }},
+    {"history.max_bytes", "64MiB", "payload bytes kept per shard; past it the oldest go first",
+     [](const auto& key, const auto& node, Config& config) {
+         config.dispatcher.history.max_bytes = size_at_least(key, node, 0, "0");
+     }},
     {"http.threads", "1", "threads for accepting and the HTTP API (1-64)",
      [](const auto& key, const auto& node, Config& config) {
          config.transport.http_threads = integer_in(key, node, 1, 64);
@@ -1042,6 +1059,11 @@ std::string describe(const Config& config) {
     add("session.write_delay", format_duration(session.write_delay));
     add("publish.max_queue_depth", std::to_string(config.dispatcher.max_queue_depth));
     add("publish.max_outbound_bytes", std::to_string(config.dispatcher.max_outbound_bytes));
+    const auto& history = config.dispatcher.history;
+    add("history.enabled", kBooleans[history.enabled ? 1 : 0]);
+    add("history.size", std::to_string(history.size));
+    add("history.ttl", format_duration(history.ttl));
+    add("history.max_bytes", std::to_string(history.max_bytes));
     add("http.threads", std::to_string(transport.http_threads));
     add("http.max_body", std::to_string(transport.max_body));
     add("http.idle_timeout", format_duration(transport.http_idle_timeout));
