@@ -237,6 +237,11 @@ UpgradeDecision Authenticator::admit(const UpgradeRequestView& request,
     if (auto problem = parse_resume(request.target, identity.resume)) {
         return refused(400, UpgradeRefusal::bad_resume, std::move(*problem));
     }
+    if (identity.resume && !identity.v1) {
+        // A plain client never sees an offset, so it has none to resume from.
+        return refused(400, UpgradeRefusal::bad_resume,
+                       "resume needs the shardcast.v1 subprotocol");
+    }
     if (found.token.empty() && config_.anonymous_clients && named) {
         identity.client_id = std::string(path_id);
         identity.anonymous = true;

@@ -155,6 +155,7 @@ private:
     void on_accept(beast::error_code ec) {
         socket_ = std::move(handshake_->next_layer());
         handshake_.reset();
+        upgraded_ = !ec;
         if (ec) {
             on_handshake_failed();
             return;
@@ -166,6 +167,7 @@ private:
             socket_.set_option(net::socket_base::send_buffer_size(static_cast<int>(bytes)), ec);
         }
         on_open();
+        pump();  // a gap notice queued by the resume waited for the 101
         do_read();
     }
 
@@ -313,7 +315,7 @@ private:
     // only when no other write is in flight, so frames never interleave; a client whose close
     // crosses one of our writes sees the connection end without an answer.
     void say_last_word(const std::string& close) {
-        if (!in_flight_.empty()) {
+        if (!in_flight_.empty() || !upgraded_) {
             return;
         }
         const ws::FrameHeader header = ws::frame_header(ws::Opcode::close, close.size());
@@ -364,6 +366,9 @@ private:
     // Writes until nothing is owed or a write has to wait for the socket; its completion
     // calls pump() again. Most writes complete inside sendmsg, so the loop goes on at once.
     void pump() {
+        if (!upgraded_) {
+            return;  // nothing goes out before Beast's 101; on_accept pumps
+        }
         const auto keep_alive = self();  // a failed write may remove this session
         while (in_flight_.empty() && socket_.is_open()) {
             const std::size_t batch = take_batch();
@@ -508,7 +513,8 @@ private:
     ws::FrameSet in_flight_;  // carried by the write under way
     bool refreshed_once_ = false;
     bool read_done_ = false;
-    const bool v1_;  // shardcast.v1: data goes out as {"data":...}
+    const bool v1_;          // shardcast.v1: data goes out as {"data":...}
+    bool upgraded_ = false;  // Beast wrote the 101: frames may follow
 };
 
 }  // namespace
