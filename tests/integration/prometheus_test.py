@@ -1,17 +1,21 @@
 #!/usr/bin/python3
 """The Grafana dashboard and the Prometheus rules, evaluated by a real Prometheus.
 
-Starts two single shardcast instances, a and b, two more, c and d, in cluster mode joined by
-a nats-server, and a Prometheus (the Debian package) that scrapes all four every second and
-loads deploy/prometheus/rules.yml. Drives traffic whose every count is known. On a and b:
-deliveries, sends to offline ids, broadcasts, a batch with a bad line, bad requests, clean
-closes, a replaced session, a client that never answers pings and one that stops reading. On
-the cluster: clients on d, sends through c to them over the bus, a broadcast through c and
-sends through c to ids that no node holds. Then, through Prometheus's HTTP API:
+Starts two single shardcast instances, a (keeping history, the default) and b (history off),
+two more, c and d, in cluster mode joined by a nats-server, and a Prometheus (the Debian
+package) that scrapes all four every second and loads deploy/prometheus/rules.yml. Drives
+traffic whose every count is known. On a and b: deliveries, sends to offline ids (held for
+their resume on a, failed as no_session on b), broadcasts, a batch with a bad line, bad
+requests, clean closes, a replaced session, a client that never answers pings, one that stops
+reading; on a, a shardcast.v1 client that leaves, is sent to while away and resumes from its
+last offset. On the cluster: clients on d, sends through c to them over the bus, a broadcast
+through c and sends through c to ids that no node holds. Then, through Prometheus's HTTP API:
 
   - the scraped counters must be exactly what the test did;
   - every query of every dashboard panel (template variables substituted) must evaluate
-    without error and return at least one series, and so must every variable's query;
+    without error and return at least one series, and so must every variable's query; the
+    panels that show what the traffic made (held, resumes, history) must have drawn
+    something above zero for each of their queries;
   - every rule must be healthy and every recording rule must return series.
 
 Usage: prometheus_test.py --shardcast <binary> --source <repository root> [--nats-server <binary>]
@@ -42,7 +46,7 @@ from harness.runner import find_program, run_scenario  # noqa: E402
 from harness.waiting import TestFailure, log, wait_until  # noqa: E402
 from prometheus_test_support import dashboard  # noqa: E402
 from prometheus_test_support.processes import (  # noqa: E402
-    Prometheus, start_shardcast, write_prometheus_config)
+    SHARDS, Prometheus, start_shardcast, write_prometheus_config)
 from prometheus_test_support.prometheus_api import PrometheusApi, QueryError  # noqa: E402
 
 # Heartbeats short enough that a silent client is removed within the test, long enough that
@@ -60,6 +64,13 @@ CLUSTER_CLIENTS = 3
 CLUSTER_ROUNDS = 3
 UNHELD_SENDS = 2
 SUBJECT_PREFIX = "shardcast"
+# Sends to the resuming client while it is away.
+AWAY_SENDS = 3
+GAP_REASONS = ("evicted", "expired", "epoch", "unavailable")
+# Panels whose every query must have been above zero at some point of the run: what the
+# traffic made. (Evictions and resume gaps it never makes.)
+PANELS_WITH_TRAFFIC = ("Delivered, held and failed", "Held for resume (held/s)",
+                       "History bytes", "History messages", "Resumes", "Replayed messages")
 
 
 def slow_message_count():
@@ -96,16 +107,22 @@ class ClientLoop:
 
 
 class WsClient:
-    """A well-behaved client (python3-websockets): answers pings, records every message."""
+    """A well-behaved client (python3-websockets): answers pings, records every message. With
+    `v1` it offers the shardcast.v1 subprotocol: `received` holds the data of each data frame,
+    `offsets` its offset and epoch, and `gaps` the gap notices; `query` (such as
+    "?since=17&epoch=...") is appended to its URL."""
 
-    def __init__(self, loop, port, client_id):
+    def __init__(self, loop, port, client_id, v1=False, query=""):
         self.id = client_id
         self.expected = []  # what the test published to it, in publish order
         self.received = []  # appended on the loop thread
+        self.offsets = []  # (offset, epoch) of each data frame, with v1
+        self.gaps = []  # the {"gap":...} notices, with v1
         self.close_code = None
         self.open = False
         self._loop = loop
-        self._url = f"ws://127.0.0.1:{port}/ws/{client_id}"
+        self._url = f"ws://127.0.0.1:{port}/ws/{client_id}{query}"
+        self._v1 = v1
         self._ws = None
         self._reader = None
 
@@ -114,17 +131,39 @@ class WsClient:
         self.open = True
 
     async def _connect(self):
-        self._ws = await websockets.connect(self._url, ping_interval=None, max_size=None,
-                                            open_timeout=10, close_timeout=5)
+        self._ws = await websockets.connect(
+            self._url, ping_interval=None, max_size=None, open_timeout=10, close_timeout=5,
+            subprotocols=["shardcast.v1"] if self._v1 else None)
+        if self._v1 and self._ws.subprotocol != "shardcast.v1":
+            raise TestFailure(f"{self.id}: the server selected {self._ws.subprotocol!r}, not "
+                              "shardcast.v1")
         self._reader = asyncio.ensure_future(self._read())
 
     async def _read(self):
         try:
             async for message in self._ws:
-                self.received.append(message)
+                if self._v1:
+                    self._read_v1(message)
+                else:
+                    self.received.append(message)
         except websockets.ConnectionClosed:
             pass
         self.close_code = self._ws.close_code
+
+    def _read_v1(self, message):
+        # Anything unexpected is kept as received, so the comparison with expected shows it.
+        try:
+            frame = json.loads(message)
+        except (TypeError, ValueError):
+            self.received.append(message)
+            return
+        if isinstance(frame, dict) and "gap" in frame:
+            self.gaps.append(frame["gap"])
+        elif isinstance(frame, dict) and {"data", "offset", "epoch"} <= frame.keys():
+            self.offsets.append((frame["offset"], frame["epoch"]))
+            self.received.append(frame["data"])
+        else:
+            self.received.append(message)
 
     def send_frame(self, text):
         self._loop.run(self._ws.send(text))
@@ -146,13 +185,16 @@ class WsClient:
 class Instance:
     """One shardcast server and the exact count of everything the test did to it."""
 
-    def __init__(self, name, process, port, clients, offline_per_round):
+    def __init__(self, name, process, port, clients, offline_per_round, history=False):
         self.name = name
         self.process = process
         self.port = port
         self.label = f"127.0.0.1:{port}"
         self.client_count = clients
         self.offline_per_round = offline_per_round
+        # Whether the instance keeps history: a send to an id with no session is then held for
+        # its resume rather than failed as no_session.
+        self.history = history
         self.expect = collections.Counter()
         self.clients = []  # every WsClient ever opened here
         self.raw_online = set()  # ids of the hand-written clients that are connected
@@ -186,11 +228,21 @@ class Instance:
     def send(self, to, data):
         self._publish("/api/v1/send", json.dumps({"to": to, "data": data}))
         self.expect["send"] += 1
+        self._kept(1)
         target = [c for c in self.open_clients() if c.id == to]
         if target:
             target[0].expected.append(data)
         elif to not in self.raw_online:
-            self.expect["no_session"] += 1
+            self._away()
+
+    def _kept(self, entries):
+        """History keeps every send once, and every broadcast once per shard."""
+        if self.history:
+            self.expect["history"] += entries
+
+    def _away(self):
+        """A send for an id with no session here: held for its resume, or failed."""
+        self.expect["held" if self.history else "no_session"] += 1
 
     def broadcast(self, data, except_id=None):
         body = {"data": data}
@@ -198,6 +250,7 @@ class Instance:
             body["except"] = except_id
         self._publish("/api/v1/broadcast", json.dumps(body))
         self.expect["broadcast"] += 1
+        self._kept(SHARDS)
         for c in self.open_clients():
             if c.id != except_id:
                 c.expected.append(data)
@@ -213,14 +266,16 @@ class Instance:
         self.expect["batch_rejected"] += len(bad_lines)
         for to, data in lines:
             if to == "*":
+                self._kept(SHARDS)
                 for c in self.open_clients():
                     c.expected.append(data)
                 continue
+            self._kept(1)
             target = [c for c in self.open_clients() if c.id == to]
             if target:
                 target[0].expected.append(data)
             else:
-                self.expect["no_session"] += 1
+                self._away()
 
     def metric(self, name, **labels):
         """The sum of this server's own /metrics samples of `name` that carry `labels`: for
@@ -279,18 +334,21 @@ class Scenario:
         self.raw_sockets = []
         self.rules_loaded = False
         self.panel_queries = 0
+        self.prometheus_started = None
 
     # --- processes --------------------------------------------------------------------------
 
     def start(self):
-        specs = [("a", 4, 2, []),
-                 ("b", 3, 3, [f"session.buffer_limit={SLOW_BUFFER_LIMIT}",
-                              "session.overflow=drop_oldest"])]
-        for name, clients, offline, settings in specs:
+        # a keeps history (the default); b keeps none, so its sends to offline ids fail.
+        specs = [("a", 4, 2, True, []),
+                 ("b", 3, 3, False, [f"session.buffer_limit={SLOW_BUFFER_LIMIT}",
+                                     "session.overflow=drop_oldest", "history.enabled=false"])]
+        for name, clients, offline, history, settings in specs:
             process, port = start_shardcast(self.args.shardcast, self.workdir,
                                             f"shardcast-{name}", HEARTBEAT + settings)
-            self.instances.append(Instance(name, process, port, clients, offline))
-            log(f"shardcast {name} on 127.0.0.1:{port}")
+            self.instances.append(Instance(name, process, port, clients, offline, history))
+            log(f"shardcast {name} on 127.0.0.1:{port}, history "
+                f"{'kept' if history else 'off'}")
 
         self.nats = NatsServer(self.workdir, self.args.nats_server)
         self.nats.start()
@@ -310,6 +368,7 @@ class Scenario:
         write_prometheus_config(config, [i.label for i in scraped],
                                 rule_file if self.rules_loaded else None)
         self.prometheus = Prometheus(self.args.prometheus, self.workdir, config)
+        self.prometheus_started = time.time()
         self.api = PrometheusApi(self.prometheus.port)
         log(f"prometheus on 127.0.0.1:{self.prometheus.port}, rules "
             f"{'from ' + rule_file if self.rules_loaded else 'absent'}")
@@ -406,6 +465,8 @@ class Scenario:
             time.sleep(PACE)
         log(f"{ROUNDS} rounds of sends")
 
+        self.away_and_back(self.instances[0])
+
         # Broadcasts would reach the silent clients too: wait until the heartbeat has
         # removed them, so every delivery is one a recording client counts.
         for inst in self.instances:
@@ -471,6 +532,47 @@ class Scenario:
                 if c.received != c.expected:
                     raise TestFailure(f"{c.id} received {c.received}, expected {c.expected}")
         log("every client received exactly what was published to it, in order")
+
+    def away_and_back(self, inst):
+        """A shardcast.v1 client receives a message, closes, is sent AWAY_SENDS messages while
+        it has no session, and reconnects with ?since=<offset>&epoch=<epoch> of the last data
+        frame it had: inst keeps history, so it held them and replays them, without a gap. The
+        client stays connected afterwards, so later broadcasts reach it too."""
+        client_id = f"{inst.name}-away"
+        first = WsClient(self.loop, inst.port, client_id, v1=True)
+        first.connect()
+        inst.clients.append(first)
+        inst.expect["connections"] += 1
+        inst.send(client_id, f"{inst.name} before leaving")
+        wait_until(lambda: first.received, 10, f"{client_id} to receive its first message")
+        offset, epoch = first.offsets[-1]
+        code = first.close()
+        if code != 1000:
+            raise TestFailure(f"{client_id}: the server answered our close with {code}")
+        inst.expect["peer_closed"] += 1
+        wait_until(lambda: not inst.online(client_id), 10, f"{client_id} to be offline")
+
+        away = [f"{inst.name} while {client_id} is away {k}" for k in range(AWAY_SENDS)]
+        for data in away:
+            inst.send(client_id, data)
+
+        back = WsClient(self.loop, inst.port, client_id, v1=True,
+                        query=f"?since={offset}&epoch={epoch}")
+        back.connect()
+        inst.clients.append(back)
+        inst.expect["connections"] += 1
+        inst.expect["resumes"] += 1
+        inst.expect["replayed"] += AWAY_SENDS
+        back.expected = list(away)
+        wait_until(lambda: len(back.received) >= AWAY_SENDS, 10,
+                   f"{client_id} to receive the {AWAY_SENDS} messages held for it")
+        offsets = [o for o, _ in back.offsets]
+        if back.received != away or back.gaps or offsets != sorted(offsets) or \
+                offsets[0] <= offset or {e for _, e in back.offsets} != {epoch}:
+            raise TestFailure(f"{client_id} resumed from {offset} ({epoch}) and got "
+                              f"{back.received} at {back.offsets}, gaps {back.gaps}; "
+                              f"expected {away} after {offset}, in order, without a gap")
+        log(f"{inst.name}: {client_id} resumed, {AWAY_SENDS} held messages replayed")
 
     def slow_reader(self, inst):
         """A client that keeps talking (so the heartbeat keeps it) but stops reading while
@@ -619,6 +721,7 @@ class Scenario:
             check("messages sent", "shardcast_messages_sent_total", "", delivered)
             check("latency observations", "shardcast_delivery_latency_seconds_count", "",
                   delivered)
+            check("messages held", "shardcast_messages_held_total", "", e["held"])
             check("no_session failures", "shardcast_messages_failed_total",
                   'reason="no_session"', e["no_session"])
             check("overflow_dropped failures", "shardcast_messages_failed_total",
@@ -640,6 +743,17 @@ class Scenario:
             check("sessions online", "shardcast_sessions", "", e["online"])
             check("outbound bytes", "shardcast_shard_outbound_bytes", "", 0)
             check("client frames received", "shardcast_frames_received_total", "", e["frames"])
+            check("resumes", "shardcast_resumes_total", "", e["resumes"])
+            check("messages replayed", "shardcast_resume_replayed_total", "", e["replayed"])
+            for reason in GAP_REASONS:
+                check(f"{reason} gaps", "shardcast_resume_gaps_total", f'reason="{reason}"',
+                      e[f"gap {reason}"])
+            # Nothing is old enough to expire, and no id or shard gets near a bound.
+            check("history messages", "shardcast_history_messages", "", e["history"])
+            check("history evictions", "shardcast_history_evicted_total", "", 0)
+            history_bytes = f'shardcast_history_bytes{{job="shardcast",instance="{inst.label}"}}'
+            checks.append((f"{inst.name}: history bytes above 0 (1: yes, none: no)",
+                           f"count({history_bytes} > 0)", 1 if e["history"] else None))
             for reason in ("invalid_client_id", "not_upgrade"):
                 check(f"{reason} handshake failures", "shardcast_handshake_failures_total",
                       f'reason="{reason}"', 1)
@@ -679,6 +793,9 @@ class Scenario:
             check("published bus", "shardcast_messages_published_total", 'kind="bus"',
                   e["in send"] + e["in broadcast"])
             check("messages sent", "shardcast_messages_sent_total", "", e["sent"])
+            # A cluster node keeps no history: what is not here goes to the bus, never held.
+            check("messages held", "shardcast_messages_held_total", "", 0)
+            check("history messages", "shardcast_history_messages", "", 0)
             check("bus_unavailable failures", "shardcast_messages_failed_total",
                   'reason="bus_unavailable"', 0)
             check("sessions attached", "shardcast_connections_total", "", e["connections"])
@@ -750,6 +867,24 @@ class Scenario:
             pass
         self.panel_queries = len(queries)
 
+        # What the traffic made must show. Over the whole run, as Grafana draws it: a rate over
+        # 1m of something the test did a minute ago is 0 now.
+        titles = {title for title, _ in queries}
+        if os.path.abspath(path) == default:
+            for title in set(PANELS_WITH_TRAFFIC) - titles:
+                problems[(title, "-")] = "no such panel in the dashboard"
+        seconds = int(time.time() - self.prometheus_started) + 1
+        for title, expr in queries:
+            if title not in PANELS_WITH_TRAFFIC or (title, expr) in problems:
+                continue
+            try:
+                drawn = self.api.range_values(expr, seconds)
+            except QueryError as e:
+                problems[(title, expr)] = f"error in a range query: {e}"
+                continue
+            if not any(v > 0 for values in drawn.values() for v in values):
+                problems[(title, expr)] = f"never above 0 in the last {seconds}s"
+
         variables = dashboard.variable_queries(board)
         for name, kind, *arguments in variables:
             try:
@@ -768,7 +903,8 @@ class Scenario:
             raise TestFailure("dashboard queries that fail:\n" + "\n".join(
                 f"  [{title}] {expr}\n      -> {problem}"
                 for (title, expr), problem in problems.items()))
-        log(f"all {len(queries)} dashboard queries return series, and all {len(variables)} "
+        log(f"all {len(queries)} dashboard queries return series, those of "
+            f"{len(PANELS_WITH_TRAFFIC)} panels values above 0, and all {len(variables)} "
             "variable queries return values")
 
     def check_rules(self):

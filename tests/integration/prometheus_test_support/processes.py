@@ -13,16 +13,21 @@ from harness.processes import Process, free_port
 from harness.waiting import TestFailure, wait_until
 
 
+# Shards per shardcast instance. A broadcast is kept in history once per shard.
+SHARDS = 2
+
+
 def start_shardcast(binary, workdir, name, settings):
-    """Starts `binary` on 127.0.0.1:0 with two shards and the given dotted settings; returns
+    """Starts `binary` on 127.0.0.1:0 with SHARDS shards and the given dotted settings; returns
     the process and the port it reports on stderr once it listens."""
     # Open: this test's clients name their ids and its requests carry no key.
-    argv = [binary, "--listen", "127.0.0.1:0", "--shards", "2", "-s", "log.summary_interval=0",
+    argv = [binary, "--listen", "127.0.0.1:0", "--shards", str(SHARDS),
+            "-s", "log.summary_interval=0",
             "-s", "auth.anonymous_clients=true", "-s", "auth.insecure_api=true"]
     for setting in settings:
         argv += ["-s", setting]
     process = Process(name, argv, os.path.join(workdir, f"{name}.log"))
-    listening = re.compile(r"listening on 127\.0\.0\.1:(\d+) with 2 shards")
+    listening = re.compile(rf"listening on 127\.0\.0\.1:(\d+) with {SHARDS} shards")
 
     def port():
         match = listening.search(process.log())

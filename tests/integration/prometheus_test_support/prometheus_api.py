@@ -1,6 +1,7 @@
 """Prometheus's HTTP API (https://prometheus.io/docs/prometheus/latest/querying/api/), the
 few calls the test makes. Errors come back as QueryError with Prometheus's own message."""
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,6 +38,17 @@ class PrometheusApi:
         """Instant query at the current time: (resultType, result)."""
         data = self._get("query", [("query", expr)])
         return data["resultType"], data["result"]
+
+    def range_values(self, expr, seconds, step=1):
+        """A range query over the last `seconds`: {frozenset(labels.items()): [float]}, each
+        series' values in time order (NaN included, as Prometheus returns them)."""
+        end = time.time()
+        data = self._get("query_range", [("query", expr), ("start", f"{end - seconds:.3f}"),
+                                         ("end", f"{end:.3f}"), ("step", str(step))])
+        if data["resultType"] != "matrix":
+            raise QueryError(f"expected a matrix, got {data['resultType']}")
+        return {frozenset(s["metric"].items()): [float(v) for _, v in s["values"]]
+                for s in data["result"]}
 
     def vector(self, expr):
         """An instant vector as {frozenset(labels.items()): float}."""
