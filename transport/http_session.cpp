@@ -10,6 +10,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <limits>
@@ -63,7 +64,10 @@ UpgradeRequestView view_of(const http::request<http::string_body>& request,
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
 public:
     HttpSession(tcp::socket socket, HttpContext& context)
-        : stream_(std::move(socket)), context_(context) {
+        : stream_(std::move(socket)),
+          deadline_(stream_.get_executor()),
+          first_head_due_(std::chrono::steady_clock::now() + context.config.header_timeout),
+          context_(context) {
         beast::error_code ec;
         peer_ = stream_.socket().remote_endpoint(ec).address();
         client_ = peer_;
@@ -101,9 +105,8 @@ private:
 
     // The head, read whole into the buffer first, so it can be checked as sent.
     void read_head() {
-        if (phase_ == Phase::waiting && requests_ > 0) {
-            stream_.expires_after(config().header_timeout);
-        }
+        arm_deadline(requests_ == 0 ? first_head_due_
+                                    : std::chrono::steady_clock::now() + config().header_timeout);
         phase_ = Phase::head;
         buffer_.max_size(kHeaderLimit);
         net::async_read_until(stream_, buffer_, "\r\n\r\n",
@@ -200,8 +203,8 @@ private:
         buffer_.reserve(buffer_.size() + std::min<std::uint64_t>(length, kBodyReadRoom));
         const auto seconds =
             static_cast<double>(length) / static_cast<double>(config().min_body_rate);
-        stream_.expires_after(config().header_timeout +
-                              std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000)));
+        arm_deadline(std::chrono::steady_clock::now() + config().header_timeout +
+                     std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000)));
         http::async_read(stream_, buffer_, *parser_,
                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
                              if (ec) return self->on_read_failed(ec);
@@ -209,9 +212,33 @@ private:
                          });
     }
 
+    // The head and body deadlines are this timer's, not the stream's: the stream's own expiry
+    // closes the socket, and the 408 would have nowhere to go. Cancelling the read leaves it
+    // open for the answer.
+    void arm_deadline(std::chrono::steady_clock::time_point due) {
+        stream_.expires_never();
+        late_ = false;
+        deadline_.expires_at(due);
+        deadline_.async_wait(
+            [weak = weak_from_this(), armed = ++deadline_armed_](beast::error_code ec) {
+                const auto self = weak.lock();
+                if (ec || !self || self->deadline_armed_ != armed) {
+                    return;  // disarmed, or armed again since
+                }
+                self->late_ = true;
+                beast::error_code ignored;
+                self->stream_.socket().cancel(ignored);
+            });
+    }
+
+    void disarm_deadline() {
+        ++deadline_armed_;
+        deadline_.cancel();
+    }
+
     void on_read_failed(beast::error_code ec) {
         // A request that stopped arriving in time: say so (an idle connection just closes).
-        if (ec == beast::error::timeout && phase_ != Phase::waiting) {
+        if (late_ && phase_ != Phase::waiting) {
             const bool head = phase_ == Phase::head;
             return respond(ApiResponse{408, json_error(head ? "request header not received within "
                                                               "http.header_timeout"
@@ -238,6 +265,7 @@ private:
     }
 
     void handle() {
+        disarm_deadline();
         ++requests_;
         auto& request = parser_->get();
         if (context_.metrics_only && route_ != Route::metrics && route_ != Route::healthz) {
@@ -321,6 +349,7 @@ private:
     }
 
     void write_response(ApiResponse response, bool close) {
+        disarm_deadline();
         const auto& request = parser_->get();
         response_ = {};
         response_.version(request.version() == 10 ? 10 : 11);
@@ -359,6 +388,10 @@ private:
     }
 
     beast::tcp_stream stream_;
+    net::steady_timer deadline_;  // the head's and the body's
+    std::uint64_t deadline_armed_ = 0;
+    bool late_ = false;  // the deadline passed and cancelled the read
+    const std::chrono::steady_clock::time_point first_head_due_;
     beast::flat_buffer buffer_;
     HttpContext& context_;
     std::optional<http::request_parser<http::string_body>> parser_;

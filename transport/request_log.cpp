@@ -40,7 +40,9 @@ void RequestLog::rejected(std::string_view address,
     }
     // The error is our own JSON (control characters escaped): cut, not escaped.
     constexpr std::size_t kErrorBytes = 256;
-    spdlog::warn("rejected {} {} from {}: {} {}{}", printable(method, 16), loggable_target(target),
+    // A request refused before its head was parsed has neither method nor target.
+    spdlog::warn("rejected {} {} from {}: {} {}{}", printable(method.empty() ? "-" : method, 16),
+                 target.empty() ? std::string("-") : loggable_target(target),
                  printable(address, 64), status, error.substr(0, kErrorBytes),
                  error.size() > kErrorBytes ? "..." : "");
 }

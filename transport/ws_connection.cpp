@@ -203,21 +203,31 @@ private:
     }
 
     // What the reader holds for a message the client has not finished counts against the
-    // shard's budget, and must be finished within limits.partial_message_timeout.
+    // shard's budget, and must be finished within limits.partial_message_timeout. A session
+    // that is closing holds none: it reads only for the client's close.
     void track_partial() {
+        account_partial();
+        if (partial_bytes_ > 0 && state() == State::open &&
+            budget_.bytes.load(std::memory_order_relaxed) >
+                static_cast<std::int64_t>(limits_.partial_message_memory)) {
+            on_violation(RemovalReason::partial_message_limit);
+        }
+        if (state() != State::open && !reader_.discarding()) {
+            reader_.discard_messages();
+            account_partial();
+        }
+    }
+
+    void account_partial() {
         const std::size_t held = reader_.idle() ? 0 : reader_.buffer_capacity();
         budget_.add(static_cast<std::int64_t>(held) - static_cast<std::int64_t>(partial_bytes_));
         partial_bytes_ = held;
-        if (reader_.idle()) {
+        if (reader_.idle() || reader_.discarding()) {
             partial_since_.reset();
             set_partial_deadline(dispatcher::Clock::time_point::max());
         } else if (!partial_since_) {
             partial_since_ = dispatcher::Clock::now();
             set_partial_deadline(*partial_since_ + limits_.partial_message_timeout);
-        }
-        if (held > 0 && budget_.bytes.load(std::memory_order_relaxed) >
-                            static_cast<std::int64_t>(limits_.partial_message_memory)) {
-            on_violation(RemovalReason::partial_message_limit);
         }
     }
 

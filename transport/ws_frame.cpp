@@ -100,6 +100,12 @@ bool FrameReader::next(std::span<char>& bytes, Event& event) {
         if (!in_payload_ && !read_header(bytes, event)) {
             return done_;  // an error event is ready, or the header needs more bytes
         }
+        if (discard_ && !is_control(frame_opcode_)) {
+            if (!skip_payload(bytes)) {
+                return false;
+            }
+            continue;
+        }
         if (assembly_.size() == message_size_ && remaining_ <= bytes.size()) {
             // The whole payload is here: unmask it where it lies.
             const auto size = static_cast<std::size_t>(remaining_);
@@ -300,7 +306,42 @@ bool FrameReader::fail(std::uint16_t code, std::string_view why, Event& event) {
     return false;
 }
 
+void FrameReader::discard_messages() {
+    discard_ = true;
+    if (!in_handler_) {
+        drop_message();
+    }
+}
+
+bool FrameReader::skip_payload(std::span<char>& bytes) {
+    const auto size =
+        static_cast<std::size_t>(std::min(remaining_, static_cast<std::uint64_t>(bytes.size())));
+    bytes = bytes.subspan(size);
+    remaining_ -= size;
+    if (remaining_ > 0) {
+        return false;
+    }
+    in_payload_ = false;
+    if (frame_fin_) {
+        message_opcode_ = Opcode::continuation;
+    }
+    return true;
+}
+
+// Keeps only a control frame's payload that spans reads; a data frame's is skipped from here.
+void FrameReader::drop_message() {
+    const bool control_tail = in_payload_ && is_control(frame_opcode_);
+    std::string tail = control_tail ? assembly_.substr(message_size_) : std::string();
+    std::string().swap(assembly_);
+    assembly_ = std::move(tail);
+    message_size_ = 0;
+}
+
 void FrameReader::settle() {
+    if (discard_) {
+        drop_message();
+        return;
+    }
     if (done_ || (message_size_ == 0 && assembly_.capacity() > kKeptCapacity)) {
         std::string().swap(assembly_);
     } else {

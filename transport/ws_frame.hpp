@@ -115,6 +115,12 @@ public:
     // Heap bytes held for assembly, for tests and memory accounting.
     std::size_t buffer_capacity() const { return assembly_.capacity(); }
 
+    // From now on data frames are skipped unread and no message event comes: a closing
+    // connection reads only for the peer's close. The message in progress is dropped at once,
+    // or right after the handler when called from one.
+    void discard_messages();
+    bool discarding() const { return discard_; }
+
 private:
     // Parses from the front of bytes, consuming what it reads, until one event is ready
     // (true) or bytes run out (false).
@@ -130,6 +136,9 @@ private:
     bool fail(std::uint16_t code, std::string_view why, Event& event);
     // Drops what the last event viewed in the assembly string.
     void settle();
+    // Discarding: passes over a data frame's payload; true when the frame is over.
+    bool skip_payload(std::span<char>& bytes);
+    void drop_message();
 
     // The message in progress (message_size_ bytes), then the received part of the current
     // frame when its payload spans reads.
@@ -145,6 +154,8 @@ private:
     bool frame_fin_ = false;
     bool in_payload_ = false;
     bool done_ = false;
+    bool discard_ = false;
+    bool in_handler_ = false;
 };
 
 // Every connection holds one.
@@ -154,7 +165,9 @@ template <class Handler>
 bool FrameReader::feed(std::span<char> bytes, Handler&& handler) {
     Event event{};
     while (!done_ && next(bytes, event)) {
+        in_handler_ = true;
         handler(std::as_const(event));
+        in_handler_ = false;
         settle();
     }
     return !done_;

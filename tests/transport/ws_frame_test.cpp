@@ -603,6 +603,52 @@ TEST(FrameReaderTest, ReleasesTheBufferAfterALargeMessage) {
     EXPECT_EQ(recorder.reader.buffer_capacity(), kEmptyCapacity);
 }
 
+// --- FrameReader: discarding (a closing connection) ----------------------------------------
+
+TEST(FrameReaderTest, DiscardingDropsTheMessageInProgressAndBuffersNoMore) {
+    Recorder recorder;
+    const std::string first(60000, 'a');
+    recorder.feed(client_frame({.opcode = Opcode::binary, .fin = false}, first));
+    EXPECT_GE(recorder.reader.buffer_capacity(), first.size());
+
+    recorder.reader.discard_messages();
+    EXPECT_EQ(recorder.reader.buffer_capacity(), kEmptyCapacity);
+    const std::string rest =
+        client_frame({.opcode = Opcode::continuation, .fin = false}, std::string(100000, 'b'));
+    recorder.feed(rest.substr(0, 50000));
+    EXPECT_EQ(recorder.reader.buffer_capacity(), kEmptyCapacity) << "a split data frame is skipped";
+    recorder.feed(rest.substr(50000) + client_frame({.opcode = Opcode::continuation}, "end") +
+                  client_frame({.opcode = Opcode::text}, "whole"));
+    EXPECT_TRUE(recorder.events.empty());
+}
+
+TEST(FrameReaderTest, DiscardingStillDeliversControlFramesAndChecksFraming) {
+    Recorder recorder;
+    recorder.reader.discard_messages();
+    const std::string close = close_frame(close_payload(1000, "bye"));
+    recorder.feed(client_frame({.opcode = Opcode::text}, "dropped") +
+                  client_frame({.opcode = Opcode::ping}, "p") + close.substr(0, 5));
+    recorder.feed(close.substr(5));
+    EXPECT_EQ(recorder.events, (std::vector{ping("p"), closed(1000, "bye")}));
+
+    Recorder broken;
+    broken.reader.discard_messages();
+    broken.feed(client_frame({.opcode = Opcode::continuation}, "no message"));
+    EXPECT_EQ(broken.events, std::vector{failed(1002)});
+}
+
+TEST(FrameReaderTest, DiscardingFromAHandlerTakesEffectAfterIt) {
+    FrameReader reader(1 << 20);
+    std::vector<std::string> messages;
+    std::string bytes = client_frame({.opcode = Opcode::text}, "seen") +
+                        client_frame({.opcode = Opcode::text}, "not seen");
+    reader.feed(std::span<char>(bytes.data(), bytes.size()), [&](const Event& event) {
+        messages.emplace_back(event.data);
+        reader.discard_messages();
+    });
+    EXPECT_EQ(messages, std::vector<std::string>{"seen"});
+}
+
 TEST(FrameReaderTest, FitsInAConnection) {
     EXPECT_LE(sizeof(FrameReader), 64 + sizeof(std::string));
     EXPECT_EQ(FrameReader(1024).buffer_capacity(), kEmptyCapacity);
