@@ -84,6 +84,7 @@ public:
         int refused_status = 0;
         std::string refused_body;
         std::string error;
+        std::string protocol;  // selected by the server's 101
         std::vector<std::string> messages;
         std::size_t binary_count = 0;
         std::size_t ping_count = 0;
@@ -200,6 +201,7 @@ private:
             std::lock_guard lock(mutex_);
             record_.opened = true;
             record_.open = true;
+            record_.protocol = std::string((*response)[http::field::sec_websocket_protocol]);
         }
         changed_.notify_all();
         do_read();
@@ -429,6 +431,10 @@ std::string WsClient::refused_body() const {
 
 std::string WsClient::error() const {
     return connection_->read([](const auto& r) { return r.error; });
+}
+
+std::string WsClient::protocol() const {
+    return connection_->read([](const auto& r) { return r.protocol; });
 }
 
 std::vector<std::string> WsClient::messages() const {
@@ -929,6 +935,12 @@ bool StalledClient::read_until_texts(std::size_t count, std::chrono::millisecond
     return impl_->read_until([&] { return impl_->texts >= count; }, Clock::now() + timeout);
 }
 
+bool StalledClient::read_until_pongs_or_close(std::size_t count,
+                                              std::chrono::milliseconds timeout) {
+    return impl_->read_until([&] { return impl_->pongs.size() >= count || impl_->close_code; },
+                             Clock::now() + timeout);
+}
+
 std::vector<std::string> StalledClient::pongs() const { return impl_->pongs; }
 
 std::size_t StalledClient::text_count() const { return impl_->texts; }
@@ -941,5 +953,54 @@ bool StalledClient::send_raw_frame(std::uint8_t opcode, std::string_view payload
 bool StalledClient::send_raw(std::string_view bytes) {
     return send_all(impl_->socket.fd(), bytes, Clock::now() + kStalledTimeout);
 }
+
+namespace {
+
+constexpr std::chrono::seconds kRawTimeout{5};
+
+}  // namespace
+
+struct RawConnection::Impl {
+    Socket socket;
+    std::string received;
+    bool closed = false;
+};
+
+RawConnection::RawConnection(std::uint16_t port) : impl_(std::make_unique<Impl>()) {
+    std::string error;
+    impl_->socket = connect_loopback(port, 0, Clock::now() + kRawTimeout, error);
+    if (impl_->socket.fd() < 0) {
+        throw std::runtime_error("RawConnection: " + error);
+    }
+}
+
+RawConnection::~RawConnection() = default;
+
+bool RawConnection::send(std::string_view bytes) {
+    return send_all(impl_->socket.fd(), bytes, Clock::now() + kRawTimeout);
+}
+
+bool RawConnection::read_until(const std::function<bool(std::string_view)>& done,
+                               std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (!done(impl_->received)) {
+        if (impl_->closed) {
+            return false;
+        }
+        const auto result = receive_some(impl_->socket.fd(), impl_->received, deadline);
+        if (result == Received::kTimeout) {
+            return done(impl_->received);
+        }
+        impl_->closed = result == Received::kClosed;
+    }
+    return true;
+}
+
+bool RawConnection::wait_closed(std::chrono::milliseconds timeout) {
+    read_until([&](std::string_view) { return impl_->closed; }, timeout);
+    return impl_->closed;
+}
+
+const std::string& RawConnection::received() const { return impl_->received; }
 
 }  // namespace shardcast::test

@@ -80,6 +80,10 @@ public:
     // that completes leaves it empty; a reset after the server's close frame is reported here
     // while close_info() still carries the frame's code.
     std::string error() const;
+    // The subprotocol the server selected in its 101 response (Sec-WebSocket-Protocol), ""
+    // when it selected none or the upgrade has not succeeded. Offer one with a
+    // Sec-WebSocket-Protocol header among those given to start().
+    std::string protocol() const;
 
     std::vector<std::string> messages() const;
     std::size_t message_count() const;
@@ -206,6 +210,9 @@ public:
     // further than the socket read that completes the count.
     bool read_until_pongs(std::size_t count, std::chrono::milliseconds timeout);
     bool read_until_texts(std::size_t count, std::chrono::milliseconds timeout);
+    // Reads until `count` pongs, or a close frame, have arrived since the upgrade: a server
+    // that answers a ping in a read either keeps the session or closes it right after.
+    bool read_until_pongs_or_close(std::size_t count, std::chrono::milliseconds timeout);
     // The payloads of the pongs read so far, in order, and how many text frames were read.
     std::vector<std::string> pongs() const;
     std::size_t text_count() const;
@@ -216,6 +223,37 @@ public:
     bool send_raw_frame(std::uint8_t opcode, std::string_view payload, bool fin = true);
     // Sends bytes as they are, e.g. a frame header announcing a payload that never follows.
     bool send_raw(std::string_view bytes);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// A plain TCP connection to 127.0.0.1:<port> that sends exactly the bytes it is given, when it
+// is given them, and reads only when asked: a request that stops halfway, a connection that
+// says nothing, pipelined requests. Models clients that are slow on purpose.
+//
+// Thread contract: not thread-safe; use each RawConnection from one thread at a time.
+class RawConnection {
+public:
+    // Throws std::runtime_error when the connect fails within 5 seconds.
+    explicit RawConnection(std::uint16_t port);
+    RawConnection(const RawConnection&) = delete;
+    RawConnection& operator=(const RawConnection&) = delete;
+    ~RawConnection();
+
+    // False when the server closed or reset the connection, or stopped reading for 5 seconds,
+    // before every byte was written.
+    bool send(std::string_view bytes);
+    // Reads until done(received()) holds; false when the server closes the connection or the
+    // timeout passes first.
+    bool read_until(const std::function<bool(std::string_view)>& done,
+                    std::chrono::milliseconds timeout);
+    // Reads until the server closes or resets the connection; false when the timeout passes
+    // first.
+    bool wait_closed(std::chrono::milliseconds timeout);
+    // Everything read so far.
+    const std::string& received() const;
 
 private:
     struct Impl;

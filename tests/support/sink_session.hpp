@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <boost/asio/post.hpp>
+#include <cstdint>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -46,6 +47,25 @@ public:
             done.set_value();
         });
         done.get_future().wait();
+        return session;
+    }
+
+    // Attaches a new session and asks the shard for what its client missed after offset
+    // since in epoch, in one handler as the transport does, then opens it; returns once done.
+    static std::shared_ptr<SinkSession> open_resumed(dispatcher::Shard& shard,
+                                                     std::string client_id,
+                                                     std::uint64_t since,
+                                                     std::string epoch) {
+        auto session = std::make_shared<SinkSession>(shard, std::move(client_id));
+        std::promise<void> done;
+        boost::asio::post(shard.io_context(), [&] {
+            session->attach_result_ = shard.attach(session);
+            session->attached_ = session->attach_result_ == dispatcher::Shard::Attach::attached;
+            if (session->attached_) shard.resume(*session, since, epoch);
+            done.set_value();
+        });
+        done.get_future().wait();
+        session->finish_handshake();
         return session;
     }
 
