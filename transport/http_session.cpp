@@ -9,16 +9,15 @@
 #include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <limits>
 #include <memory>
 #include <optional>
 
 #include "transport/client_address.hpp"
 #include "transport/io_error.hpp"
+#include "transport/read_head.hpp"
 #include "transport/request_checks.hpp"
 #include "transport/ws_connection.hpp"
 
@@ -108,15 +107,13 @@ private:
         arm_deadline(requests_ == 0 ? first_head_due_
                                     : std::chrono::steady_clock::now() + config().header_timeout);
         phase_ = Phase::head;
-        buffer_.max_size(kHeaderLimit);
-        net::async_read_until(stream_, buffer_, "\r\n\r\n",
-                              [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                                  self->on_head(ec, n);
-                              });
+        async_read_head(stream_, buffer_, kHeaderLimit,
+                        [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                            self->on_head(ec, n);
+                        });
     }
 
     void on_head(beast::error_code ec, std::size_t head_size) {
-        buffer_.max_size(std::numeric_limits<std::size_t>::max());
         if (ec == net::error::not_found) {
             route_ = Route::unknown;  // the header that would name it was never read whole
             return respond(ApiResponse{431, json_error("request header fields too large")}, true);

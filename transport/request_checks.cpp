@@ -4,6 +4,8 @@
 #include <cctype>
 #include <vector>
 
+#include "transport/printable.hpp"
+
 namespace shardcast::transport {
 namespace {
 
@@ -34,6 +36,15 @@ std::vector<std::string> codings_of(std::string_view header) {
 
 }  // namespace
 
+std::optional<std::size_t> head_size(std::string_view buffered, std::size_t limit) {
+    constexpr std::string_view kEnd = "\r\n\r\n";
+    const std::size_t at = buffered.substr(0, limit).find(kEnd);
+    if (at == std::string_view::npos) {
+        return std::nullopt;
+    }
+    return at + kEnd.size();
+}
+
 bool has_obs_fold(std::string_view head) {
     for (std::size_t at = head.find('\n'); at != std::string_view::npos;
          at = head.find('\n', at + 1)) {
@@ -53,7 +64,8 @@ std::optional<FramingError> check_framing(std::string_view transfer_encoding,
     const std::vector<std::string> codings = codings_of(transfer_encoding);
     for (const std::string& coding : codings) {
         if (coding != "chunked") {
-            return FramingError{501, "transfer coding \"" + coding.substr(0, 32) +
+            // Echoed in a JSON error: bytes from the network, percent-encoded to stay UTF-8.
+            return FramingError{501, "transfer coding \"" + printable(coding, 32) +
                                          "\" is not implemented; send chunked or a "
                                          "Content-Length"};
         }

@@ -3,6 +3,7 @@
 // two ways (RFC 9112, sections 5.2 and 6). Pure functions, any thread.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +17,11 @@ inline constexpr std::size_t kHeaderLimit = 16 * 1024;
 // a line break followed by a space or tab. Beast would join such lines; RFC 9112 says a
 // server must reject them (or replace them), since proxies may read them otherwise.
 bool has_obs_fold(std::string_view head);
+
+// The size of the head at the front of buffered, through its blank line ("\r\n\r\n"), when
+// it ends within the first limit bytes. Bytes past limit are never searched: they may be a
+// pipelined request's, or the rest of a head too long to read.
+std::optional<std::size_t> head_size(std::string_view buffered, std::size_t limit);
 
 // A framing refusal: the status and the reason.
 struct FramingError {
