@@ -126,7 +126,7 @@ struct ClientGroup::Impl {
           stats(on.stats()),
           server(net::ip::make_address_v4(with.host), with.port),
           host_header(with.host + ":" + std::to_string(with.port)),
-          streams(with.publishes() ? static_cast<std::size_t>(with.publishers) : 0),
+          streams(with.publishes() ? static_cast<std::size_t>(with.publisher_count()) : 0),
           read_buffer(kReadBufferBytes),
           pacer(on.context()),
           churn_timer(on.context()) {}
@@ -134,6 +134,7 @@ struct ClientGroup::Impl {
     void enqueue_connect(Client* client);
     void pump_connects();
     void churn_tick();
+    ChurnClose next_close();
     void add_open(Client* client);
     void remove_open(Client* client);
     std::array<std::uint8_t, 4> mask_key() {
@@ -164,6 +165,7 @@ struct ClientGroup::Impl {
     std::int64_t churn_end_ns = 0;
     std::int64_t churned_ns = 0;
     double churn_credit = 0;
+    bool reset_next = false;  // alternate: the kind the next churned connection ends with
     std::minstd_rand rng{12345};
 
     bool churning = false;
@@ -208,11 +210,13 @@ public:
         group_.remove_open(this);
         record_.close_ns = now_ns();
         record_.churned = true;
-        if (group_.options.churn_close == ChurnClose::handshake) {
+        if (group_.next_close() == ChurnClose::handshake) {
+            ++group_.stats.churned_handshake;
             // Frames keep arriving and counting until the server's close answers this one.
             start_timer();
             send(client_frame(0x8, std::string_view("\x03\xe8", 2), group_.mask_key()));
         } else {
+            ++group_.stats.churned_reset;
             // SO_LINGER 0 turns close into a reset: no FIN, no TIME_WAIT, a vanished client.
             error_code ignored;
             socket_->set_option(net::socket_base::linger(true, 0), ignored);
@@ -274,15 +278,16 @@ private:
                      std::string(kKey) +
                      "\r\nSec-WebSocket-Version: 13\r\nUser-Agent: shardcast-loadgen\r\n\r\n";
         ++pending_;
-        net::async_write(*socket_, net::buffer(handshake_), [this](error_code write_ec, std::size_t) {
-            --pending_;
-            if (write_ec || group_.stopping) {
-                connect_failed();
-                return;
-            }
-            handshake_.clear();
-            read_response();
-        });
+        net::async_write(*socket_, net::buffer(handshake_),
+                         [this](error_code write_ec, std::size_t) {
+                             --pending_;
+                             if (write_ec || group_.stopping) {
+                                 connect_failed();
+                                 return;
+                             }
+                             handshake_.clear();
+                             read_response();
+                         });
     }
 
     void read_response() {
@@ -563,6 +568,12 @@ void ClientGroup::Impl::enqueue_connect(Client* client) {
     // connect() rebuilds.
     pump_scheduled = true;
     net::post(loop.context(), [this] { pump_connects(); });
+}
+
+ChurnClose ClientGroup::Impl::next_close() {
+    if (options.churn_close != ChurnClose::alternate) return options.churn_close;
+    reset_next = !reset_next;
+    return reset_next ? ChurnClose::reset : ChurnClose::handshake;
 }
 
 void ClientGroup::Impl::add_open(Client* client) {

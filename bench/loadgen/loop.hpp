@@ -49,7 +49,9 @@ struct LoopStats {
     std::uint64_t framing_errors = 0;  // connections ended by a frame that broke RFC 6455
     std::string first_error;           // the first refused upgrade or framing error
     std::uint64_t reconnects = 0;
-    std::uint16_t last_close_code = 0;  // from the server's close frame of an unexpected close
+    std::uint64_t churned_handshake = 0;  // churned connections ended with a close frame
+    std::uint64_t churned_reset = 0;      // and with a TCP reset
+    std::uint16_t last_close_code = 0;    // from the server's close frame of an unexpected close
     std::vector<ConnectionRecord> connections;    // every connection that has ended
     std::atomic<std::uint64_t> received{0};       // all messages, any time
     std::atomic<std::uint64_t> connects_done{0};  // first attempts finished, won or failed

@@ -12,6 +12,10 @@
 //             the publishers' HTTP round trips cap the rate
 //   idle      connect the clients and hold them: server RSS per connection
 //   churn     broadcasts (or sends, with --churn-targeted) while clients close and reconnect
+//   soak      targeted sends (--rate over --publishers) and broadcasts (--broadcast-rate, one
+//             publisher more) at once while clients close and reconnect; with --server-pid and
+//             --sample-interval, the server's RSS, descriptors and CPU as a time series
+//             (bench/soak.sh runs it)
 //
 // Threads: --threads Loops, each one io_context on one thread, holding its share of the
 // clients and publishers; the main thread only orchestrates. Typical runs, server on CPU 0
@@ -81,26 +85,40 @@ std::string parse_url(const std::string& url, Options& options) {
     return {};
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    Options options;
+// What the command line gives as text or seconds; into_options() turns it into Options.
+struct Arguments {
     std::string url = "127.0.0.1:8080";
+    std::string workload = "fanout";
+    std::string churn_close = "handshake";
     double warmup = 2;
     double duration = 10;
     double drain_timeout = 5;
     double connect_timeout = 10;
+    double sample_interval = 0;
     int server_pid = 0;
+};
 
-    CLI::App app{"loadgen: end-to-end load generator for shardcast's WebSocket and HTTP API"};
-    app.add_option("--url", url, "server host:port, loopback only")->capture_default_str();
-    const std::map<std::string, Workload> workloads{{"fanout", Workload::fanout},
-                                                    {"targeted", Workload::targeted},
-                                                    {"idle", Workload::idle},
-                                                    {"churn", Workload::churn}};
-    std::string workload = "fanout";
-    app.add_option("-w,--workload", workload, "fanout | targeted | idle | churn")
-        ->check(CLI::IsMember(workloads))
+const std::map<std::string, Workload>& workloads() {
+    static const std::map<std::string, Workload> by_name{{"fanout", Workload::fanout},
+                                                         {"targeted", Workload::targeted},
+                                                         {"idle", Workload::idle},
+                                                         {"churn", Workload::churn},
+                                                         {"soak", Workload::soak}};
+    return by_name;
+}
+
+const std::map<std::string, ChurnClose>& closes() {
+    static const std::map<std::string, ChurnClose> by_name{{"handshake", ChurnClose::handshake},
+                                                           {"reset", ChurnClose::reset},
+                                                           {"alternate", ChurnClose::alternate}};
+    return by_name;
+}
+
+// What is offered: the workload, its clients and publishers, and how messages are sent.
+void add_load_options(CLI::App& app, Options& options, Arguments& args) {
+    app.add_option("--url", args.url, "server host:port, loopback only")->capture_default_str();
+    app.add_option("-w,--workload", args.workload, "fanout | targeted | idle | churn | soak")
+        ->check(CLI::IsMember(workloads()))
         ->capture_default_str();
     app.add_option("-c,--clients", options.clients, "WebSocket clients, ids lg0 .. lg<N-1>")
         ->check(CLI::Range(1, 1'000'000))
@@ -113,8 +131,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 256))
         ->capture_default_str();
     app.add_option("-r,--rate", options.rate,
-                   "messages published per second over all publishers, 0 = as fast as the "
-                   "answers come (a broadcast counts once, however many clients get it)")
+                   "messages published per second over all publishers (soak: over the targeted "
+                   "ones), 0 = as fast as the answers come (a broadcast counts once, however "
+                   "many clients get it)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     app.add_option("-s,--size", options.size, "bytes of each message's data string")
@@ -132,30 +151,40 @@ int main(int argc, char** argv) {
                    "new connections per second over all threads, 0 = unpaced")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
+}
+
+// How clients come and go under churn and soak, and the soak's broadcasts.
+void add_churn_options(CLI::App& app, Options& options, Arguments& args) {
     app.add_option("--churn-rate", options.churn_rate,
-                   "churn: connections closed (and reopened) per second")
+                   "churn, soak: connections closed (and reopened) per second")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
-    const std::map<std::string, ChurnClose> closes{{"handshake", ChurnClose::handshake},
-                                                   {"reset", ChurnClose::reset}};
-    std::string churn_close = "handshake";
-    app.add_option("--churn-close", churn_close,
-                   "churn: how a client leaves, handshake (close frame) or reset (TCP RST)")
-        ->check(CLI::IsMember(closes))
+    app.add_option("--churn-close", args.churn_close,
+                   "churn, soak: how a client leaves, handshake (close frame), reset (TCP RST) "
+                   "or alternate (each in turn)")
+        ->check(CLI::IsMember(closes()))
         ->capture_default_str();
     app.add_flag("--churn-targeted", options.churn_targeted,
                  "churn: publish with /api/v1/send to random clients instead of broadcasts");
-    app.add_option("-d,--duration", duration, "seconds measured (idle: seconds held)")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--warmup", warmup, "seconds of publishing before the measurement starts")
+    app.add_option("--broadcast-rate", options.broadcast_rate,
+                   "soak: broadcasts per second, from one publisher of their own; 0 = none")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
-    app.add_option("--drain-timeout", drain_timeout,
+}
+
+// How long each phase lasts, what is measured, and how the result is printed.
+void add_run_options(CLI::App& app, Options& options, Arguments& args) {
+    app.add_option("-d,--duration", args.duration, "seconds measured (idle: seconds held)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--warmup", args.warmup, "seconds of publishing before the measurement starts")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--drain-timeout", args.drain_timeout,
                    "seconds to wait for messages still in flight after publishing stops")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
-    app.add_option("--connect-timeout", connect_timeout,
+    app.add_option("--connect-timeout", args.connect_timeout,
                    "seconds the connect phase may take beyond what --connect-rate implies")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
@@ -164,31 +193,54 @@ int main(int argc, char** argv) {
                    "connections; 0 = one address per 25,000 clients")
         ->check(CLI::Range(0, 250))
         ->capture_default_str();
-    app.add_option("--server-pid", server_pid,
+    app.add_option("--server-pid", args.server_pid,
                    "server process: report its CPU per delivered message and its RSS")
         ->check(CLI::PositiveNumber);
+    app.add_option("--sample-interval", args.sample_interval,
+                   "with --server-pid: seconds between samples of the server's RSS, descriptors "
+                   "and CPU, from the first connection to the end of the drain (--json gives "
+                   "the series); 0 = none")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     app.add_flag("--json", options.json,
                  "print the result as one JSON line on stdout (the summary goes to stderr)");
+}
+
+// The parsed arguments into options; what is wrong with them, or empty.
+std::string into_options(const Arguments& args, Options& options) {
+    if (std::string problem = parse_url(args.url, options); !problem.empty()) return problem;
+    options.workload = workloads().at(args.workload);
+    options.churn_close = closes().at(args.churn_close);
+    options.warmup = to_ns(args.warmup);
+    options.duration = to_ns(args.duration);
+    options.drain_timeout = to_ns(args.drain_timeout);
+    options.connect_timeout = to_ns(args.connect_timeout);
+    options.sample_interval = to_ns(args.sample_interval);
+    if (args.server_pid > 0) options.server_pid = args.server_pid;
+    if (options.source_ips == 0) {
+        options.source_ips = (options.clients + kClientsPerSource - 1) / kClientsPerSource;
+    }
+    return {};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options options;
+    Arguments args;
+    CLI::App app{"loadgen: end-to-end load generator for shardcast's WebSocket and HTTP API"};
+    add_load_options(app, options, args);
+    add_churn_options(app, options, args);
+    add_run_options(app, options, args);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         const int status = app.exit(e);  // prints the help, or the error
         return status == 0 ? 0 : 2;
     }
-
-    if (const std::string problem = parse_url(url, options); !problem.empty()) {
+    if (const std::string problem = into_options(args, options); !problem.empty()) {
         std::fprintf(stderr, "loadgen: %s\n", problem.c_str());
         return 2;
-    }
-    options.workload = workloads.at(workload);
-    options.churn_close = closes.at(churn_close);
-    options.warmup = to_ns(warmup);
-    options.duration = to_ns(duration);
-    options.drain_timeout = to_ns(drain_timeout);
-    options.connect_timeout = to_ns(connect_timeout);
-    if (server_pid > 0) options.server_pid = server_pid;
-    if (options.source_ips == 0) {
-        options.source_ips = (options.clients + kClientsPerSource - 1) / kClientsPerSource;
     }
 
     const auto result = shardcast::loadgen::run(options);

@@ -1,7 +1,9 @@
 // /proc/<pid>/stat fields 14 and 15 (utime, stime) in clock ticks, VmRSS / VmHWM from
-// /proc/<pid>/status, and the first line of /proc/stat, as proc(5) documents them.
+// /proc/<pid>/status, the entries of /proc/<pid>/fd, each thread's /proc/<pid>/task/<tid>/
+// schedstat, and the first line of /proc/stat, as proc(5) documents them.
 #include "bench/loadgen/proc_stats.hpp"
 
+#include <dirent.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -66,6 +68,39 @@ std::optional<ProcSample> read_self() { return read_at("/proc/self", true); }
 
 std::optional<ProcSample> read_own_thread(int tid) {
     return read_at("/proc/self/task/" + std::to_string(tid), false);
+}
+
+std::optional<int> count_descriptors(int pid) {
+    const std::string path = "/proc/" + std::to_string(pid) + "/fd";
+    DIR* dir = opendir(path.c_str());
+    if (dir == nullptr) return std::nullopt;
+    int count = 0;
+    while (const dirent* entry = readdir(dir)) {
+        if (entry->d_name[0] != '.') ++count;  // every name but "." and ".." is a number
+    }
+    closedir(dir);
+    return count;
+}
+
+std::optional<double> read_wait_seconds(int pid) {
+    const std::string path = "/proc/" + std::to_string(pid) + "/task";
+    DIR* dir = opendir(path.c_str());
+    if (dir == nullptr) return std::nullopt;
+    unsigned long long waited_ns = 0;
+    bool any = false;
+    while (const dirent* entry = readdir(dir)) {
+        if (entry->d_name[0] == '.') continue;
+        std::ifstream in(path + "/" + entry->d_name + "/schedstat");
+        unsigned long long on_cpu_ns = 0;
+        unsigned long long wait_ns = 0;
+        if (in >> on_cpu_ns >> wait_ns) {
+            waited_ns += wait_ns;
+            any = true;
+        }
+    }
+    closedir(dir);
+    if (!any) return std::nullopt;
+    return static_cast<double>(waited_ns) / 1e9;
 }
 
 std::optional<MachineSample> read_machine() {

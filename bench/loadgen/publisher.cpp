@@ -56,21 +56,25 @@ struct Publisher::Impl {
           done(finished),
           stream(on.context()),
           timer(on.context()),
-          random{static_cast<std::uint64_t>(number) * 7919 + 1} {
-        const bool batched = options.batch > 1;
-        const char* target = batched              ? "/api/v1/batch"
-                             : options.targeted() ? "/api/v1/send"
-                                                  : "/api/v1/broadcast";
+          random{static_cast<std::uint64_t>(number) * 7919 + 1},
+          targeted(with.targets(number)),
+          broadcaster(number >= with.publishers),
+          batch(broadcaster ? 1 : with.batch) {
+        const char* target = batch > 1  ? "/api/v1/batch"
+                             : targeted ? "/api/v1/send"
+                                        : "/api/v1/broadcast";
         request = {http::verb::post, target, 11};
         request.set(http::field::host, options.host + ":" + std::to_string(options.port));
         request.set(http::field::content_type,
-                    batched ? "application/x-ndjson" : "application/json");
+                    batch > 1 ? "application/x-ndjson" : "application/json");
         request.keep_alive(true);
-        const std::size_t destinations =
-            options.targeted() ? static_cast<std::size_t>(options.clients) : 1;
+        const std::size_t destinations = targeted ? static_cast<std::size_t>(options.clients) : 1;
         result.sent.assign(destinations, 0);
-        if (options.workload == Workload::churn) result.times.resize(destinations);
-        if (options.rate > 0) {
+        if (options.churns()) result.times.resize(destinations);
+        // The soak's broadcaster keeps its own pace; the others share --rate.
+        if (broadcaster) {
+            interval_ns = 1e9 / options.broadcast_rate;
+        } else if (options.rate > 0) {
             interval_ns = 1e9 * options.batch * options.publishers / options.rate;
         }
     }
@@ -141,7 +145,7 @@ struct Publisher::Impl {
             note_error("HTTP " + std::to_string(response.result_int()) + " " + response.body());
             rollback();
         } else {
-            if (options.batch > 1 && response.body().find("\"rejected\":0") == std::string::npos) {
+            if (batch > 1 && response.body().find("\"rejected\":0") == std::string::npos) {
                 ++result.http_errors;
                 note_error("batch lines rejected: " + response.body());
             }
@@ -183,14 +187,14 @@ struct Publisher::Impl {
         std::string& body = request.body();
         body.clear();
         lines.clear();
-        const int count = options.batch;
+        const int count = batch;
         for (int i = 0; i < count; ++i) {
             const std::size_t destination = pick_destination();
             const std::uint64_t seq = result.sent[destination]++;
             if (!result.times.empty()) result.times[destination].push_back({send_ns, 0});
             lines.push_back({destination, seq});
             body += '{';
-            if (options.targeted()) {
+            if (targeted) {
                 body += "\"to\":\"lg";
                 append_number(body, destination);
                 body += "\",";
@@ -205,7 +209,7 @@ struct Publisher::Impl {
     }
 
     std::size_t pick_destination() {
-        if (!options.targeted()) return 0;
+        if (!targeted) return 0;
         if (options.hot_fraction > 0 && random.unit() < options.hot_fraction) return 0;
         return static_cast<std::size_t>(random.next() %
                                         static_cast<std::uint64_t>(options.clients));
@@ -229,6 +233,9 @@ struct Publisher::Impl {
     http::request<http::string_body> request;
     http::response<http::string_body> response;
     Random random;
+    const bool targeted;     // to one client per message, or broadcasts
+    const bool broadcaster;  // the soak's broadcaster, paced by broadcast_rate
+    const int batch;         // messages per request
     struct Line {
         std::size_t destination;
         std::uint64_t seq;

@@ -1,6 +1,7 @@
 // Publisher: one HTTP/1.1 keep-alive connection that publishes through the API with one
 // request in flight at a time, so that its messages have a defined order. Paced at
-// rate / publishers messages per second, or as fast as the answers come back when rate is 0.
+// rate / publishers messages per second, or as fast as the answers come back when rate is 0;
+// the soak's broadcaster (index == publishers) at broadcast_rate.
 // Beast is included only by publisher.cpp.
 //
 // Thread contract: start() runs on the Loop's thread (post it); done() from any thread;
@@ -36,7 +37,7 @@ struct PublisherResult {
     // Per destination (client number, or 0 for broadcasts): how many messages were accepted,
     // which is also the next sequence number.
     std::vector<std::uint64_t> sent;
-    // Churn only: per destination, the times of each sequence number.
+    // Under churn (churn, soak) only: per destination, the times of each sequence number.
     std::vector<std::vector<PublishTimes>> times;
     Histogram request_latency;  // request written to answer read, in the window
 };

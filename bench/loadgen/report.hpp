@@ -19,6 +19,18 @@ struct ProcFigures {
     std::int64_t rss_end_bytes = 0;
 };
 
+// One point of a run's time series (--sample-interval): the server as /proc shows it, and
+// loadgen's progress beside it.
+struct Sample {
+    double t_s = 0;  // seconds since the run began (before the first connection)
+    std::int64_t server_rss_bytes = 0;
+    int server_descriptors = 0;
+    double server_cpu_seconds = 0;   // since the server started
+    double server_wait_seconds = 0;  // runnable but waiting for a CPU, since it started
+    std::uint64_t open = 0;          // loadgen's clients open
+    std::uint64_t received = 0;      // messages received so far
+};
+
 struct Result {
     // Connections.
     std::uint64_t connected = 0;  // clients open once the connect phase ended
@@ -27,10 +39,13 @@ struct Result {
     double connect_p50_us = 0;
     double connect_p99_us = 0;
     std::uint64_t reconnects = 0;
+    std::uint64_t churned_handshake = 0;  // churn: connections ended with a close frame
+    std::uint64_t churned_reset = 0;      // and with a TCP reset
 
     // Publishing and delivery over the window.
     double window_seconds = 0;
     std::uint64_t published = 0;      // messages accepted, whole run
+    std::uint64_t broadcasts = 0;     // of them, broadcasts (each counts once)
     double published_per_second = 0;  // accepted in the window
     std::uint64_t requests = 0;
     std::uint64_t delivered_in_window = 0;
@@ -71,6 +86,10 @@ struct Result {
     double self_rss_per_client = 0;
     // The machine's CPU time stolen by the hypervisor over the window, % of all CPU time.
     std::optional<double> steal_percent;
+    // With --sample-interval: the time series, and where the window lies on its time axis.
+    std::vector<Sample> samples;
+    double window_start_s = 0;
+    double window_end_s = 0;
 
     // Why the run failed; empty when it passed.
     std::vector<std::string> problems;

@@ -16,6 +16,7 @@
 #include "bench/loadgen/message.hpp"
 #include "bench/loadgen/proc_stats.hpp"
 #include "bench/loadgen/publisher.hpp"
+#include "bench/loadgen/sampler.hpp"
 
 namespace shardcast::loadgen {
 
@@ -86,7 +87,7 @@ public:
                 std::make_unique<ClientGroup>(*loops_[t], options, std::move(indices[t])));
         }
         if (options.publishes()) {
-            for (int p = 0; p < options.publishers; ++p) {
+            for (int p = 0; p < options.publisher_count(); ++p) {
                 publishers_.push_back(
                     std::make_unique<Publisher>(*loops_[p % threads], options, p));
             }
@@ -94,12 +95,20 @@ public:
     }
 
     Result run() {
+        zero_ns_ = now_ns();
         for (auto& loop : loops_) loop->start();
+        start_sampler();
         connect();
         if (options_.publishes()) {
             publish();
         } else {
             hold();
+        }
+        // The last sample still has the clients connected: what the server holds once they
+        // have gone is for the caller to read, when the server has had time to notice.
+        if (sampler_) {
+            sampler_->stop();
+            result_.samples = sampler_->samples();
         }
         stop();
         evaluate();
@@ -107,6 +116,15 @@ public:
     }
 
 private:
+    void start_sampler() {
+        if (!options_.server_pid || options_.sample_interval.count() <= 0) return;
+        sampler_ = std::make_unique<Sampler>(
+            *options_.server_pid, options_.sample_interval, zero_ns_, [this] {
+                return Sampler::Progress{sum(&LoopStats::open), sum(&LoopStats::received)};
+            });
+        sampler_->start();
+    }
+
     void connect() {
         before_connect_ = snapshot();
         const std::int64_t start = now_ns();
@@ -146,7 +164,7 @@ private:
         const std::int64_t begin = now_ns() + kPublisherConnectNs;
         const Window window{begin + options_.warmup.count(),
                             begin + options_.warmup.count() + options_.duration.count()};
-        const bool churn = options_.workload == Workload::churn;
+        const bool churn = options_.churns();
         for (std::size_t t = 0; t < loops_.size(); ++t) {
             Loop* loop = loops_[t].get();
             ClientGroup* group = groups_[t].get();
@@ -167,6 +185,8 @@ private:
         sleep_until_ns(window.end_ns);
         const Snapshot b = snapshot();
         result_.window_seconds = static_cast<double>(window.end_ns - window.start_ns) / 1e9;
+        result_.window_start_s = static_cast<double>(window.start_ns - zero_ns_) / 1e9;
+        result_.window_end_s = static_cast<double>(window.end_ns - zero_ns_) / 1e9;
 
         if (!wait_until([&] { return all_published(); }, window.end_ns + kPublisherFinishNs)) {
             result_.problems.push_back("a publisher did not finish its last request");
@@ -180,7 +200,7 @@ private:
     void drain() {
         const std::int64_t deadline = now_ns() + options_.drain_timeout.count();
         // A publisher that is not done may still be writing its result.
-        if (options_.workload == Workload::churn || !all_published()) {
+        if (options_.churns() || !all_published()) {
             std::uint64_t seen = sum(&LoopStats::received);
             std::int64_t quiet_since = now_ns();
             wait_until(
@@ -196,9 +216,10 @@ private:
             return;
         }
         std::uint64_t expected = 0;
-        for (auto& publisher : publishers_) {
-            const std::uint64_t accepted = publisher->result().accepted;
-            expected += options_.targeted() ? accepted : accepted * result_.connected;
+        for (std::size_t p = 0; p < publishers_.size(); ++p) {
+            const std::uint64_t accepted = publishers_[p]->result().accepted;
+            expected +=
+                options_.targets(static_cast<int>(p)) ? accepted : accepted * result_.connected;
         }
         result_.expected = expected;
         wait_until([&] { return sum(&LoopStats::received) >= expected; }, deadline);
@@ -265,14 +286,17 @@ private:
             result_.framing_errors += stats.framing_errors;
             if (result_.first_error.empty()) result_.first_error = stats.first_error;
             result_.reconnects += stats.reconnects;
+            result_.churned_handshake += stats.churned_handshake;
+            result_.churned_reset += stats.churned_reset;
             if (stats.last_close_code != 0) result_.last_close_code = stats.last_close_code;
             for (const ConnectionRecord& record : stats.connections) check(record);
         }
         std::uint64_t accepted_in_window = 0;
-        for (auto& publisher : publishers_) {
-            const PublisherResult& r = publisher->result();
+        for (std::size_t p = 0; p < publishers_.size(); ++p) {
+            const PublisherResult& r = publishers_[p]->result();
             request.merge(r.request_latency);
             result_.published += r.accepted;
+            if (!options_.targets(static_cast<int>(p))) result_.broadcasts += r.accepted;
             result_.requests += r.requests;
             accepted_in_window += r.accepted_in_window;
             result_.http_errors += r.http_errors;
@@ -300,11 +324,11 @@ private:
         judge();
     }
 
-    // Loss, order and duplicates of one connection. Outside churn every connection was open
+    // Loss, order and duplicates of one connection. Without churn every connection was open
     // before the first publish and until the drain ended, so it must have received every
-    // message for it. Under churn only the messages whose publish began after the connection
-    // opened count, and of a connection that was closed only those before the last one
-    // received: the rest may have been in flight when it closed.
+    // message for it. Under churn (churn, soak) only the messages whose publish began after
+    // the connection opened count, and of a connection that was closed only those before the
+    // last one received: the rest may have been in flight when it closed.
     //
     // A missing message followed by a later one is lost: per-publisher order means it can no
     // longer come. Missing messages after the last one received are only undelivered: they
@@ -316,9 +340,9 @@ private:
             result_.duplicates += stream.duplicates();
             const PublisherResult& published = publishers_[p]->result();
             const auto destination =
-                options_.targeted() ? static_cast<std::size_t>(record.client) : 0;
+                options_.targets(static_cast<int>(p)) ? static_cast<std::size_t>(record.client) : 0;
             const std::uint64_t total = published.sent[destination];
-            if (options_.workload != Workload::churn) {
+            if (!options_.churns()) {
                 count_missing(stream, 0, total);
                 continue;
             }
@@ -402,6 +426,8 @@ private:
     std::vector<std::unique_ptr<Loop>> loops_;
     std::vector<std::unique_ptr<ClientGroup>> groups_;
     std::vector<std::unique_ptr<Publisher>> publishers_;
+    std::unique_ptr<Sampler> sampler_;
+    std::int64_t zero_ns_ = 0;  // when the run began: the samples' time axis starts here
     Snapshot before_connect_;
     Snapshot after_connect_;
     double server_cpu_seconds_ = 0;
