@@ -4,10 +4,11 @@
 //
 // Thread contract: every call but stop_receiving() must return at once and never block; an
 // implementation queues the work for its own thread. held(), released(), claim(), forward(),
-// forward_disconnect() and upstream() are called on shard threads; forward_broadcast() on
-// whichever thread published the broadcast.
+// forward_broadcast(), forward_disconnect(), fetch_history() and upstream() are called on
+// shard threads.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -39,6 +40,19 @@ public:
     // sessions and before the shard threads end. Returns once nothing from the other nodes is
     // being, or will be, handed to the dispatcher: the one call that waits.
     virtual void stop_receiving() = 0;
+
+    // Whether the cluster's stream numbers messages (history on JetStream); read once, at
+    // set_link. Then a shard hands every send and broadcast accepted here to forward() and
+    // forward_broadcast(), whatever the node holds, and delivers it when the link brings it
+    // back, numbered, as an echo (Dispatcher::send_stored); and a resume asks fetch_history.
+    virtual bool sequences() const = 0;
+    // A session (Session::serial) of client_id, on shard `shard`, resumes from since in
+    // epoch. Answered once, always, with Dispatcher::resumed(), from another thread.
+    virtual void fetch_history(std::string_view client_id,
+                               std::uint64_t since,
+                               std::string_view epoch,
+                               std::size_t shard,
+                               std::uint64_t session) = 0;
 
     // Whether upstream() wants the frames clients send; read once per frame. info is what the
     // client's connect token says about it (a JSON object), or empty.

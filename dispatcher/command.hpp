@@ -4,10 +4,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "dispatcher/payload.hpp"
+#include "dispatcher/position.hpp"
 #include "dispatcher/publish_kind.hpp"
+#include "dispatcher/resume_result.hpp"
 
 namespace shardcast::dispatcher {
 
@@ -15,8 +18,8 @@ using Clock = std::chrono::steady_clock;
 
 struct Command {
     // claim: another node attached a session of client_id at claim_since_ns; older local
-    // sessions of the id are replaced.
-    enum class Kind : unsigned char { send, broadcast, disconnect, claim };
+    // sessions of the id are replaced. resumed: the cluster's answer to a session's resume.
+    enum class Kind : unsigned char { send, broadcast, disconnect, claim, resumed };
 
     // Global publish order: taken after the previous publish returned, so sorting a
     // drained batch by stamp restores "returned before began" order across producers.
@@ -24,12 +27,18 @@ struct Command {
     Kind kind = Kind::send;
     PublishKind origin = PublishKind::send;  // bus: came from another node, never forwarded
     bool claim_wins_ties = false;            // claim only: the claimer wins an equal time
-    std::uint16_t close_code = 0;            // disconnect only
-    std::int64_t claim_since_ns = 0;         // claim only
+    // send/broadcast: this node's own message, back from the cluster's stream with its
+    // position; counted when it was accepted, so only delivered now.
+    bool echo = false;
+    std::uint16_t close_code = 0;     // disconnect only
+    std::int64_t claim_since_ns = 0;  // claim only
     // send/disconnect: the target id. broadcast: the id to skip (empty: none).
     std::string client_id;
     // send/broadcast: the message. disconnect: the close reason text.
     Payload payload;
+    // send/broadcast numbered by the cluster's stream: where it stands there.
+    Position position;
+    std::unique_ptr<ResumeResult> resumed;  // resumed only
     Clock::time_point enqueued{};
 };
 

@@ -69,19 +69,48 @@ bool Dispatcher::publish(std::size_t shard, Command&& command) {
 }
 
 bool Dispatcher::send(std::string_view client_id, Payload payload, PublishKind kind) {
+    return send_at(client_id, std::move(payload), kind, {}, false);
+}
+
+bool Dispatcher::send_stored(std::string_view client_id,
+                             Payload payload,
+                             Position position,
+                             bool echo) {
+    return send_at(client_id, std::move(payload), PublishKind::bus, std::move(position), echo);
+}
+
+bool Dispatcher::send_at(
+    std::string_view client_id, Payload payload, PublishKind kind, Position position, bool echo) {
     if (!admits(kind)) {
         return false;
     }
     Command command;
     command.kind = Command::Kind::send;
     command.origin = kind;
+    command.echo = echo;
     command.client_id.assign(client_id);
     command.payload = std::move(payload);
+    command.position = std::move(position);
     command.enqueued = Clock::now();
     return publish(router_.shard_of(client_id), std::move(command));
 }
 
 bool Dispatcher::broadcast(Payload payload, std::string_view except, PublishKind kind) {
+    return broadcast_at(std::move(payload), except, kind, {}, false);
+}
+
+bool Dispatcher::broadcast_stored(Payload payload,
+                                  std::string_view except,
+                                  Position position,
+                                  bool echo) {
+    return broadcast_at(std::move(payload), except, PublishKind::bus, std::move(position), echo);
+}
+
+bool Dispatcher::broadcast_at(Payload payload,
+                              std::string_view except,
+                              PublishKind kind,
+                              const Position& position,
+                              bool echo) {
     if (!admits(kind)) {
         return false;
     }
@@ -91,12 +120,29 @@ bool Dispatcher::broadcast(Payload payload, std::string_view except, PublishKind
         Command command;
         command.kind = Command::Kind::broadcast;
         command.origin = kind;
+        command.echo = echo;
         command.client_id.assign(except);
         command.payload = payload;  // one shared buffer for every shard and session
+        command.position = position;
         command.enqueued = now;
         queued = publish(i, std::move(command)) && queued;
     }
     return queued;
+}
+
+bool Dispatcher::resumed(std::size_t shard,
+                         std::string_view client_id,
+                         std::unique_ptr<ResumeResult> result) {
+    if (!admits(PublishKind::bus) || shard >= shards_.size()) {
+        return false;
+    }
+    Command command;
+    command.kind = Command::Kind::resumed;
+    command.origin = PublishKind::bus;
+    command.client_id.assign(client_id);
+    command.resumed = std::move(result);
+    command.enqueued = Clock::now();
+    return publish(shard, std::move(command));
 }
 
 bool Dispatcher::disconnect(std::string_view client_id,

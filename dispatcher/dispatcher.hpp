@@ -13,7 +13,9 @@
 // leaves this node in the same order it was published. Commands with PublishKind::bus came
 // from the link and are delivered here only. They are taken until the shards have closed
 // their sessions in stop(), not only until stop() begins: the clients they are for are
-// still connected while the shards drain.
+// still connected while the shards drain. When the link sequences (history on JetStream),
+// every send and broadcast accepted here goes to the link first and is delivered, here too,
+// when it comes back numbered: the stream's order is the one order every node delivers in.
 #pragma once
 
 #include <atomic>
@@ -65,6 +67,15 @@ public:
                     std::uint16_t code,
                     std::string_view reason,
                     PublishKind kind = PublishKind::send);
+    // From the link, a message of the cluster's stream: delivered here with its position, or
+    // none when the stream could not store it. echo: this node's own unstored message,
+    // counted when it was accepted; otherwise counted as PublishKind::bus.
+    bool send_stored(std::string_view client_id, Payload payload, Position position, bool echo);
+    bool broadcast_stored(Payload payload, std::string_view except, Position position, bool echo);
+    // From the link: its answer to ClusterLink::fetch_history, for the session's shard.
+    bool resumed(std::size_t shard,
+                 std::string_view client_id,
+                 std::unique_ptr<ResumeResult> result);
     // Another node attached a session of client_id at since_ns (Unix time, ns): local sessions
     // of the id attached before it close with 4001, as do those attached at the same instant
     // when wins_ties is set.
@@ -112,6 +123,16 @@ private:
         return intake == Intake::all || (intake == Intake::bus_only && kind == PublishKind::bus);
     }
     bool publish(std::size_t shard, Command&& command);
+    bool send_at(std::string_view client_id,
+                 Payload payload,
+                 PublishKind kind,
+                 Position position,
+                 bool echo);
+    bool broadcast_at(Payload payload,
+                      std::string_view except,
+                      PublishKind kind,
+                      const Position& position,
+                      bool echo);
     Overload overload_of_shard(std::size_t shard) const;
 
     const DispatcherConfig config_;

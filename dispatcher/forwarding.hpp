@@ -11,9 +11,10 @@ namespace shardcast::dispatcher {
 
 // A send, or a broadcast on shard 0: what a shard counts as published, and as failed when it
 // is never delivered. Every shard sees every broadcast; shard 0 alone counts it.
+// An echo was counted when it was accepted.
 inline bool counts(const Command& command, std::size_t shard) {
-    return command.kind == Command::Kind::send ||
-           (command.kind == Command::Kind::broadcast && shard == 0);
+    return !command.echo && (command.kind == Command::Kind::send ||
+                             (command.kind == Command::Kind::broadcast && shard == 0));
 }
 
 // Whether a send or disconnect must also reach other nodes: never without a link or for what

@@ -17,19 +17,19 @@ Outbound::ThreadCache::~ThreadCache() {
 Outbound::Block* Outbound::make_block(Payload payload,
                                       std::chrono::steady_clock::time_point enqueued,
                                       Gauge* bytes,
-                                      std::uint64_t offset) {
+                                      Position position) {
     if (bytes != nullptr) {
         bytes->add(static_cast<std::int64_t>(payload->size()));
     }
     if (cache_.head == nullptr) {
-        return new Block{std::move(payload), enqueued, bytes, offset};
+        return new Block{std::move(payload), enqueued, bytes, std::move(position)};
     }
     Block* block = std::exchange(cache_.head, cache_.head->next_free);
     --cache_.size;
     block->payload = std::move(payload);
     block->enqueued = enqueued;
     block->bytes = bytes;
-    block->offset = offset;
+    block->position = std::move(position);
     block->refs = 1;
     block->next_free = nullptr;
     return block;
@@ -44,6 +44,7 @@ void Outbound::recycle(Block* block) {
         return;
     }
     block->payload.reset();  // the message goes now; only the block is kept
+    block->position.epoch.reset();
     block->next_free = std::exchange(cache_.head, block);
     ++cache_.size;
 }

@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "dispatcher/payload.hpp"
+#include "dispatcher/position.hpp"
 #include "dispatcher/shard_stats.hpp"
 
 namespace shardcast::dispatcher {
@@ -28,13 +29,13 @@ class Outbound {
 public:
     Outbound() = default;
     // bytes, when given, is the shard's count of the bytes its messages hold: the message
-    // adds its size while it exists, once however many sessions share it. offset is its
-    // place in the shard's stream (History).
+    // adds its size while it exists, once however many sessions share it. position is its
+    // place in the stream clients resume from.
     Outbound(Payload payload,
              std::chrono::steady_clock::time_point enqueued,
              Gauge* bytes = nullptr,
-             std::uint64_t offset = 0)
-        : block_(make_block(std::move(payload), enqueued, bytes, offset)) {}
+             Position position = {})
+        : block_(make_block(std::move(payload), enqueued, bytes, std::move(position))) {}
     Outbound(const Outbound& other) noexcept : block_(other.block_) {
         if (block_ != nullptr) ++block_->refs;
     }
@@ -52,7 +53,9 @@ public:
     const std::string& text() const { return block_->payload->text(); }
     std::size_t size() const { return block_->payload->size(); }
     std::chrono::steady_clock::time_point enqueued() const { return block_->enqueued; }
-    std::uint64_t offset() const { return block_->offset; }
+    std::uint64_t offset() const { return block_->position.offset; }
+    // Null for the shard's own epoch.
+    const std::string* epoch() const { return block_->position.epoch.get(); }
 
     bool empty() const { return block_ == nullptr; }
 
@@ -73,7 +76,7 @@ private:
         Payload payload;
         std::chrono::steady_clock::time_point enqueued;
         Gauge* bytes = nullptr;  // counts the payload's size while the block holds it
-        std::uint64_t offset = 0;
+        Position position;
         std::uint32_t refs = 1;
         Block* next_free = nullptr;  // while in the thread's cache
     };
@@ -89,7 +92,7 @@ private:
     static Block* make_block(Payload payload,
                              std::chrono::steady_clock::time_point enqueued,
                              Gauge* bytes,
-                             std::uint64_t offset);
+                             Position position);
     static void recycle(Block* block);
 
     Block* block_ = nullptr;

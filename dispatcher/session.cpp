@@ -1,6 +1,7 @@
 #include "dispatcher/session.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 
 #include "dispatcher/close_code.hpp"
@@ -35,6 +36,11 @@ constexpr bool told_why(RemovalReason reason) {
     }
 }
 
+std::uint64_t next_serial() {
+    static std::atomic<std::uint64_t> last{0};
+    return last.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 }  // namespace
 
 Session::Session(Shard& shard, std::string client_id)
@@ -43,6 +49,7 @@ Session::Session(Shard& shard, std::string client_id)
       attached_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count()),
+      serial_(next_serial()),
       last_heard_(Clock::now()),
       next_ping_(last_heard_ + shard.config().heartbeat_interval) {}
 
@@ -56,9 +63,14 @@ bool Session::deliver(const Outbound& message) {
         stats.add_failed(FailureReason::session_closed);
         return true;
     }
+    if (replayed(message)) {
+        return true;  // the client has it from its resume
+    }
     const std::size_t size = message.size();
-    // The limit is on what waits: the batch being written is already on its way.
-    auto waiting = [this] { return queue_.bytes() - in_flight_bytes_; };
+    // The limit is on what waits: the batch being written is already on its way, and a
+    // replay, at the front, has an allowance of its own (deliver_replay). Both are prefixes.
+    auto waiting = [this] { return queue_.bytes() - std::max(in_flight_bytes_, replay_bytes_); };
+    const std::size_t protected_front = std::max<std::size_t>(in_flight_, replay_left_);
     if (waiting() + size > config.buffer_limit) {
         if (config.overflow == OverflowPolicy::terminate) {
             stats.add_failed(FailureReason::session_closed);
@@ -71,13 +83,13 @@ bool Session::deliver(const Outbound& message) {
             return true;
         }
         // Make room from the front; the write in flight is already on the wire.
-        while (queue_.size() > in_flight_ && waiting() + size > config.buffer_limit) {
-            queue_.take(in_flight_);
+        while (queue_.size() > protected_front && waiting() + size > config.buffer_limit) {
+            queue_.take(protected_front);
             stats.add_failed(FailureReason::overflow_dropped);
         }
     }
     queue_.push(message);
-    if (state_ == State::open && in_flight_ == 0 && !write_requested_) {
+    if (state_ == State::open && in_flight_ == 0 && !write_requested_ && !resuming_) {
         write_requested_ = true;
         shard_.request_write(shared_from_this());
     }
@@ -87,9 +99,50 @@ bool Session::deliver(const Outbound& message) {
 void Session::write_queued() {
     assert(on_shard_thread());
     write_requested_ = false;
-    if (state_ == State::open && in_flight_ == 0 && !queue_.empty()) {
+    if (state_ == State::open && in_flight_ == 0 && !queue_.empty() && !resuming_) {
         data_ready();
     }
+}
+
+void Session::deliver_replay(const Outbound& message) {
+    assert(on_shard_thread());
+    if (state_ == State::closing || state_ == State::closed) {
+        shard_.stats().add_failed(FailureReason::session_closed);
+        return;
+    }
+    assert(replay_left_ == queue_.size());  // a replay goes ahead of anything else
+    queue_.push(message);
+    ++replay_left_;
+    replay_bytes_ += message.size();
+    if (state_ == State::open && in_flight_ == 0 && !write_requested_ && !resuming_) {
+        write_requested_ = true;
+        shard_.request_write(shared_from_this());
+    }
+}
+
+bool Session::finish_resume(std::vector<Outbound> replay, Position through) {
+    assert(on_shard_thread());
+    assert(in_flight_ == 0);  // nothing is written while resuming
+    resuming_ = false;
+    replayed_through_ = std::move(through);
+    OutboundQueue meanwhile;
+    std::swap(meanwhile, queue_);
+    for (const Outbound& message : replay) {
+        deliver_replay(message);
+    }
+    while (!meanwhile.empty()) {
+        if (!deliver(meanwhile.pop())) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// One the stream could not number (offset 0) is in no replay.
+bool Session::replayed(const Outbound& message) const {
+    return message.offset() != 0 && message.offset() <= replayed_through_.offset &&
+           message.epoch() != nullptr && replayed_through_.epoch &&
+           *message.epoch() == *replayed_through_.epoch;
 }
 
 // As many queued messages as the transport puts into one write, up to kMaxBatchBytes.
@@ -106,8 +159,10 @@ std::pair<std::size_t, std::size_t> Session::front_batch() const {
 
 std::size_t Session::take_batch() {
     assert(on_shard_thread());
+    // A resuming session writes nothing, not even a final batch: a client that saw later
+    // messages would resume after the ones still missing.
     const bool writable = state_ == State::open || (state_ == State::closing && final_batch_);
-    if (!writable || in_flight_ > 0 || queue_.empty()) {
+    if (!writable || resuming_ || in_flight_ > 0 || queue_.empty()) {
         return 0;
     }
     final_batch_ = false;
@@ -150,6 +205,10 @@ void Session::settle_in_flight(std::optional<FailureReason> failure) {
     const auto now = Clock::now();
     for (; in_flight_ > 0; --in_flight_) {
         const Outbound done = queue_.pop();
+        if (replay_left_ > 0) {
+            --replay_left_;
+            replay_bytes_ -= done.size();
+        }
         if (!failure) {
             shard_.record_latency(now - done.enqueued());
         }
@@ -220,6 +279,11 @@ void Session::drop_queue(RemovalReason reason, bool was_open) {
         kept = front_batch().first;
     }
     const std::size_t dropped = queue_.truncate(kept);
+    replay_left_ = std::min(replay_left_, kept);
+    replay_bytes_ = 0;
+    for (std::size_t i = 0; i < replay_left_; ++i) {
+        replay_bytes_ += queue_.at(i).size();
+    }
     shard_.stats().add_failed(reason == RemovalReason::server_shutdown
                                   ? FailureReason::shutdown
                                   : FailureReason::session_closed,
@@ -263,7 +327,7 @@ void Session::on_open() {
     state_ = State::open;
     last_heard_ = Clock::now();
     next_ping_ = last_heard_ + shard_.config().heartbeat_interval;
-    if (!queue_.empty()) {
+    if (!queue_.empty() && !resuming_) {
         data_ready();
     }
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "dispatcher/command.hpp"
 #include "dispatcher/failure_reason.hpp"
@@ -42,6 +43,8 @@ public:
     const std::string& client_id() const { return client_id_; }
     // When the session was created (Unix time, ns): across nodes, the newest one wins.
     std::int64_t attached_ns() const { return attached_ns_; }
+    // Unique in the process: names the session in answers that come back to its shard.
+    std::uint64_t serial() const { return serial_; }
     Shard& shard() const { return shard_; }
     State state() const { return state_; }
     // Nothing queued and no write in flight (messages being written stay at the queue's front).
@@ -58,6 +61,23 @@ public:
     bool deliver(const Outbound& message);
     // Called by the Shard at the end of a drain turn, once per session deliver() asked for.
     void write_queued();
+
+    // Called by the Shard when the session resumes in a sequenced cluster: until
+    // finish_resume, what is delivered queues and nothing is written.
+    void begin_resume() { resuming_ = true; }
+    bool resuming() const { return resuming_; }
+    // The replay (in offset order) goes first, then what was delivered meanwhile, less what
+    // the replay covers: every message of the client's up to `through` in `epoch`, which is
+    // also dropped when it arrives later (a live copy can trail its stored original). False
+    // when a terminate-policy buffer overflowed: the shard then removes the session with
+    // RemovalReason::overflow.
+    bool finish_resume(std::vector<Outbound> replay, Position through);
+    // Called by the Shard for each replayed message, before anything else is queued. A
+    // replay is not held to session.buffer_limit, nor dropped to make room: history bounds
+    // it, its payloads are shared with history, and the client asked for all of it. What is
+    // delivered after it has the whole buffer.
+    void deliver_replay(const Outbound& message);
+    bool replayed(const Outbound& message) const;
 
     // When the client's connect token runs out (its exp plus leeway); never, by default.
     // Set by the transport before the session is attached, and moved by a refresh.
@@ -126,8 +146,10 @@ protected:
     // how many it takes with max_batch(); the default is one message per write.
     std::size_t take_batch();
     const Content& in_flight(std::size_t i) const { return queue_.at(i).content(); }
-    // Its offset in the shard's stream (docs/protocol.md).
+    // Its position in the stream clients resume from (docs/protocol.md): offset 0 for none,
+    // and a null epoch for the shard's own.
     std::uint64_t in_flight_offset(std::size_t i) const { return queue_.at(i).offset(); }
+    const std::string* in_flight_epoch(std::size_t i) const { return queue_.at(i).epoch(); }
     // Settles the batch in flight: counted as sent, or as failed, in which case (while open)
     // the session is removed. Calls nothing of the transport's but abort().
     void batch_written(bool ok);
@@ -162,7 +184,9 @@ private:
     Shard& shard_;
     std::string client_id_;
     std::int64_t attached_ns_;
+    std::uint64_t serial_;
     State state_ = State::handshaking;
+    bool resuming_ = false;  // waiting for the cluster's answer to a resume
     bool ping_in_flight_ = false;
     bool write_requested_ = false;  // on the shard's list for write_queued()
     // Closing after an announced close: take_batch hands out the front of the queue once
@@ -172,6 +196,10 @@ private:
     // write completes, and neither drop_oldest nor a close drops them before that.
     std::uint32_t in_flight_ = 0;
     std::size_t in_flight_bytes_ = 0;
+    // The first replay_left_ messages of the queue are a replay (deliver_replay).
+    std::size_t replay_left_ = 0;
+    std::size_t replay_bytes_ = 0;
+    Position replayed_through_;  // finish_resume's `through`
     std::uint64_t messages_sent_ = 0;
     std::uint64_t socket_writes_ = 0;
     OutboundQueue queue_;

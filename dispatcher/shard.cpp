@@ -125,32 +125,53 @@ void Shard::deliver(Command& command) {
         case Command::Kind::claim:
             replace_older(command);
             break;
+        case Command::Kind::resumed:
+            finish_resume(command);
+            break;
     }
     remove_overflowed();
 }
 
+Position Shard::position_for(const Command& command) {
+    if (sequenced_) {
+        return command.position;
+    }
+    if (!keeps_history()) {
+        return {};  // no resume without history: frames carry no offset
+    }
+    return {++offset_, nullptr};
+}
+
 // To the id's sessions here, and over the link when other nodes may hold it. Kept in history
-// either way, so a client away now gets it when it resumes.
+// either way, so a client away now gets it when it resumes. In a sequenced cluster, what is
+// accepted here goes to the stream first and is delivered when it comes back (an echo).
 void Shard::deliver_send(Command& command) {
+    if (sequenced_ && command.origin != PublishKind::bus) {
+        if (!link_->forward(command.client_id, command.payload)) {
+            stats_.add_failed(FailureReason::bus_unavailable);
+        }
+        return;
+    }
     auto it = sessions_.find(command.client_id);
     const bool held_here = it != sessions_.end();
     const bool forward =
         forwards(command, held_here, link_ != nullptr, config_.session.on_duplicate);
-    const std::uint64_t offset = ++offset_;
+    Position position = position_for(command);
     if (keeps_history()) {
-        history_.record_send(command.client_id, {offset, command.payload, Clock::now()});
+        history_.record_send(command.client_id, {position.offset, command.payload, Clock::now()});
     }
     if (held_here) {
         // Moved when nothing else needs it: a copy is a locked increment and a locked
         // decrement on a count the producer's core last wrote.
-        deliver_to(it->second, Outbound(forward ? command.payload : std::move(command.payload),
-                                        command.enqueued, &stats_.outbound_bytes, offset));
+        deliver_to(it->second,
+                   Outbound(forward ? command.payload : std::move(command.payload),
+                            command.enqueued, &stats_.outbound_bytes, std::move(position)));
     }
     if (forward) {
         if (!link_->forward(command.client_id, command.payload)) {
             stats_.add_failed(FailureReason::bus_unavailable);
         }
-    } else if (!held_here) {
+    } else if (!held_here && !command.echo) {  // an echo's live copy went to the other nodes
         if (keeps_history()) {
             stats_.held.add();
         } else {
@@ -160,15 +181,23 @@ void Shard::deliver_send(Command& command) {
 }
 
 void Shard::deliver_broadcast(const Command& command) {
+    if (sequenced_ && command.origin != PublishKind::bus) {
+        if (index_ == 0 && !link_->forward_broadcast(command.payload, command.client_id)) {
+            stats_.add_failed(FailureReason::bus_unavailable);
+        }
+        return;
+    }
     if (forwards_broadcast(command, index_, link_ != nullptr) &&
         !link_->forward_broadcast(command.payload, command.client_id)) {
         stats_.add_failed(FailureReason::bus_unavailable);
     }
-    const std::uint64_t offset = ++offset_;
+    Position position = position_for(command);
     if (keeps_history()) {
-        history_.record_broadcast(command.client_id, {offset, command.payload, Clock::now()});
+        history_.record_broadcast(command.client_id,
+                                  {position.offset, command.payload, Clock::now()});
     }
-    const Outbound message(command.payload, command.enqueued, &stats_.outbound_bytes, offset);
+    const Outbound message(command.payload, command.enqueued, &stats_.outbound_bytes,
+                           std::move(position));
     for (const auto& [id, list] : sessions_) {
         if (command.client_id.empty() || id != command.client_id) {
             deliver_to(list, message);

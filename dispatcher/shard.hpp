@@ -62,7 +62,10 @@ public:
     std::chrono::milliseconds tick_period() const { return tick_period_; }
 
     // Before start(): the cluster link, or none for a single node.
-    void set_link(ClusterLink* link) { link_ = link; }
+    void set_link(ClusterLink* link) {
+        link_ = link;
+        sequenced_ = link != nullptr && link->sequences();
+    }
     ClusterLink* link() const { return link_; }
 
     // Any thread.
@@ -90,7 +93,8 @@ public:
     // A session just attached asks for what its client missed: the messages after offset
     // since in epoch, or, from another epoch, all that is held, behind a gap notice when
     // some is gone. Queued ahead of anything delivered later, so the seam has no gap and no
-    // duplicate.
+    // duplicate. In a sequenced cluster the link looks in the stream and the session holds
+    // what arrives meanwhile until the answer (finish_resume).
     void resume(Session& session, std::uint64_t since, std::string_view epoch);
     // This shard's epoch: the offsets of its stream mean something only within it. A new
     // one at every start.
@@ -128,6 +132,10 @@ private:
     void deliver_send(Command& command);
     void deliver_broadcast(const Command& command);
     void deliver_disconnect(const Command& command);
+    void finish_resume(const Command& command);
+    // The position a message delivered here stands at: the stream's in a sequenced cluster
+    // (none for one that could not be stored), otherwise the next of this shard's.
+    Position position_for(const Command& command);
     void deliver_to(const SessionList& sessions, const Outbound& message);
     void replace_older(const Command& claim);
     void remove_overflowed();
@@ -155,6 +163,7 @@ private:
     Clock::time_point next_sweep_;
     std::thread thread_;
     ClusterLink* link_ = nullptr;
+    bool sequenced_ = false;  // the link numbers messages: ClusterLink::sequences()
 
     Inbox inbox_;
     ShardStats stats_;

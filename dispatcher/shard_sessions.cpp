@@ -147,6 +147,11 @@ void Shard::resume(Session& session, std::uint64_t since, std::string_view epoch
     assert(on_shard_thread());
     HistoryStats& stats = stats_.history;
     stats.resumes.add();
+    if (sequenced_) {
+        session.begin_resume();
+        link_->fetch_history(session.client_id(), since, epoch, index_, session.serial());
+        return;
+    }
     if (!keeps_history()) {
         stats.gaps[enum_index(GapReason::unavailable)].add();
         session.notify_gap(GapReason::unavailable, since, epoch);
@@ -164,12 +169,41 @@ void Shard::resume(Session& session, std::uint64_t since, std::string_view epoch
     }
     const auto now = Clock::now();
     for (const History::Entry& entry : replay.entries) {
-        if (!session.deliver(Outbound(entry.payload, now, &stats_.outbound_bytes, entry.offset))) {
-            remove(session, RemovalReason::overflow);
-            return;
-        }
+        session.deliver_replay(
+            Outbound(entry.payload, now, &stats_.outbound_bytes, {entry.offset, nullptr}));
     }
     stats.replayed.add(replay.entries.size());
+}
+
+// The link's answer to a resume: the gap notice, then the replay, then what arrived live
+// meanwhile and the replay does not already hold.
+void Shard::finish_resume(const Command& command) {
+    const ResumeResult& result = *command.resumed;
+    auto it = sessions_.find(command.client_id);
+    if (it == sessions_.end()) {
+        return;
+    }
+    const auto found = std::find_if(it->second.begin(), it->second.end(),
+                                    [&](const auto& s) { return s->serial() == result.session; });
+    if (found == it->second.end()) {
+        return;  // gone meanwhile
+    }
+    const std::shared_ptr<Session> session = *found;
+    HistoryStats& stats = stats_.history;
+    if (result.gap) {
+        stats.gaps[enum_index(*result.gap)].add();
+        session->notify_gap(*result.gap, result.since, result.epoch);
+    }
+    const auto now = Clock::now();
+    std::vector<Outbound> replay;
+    replay.reserve(result.entries.size());
+    for (const ResumeResult::Entry& entry : result.entries) {
+        replay.emplace_back(entry.payload, now, &stats_.outbound_bytes, entry.position);
+    }
+    stats.replayed.add(replay.size());
+    if (!session->finish_resume(std::move(replay), result.through)) {
+        remove(*session, RemovalReason::overflow);
+    }
 }
 
 }  // namespace shardcast::dispatcher

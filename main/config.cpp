@@ -34,6 +34,7 @@ constexpr std::string_view kListenExpected =
 
 // Names in enum order, so an enum's value indexes its name.
 constexpr std::string_view kOverflowNames[] = {"terminate", "drop_oldest"};
+constexpr std::string_view kStorageNames[] = {"file", "memory"};
 constexpr std::string_view kDuplicateNames[] = {"replace", "allow"};
 constexpr std::string_view kBooleans[] = {"false", "true"};
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
@@ -454,6 +455,20 @@ std::string parse_subject_prefix(std::string_view key, const YAML::Node& node) {
     return text;
 }
 
+// A JetStream stream name: no dots, wildcards, spaces or path separators.
+std::string parse_stream_name(std::string_view key, const YAML::Node& node) {
+    constexpr std::string_view expected =
+        "up to 64 characters from [A-Za-z0-9_-], or nothing for <subject_prefix>_history";
+    if (node.IsNull()) {
+        return {};
+    }
+    std::string text = scalar(key, node, expected);
+    if (text.size() > 64 || !std::all_of(text.begin(), text.end(), transport::word_char)) {
+        fail(key, expected, text);
+    }
+    return text;
+}
+
 // A rate or burst of a token bucket: 1 to 4 billion.
 std::uint32_t rate(std::string_view key, const YAML::Node& node) {
     return static_cast<std::uint32_t>(integer_in(key, node, 1, 0xFFFF'FFFF));
@@ -797,6 +812,21 @@ constexpr Field kFields[] = {
      [](const auto& key, const auto& node, Config& config) {
          config.cluster.upstream = one_of(key, node, kBooleans) == 1;
      }},
+    {"cluster.history.stream", "\"\"",
+     "JetStream stream holding the cluster's history; empty means <subject_prefix>_history",
+     [](const auto& key, const auto& node, Config& config) {
+         config.cluster.history.stream = parse_stream_name(key, node);
+     }},
+    {"cluster.history.storage", "file",
+     "where JetStream keeps the history stream: file (survives a NATS restart) or memory",
+     [](const auto& key, const auto& node, Config& config) {
+         config.cluster.history.memory = one_of(key, node, kStorageNames) == 1;
+     }},
+    {"cluster.history.replicas", "1",
+     "copies of the history stream in a JetStream cluster (1 to 5)",
+     [](const auto& key, const auto& node, Config& config) {
+         config.cluster.history.replicas = static_cast<int>(integer_in(key, node, 1, 5));
+     }},
     {"log.level", "info", "trace, debug, info, warn, error or off",
      [](const auto& key, const auto& node, Config& config) {
          config.log.level = kLogLevels[one_of(key, node, kLogLevels)];
@@ -1125,6 +1155,9 @@ std::string describe(const Config& config) {
     add("cluster.node", config.cluster.node);
     add("cluster.subject_prefix", config.cluster.subject_prefix);
     add("cluster.upstream", kBooleans[config.cluster.upstream ? 1 : 0]);
+    add("cluster.history.stream", config.cluster.history.stream);
+    add("cluster.history.storage", kStorageNames[config.cluster.history.memory ? 1 : 0]);
+    add("cluster.history.replicas", std::to_string(config.cluster.history.replicas));
     add("log.level", config.log.level);
     add("log.summary_interval", format_duration(config.log.summary_interval));
     return line;

@@ -283,6 +283,33 @@ void Collector::collect_bus(std::vector<MetricFamily>& out) const {
         add(errors, d(bus_->receive_errors[e].load()),
             {{"reason", std::string(enum_name(BusReceiveError(e)))}});
     }
+    if (bus_->history.enabled.load(std::memory_order_relaxed)) {
+        collect_history_stream(out, bus_->history);
+    }
+}
+
+void Collector::collect_history_stream(std::vector<MetricFamily>& out,
+                                       const transport::HistoryStreamStats& h) const {
+    add(family(out, "shardcast_bus_history_available",
+               "1 while the JetStream history stream answers and stores, else 0.",
+               MetricType::Gauge),
+        h.available.load(std::memory_order_relaxed) ? 1 : 0);
+    add(family(out, "shardcast_bus_history_stored_total",
+               "Messages the JetStream history stream acknowledged.", MetricType::Counter),
+        d(h.stored.load()));
+    add(family(out, "shardcast_bus_history_unstored_total",
+               "Messages delivered live without being stored (JetStream unavailable).",
+               MetricType::Counter),
+        d(h.unstored.load()));
+    add(family(out, "shardcast_bus_history_fetches_total",
+               "Resumes looked up in the JetStream history stream.", MetricType::Counter),
+        d(h.fetches.load()));
+    add(family(out, "shardcast_bus_history_fetch_errors_total",
+               "Resume lookups the JetStream history stream did not answer.", MetricType::Counter),
+        d(h.fetch_errors.load()));
+    add(family(out, "shardcast_bus_history_epochs_total",
+               "Epoch markers this node wrote to the history stream.", MetricType::Counter),
+        d(h.epochs.load()));
 }
 
 std::string Collector::text() const { return prometheus::TextSerializer{}.Serialize(Collect()); }

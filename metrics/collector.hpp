@@ -37,6 +37,8 @@ public:
 
 private:
     void collect_bus(std::vector<prometheus::MetricFamily>& out) const;
+    void collect_history_stream(std::vector<prometheus::MetricFamily>& out,
+                                const transport::HistoryStreamStats& history) const;
 
     const dispatcher::Dispatcher& dispatcher_;
     const transport::HttpStats& http_;

@@ -115,6 +115,23 @@ json::object named(const Values& values) {
     return out;
 }
 
+// The cluster's history stream: "epoch" only while it stores, as frames would carry it.
+json::object history_stats(const HistoryStreamStats& h) {
+    json::object out{{"enabled", h.enabled.load(std::memory_order_relaxed)},
+                     {"available", h.available.load(std::memory_order_relaxed)},
+                     {"stored", h.stored.load()},
+                     {"unstored", h.unstored.load()},
+                     {"fetches", h.fetches.load()},
+                     {"fetch_errors", h.fetch_errors.load()},
+                     {"epochs", h.epochs.load()}};
+    if (std::string epoch = h.epoch(); !epoch.empty() && out["available"].as_bool()) {
+        out["epoch"] = std::move(epoch);
+    } else {
+        out["epoch"] = nullptr;
+    }
+    return out;
+}
+
 // The methods a route answers, as its 405's Allow header names them.
 constexpr std::string_view methods_of(Route route) {
     switch (route) {
@@ -420,6 +437,7 @@ ApiResponse Api::stats() const {
         cluster["receive_errors"] = named<BusReceiveError>(bus_->receive_errors);
         cluster["publish_errors"] = bus_->publish_errors.load();
         cluster["reconnects"] = bus_->reconnects.load();
+        cluster["history"] = history_stats(bus_->history);
     }
     return ApiResponse{200, json::serialize(json::object{{"node", node_},
                                                          {"cluster", std::move(cluster)},

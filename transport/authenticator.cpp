@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "transport/client_id.hpp"
+#include "transport/protocol_v1.hpp"
 #include "transport/request_target.hpp"
 
 namespace shardcast::transport {
@@ -184,11 +185,12 @@ namespace {
 // [A-Za-z0-9._:-], an offset a decimal uint64.
 std::optional<std::string> parse_resume(std::string_view target,
                                         std::optional<ResumePoint>& resume) {
-    const auto since = query_param(target, "since");
-    const auto epoch = query_param(target, "epoch");
-    if (!since && !epoch) {
+    // Present but unreadable (a broken escape) is not absent: it is refused, not ignored.
+    if (query_count(target, "since") == 0 && query_count(target, "epoch") == 0) {
         return std::nullopt;
     }
+    const auto since = query_param(target, "since");
+    const auto epoch = query_param(target, "epoch");
     if (!since || !epoch || query_count(target, "since") > 1 || query_count(target, "epoch") > 1) {
         return "resume needs since and epoch, once each";
     }
@@ -198,12 +200,7 @@ std::optional<std::string> parse_resume(std::string_view target,
     if (ec != std::errc{} || end != since->data() + since->size()) {
         return "since must be an offset (a decimal number)";
     }
-    const bool epoch_ok = !epoch->empty() && epoch->size() <= 64 &&
-                          std::all_of(epoch->begin(), epoch->end(), [](char c) {
-                              return std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
-                                     c == '_' || c == ':' || c == '-';
-                          });
-    if (!epoch_ok) {
+    if (!v1::valid_epoch(*epoch)) {
         return "epoch must be 1-64 of A-Z a-z 0-9 . _ : -";
     }
     point.epoch = *epoch;

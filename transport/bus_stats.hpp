@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
+#include <string>
 #include <string_view>
 
 #include "dispatcher/enum_name.hpp"
@@ -30,6 +32,30 @@ private:
     std::atomic<std::uint64_t> value_{0};
 };
 
+// The cluster's history stream (HistoryStream), as the stats and the scrape see it.
+struct HistoryStreamStats {
+    std::atomic<bool> enabled{false};
+    std::atomic<bool> available{false};  // the stream answers, and messages are stored
+    SharedCounter stored;                // messages the stream acknowledged
+    SharedCounter unstored;              // delivered live without being stored
+    SharedCounter fetches;               // resumes looked up in the stream
+    SharedCounter fetch_errors;          // lookups the stream did not answer
+    SharedCounter epochs;                // epoch markers this node wrote
+
+    std::string epoch() const {
+        std::lock_guard lock(mutex_);
+        return epoch_;
+    }
+    void set_epoch(std::string epoch) {
+        std::lock_guard lock(mutex_);
+        epoch_ = std::move(epoch);
+    }
+
+private:
+    mutable std::mutex mutex_;  // scrapes and epoch changes only
+    std::string epoch_;
+};
+
 struct BusStats {
     std::atomic<bool> connected{false};
     std::array<SharedCounter, kBusKindCount> out;      // handed to NATS, by kind
@@ -39,6 +65,7 @@ struct BusStats {
     SharedCounter publish_errors;  // handed over, but the NATS client failed to publish
     SharedCounter reconnects;
     std::atomic<std::int64_t> subscriptions{0};  // client subjects subscribed, plus broadcast
+    HistoryStreamStats history;
 
     static std::size_t index(BusKind k) { return static_cast<std::size_t>(k); }
     static std::size_t index(BusReceiveError e) { return static_cast<std::size_t>(e); }

@@ -7,6 +7,14 @@
 
 namespace shardcast::transport {
 
+// cluster.history.*: the JetStream stream that holds the cluster's history when
+// history.enabled is set; history.size, history.ttl and history.max_bytes are its limits.
+struct ClusterHistoryConfig {
+    std::string stream;   // empty: <subject_prefix>_history, dots as underscores
+    bool memory = false;  // memory storage instead of files
+    int replicas = 1;
+};
+
 struct ClusterConfig {
     // cluster.nats.url, split on commas: nats://host:port for each server to try.
     std::vector<std::string> nats_servers;
@@ -19,6 +27,7 @@ struct ClusterConfig {
     std::string subject_prefix = "shardcast";
     // Publish the frames clients send to <prefix>.upstream.<id>.
     bool upstream = false;
+    ClusterHistoryConfig history;
 
     bool enabled() const { return !nats_servers.empty(); }
 };

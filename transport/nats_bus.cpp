@@ -15,6 +15,9 @@
 #include <vector>
 
 #include "dispatcher/close_code.hpp"
+#include "transport/bus_message.hpp"
+#include "transport/history_stream.hpp"
+#include "transport/protocol_v1.hpp"
 #include "transport/utf8.hpp"
 
 namespace shardcast::transport {
@@ -66,25 +69,21 @@ std::string connected_url(natsConnection* connection) {
     return url;
 }
 
-// Owns one natsMsg: the few messages that carry headers are built this way.
-struct Message {
-    natsMsg* msg = nullptr;
-    Message(const std::string& subject, std::string_view data) {
-        natsMsg_Create(&msg, subject.c_str(), nullptr, data.data(), static_cast<int>(data.size()));
+void check(natsStatus status, const char* what) {
+    if (status != NATS_OK) {
+        throw std::runtime_error(std::string("cluster: ") + what + ": " + describe(status));
     }
-    Message(const Message&) = delete;
-    Message& operator=(const Message&) = delete;
-    ~Message() { natsMsg_Destroy(msg); }
-    Message& set(const char* key, const std::string& value) {
-        if (msg != nullptr) {
-            natsMsgHeader_Set(msg, key, value.c_str());
+}
+
+void release_subscriptions(std::pair<natsSubscription*, natsSubscription*>& both) {
+    for (natsSubscription* subscription : {both.first, both.second}) {
+        if (subscription != nullptr) {
+            natsSubscription_Unsubscribe(subscription);
+            natsSubscription_Destroy(subscription);
         }
-        return *this;
     }
-    natsStatus publish(natsConnection* connection) {
-        return msg == nullptr ? NATS_NO_MEMORY : natsConnection_PublishMsg(connection, msg);
-    }
-};
+    both = {};
+}
 
 }  // namespace
 
@@ -92,8 +91,13 @@ struct NatsBus::Nats {
     natsOptions* options = nullptr;
     natsConnection* connection = nullptr;
     natsSubscription* broadcast = nullptr;
-    // Bus thread only: the subscription of each client id held here.
-    std::unordered_map<std::string, natsSubscription*> clients;
+    // With history: stored broadcasts, markers and broken notices.
+    natsSubscription* stored_broadcast = nullptr;
+    natsSubscription* epoch = nullptr;
+    natsSubscription* broken = nullptr;
+    // Bus thread only: the subscriptions of each client id held here (with history, its
+    // stored subject too).
+    std::unordered_map<std::string, std::pair<natsSubscription*, natsSubscription*>> clients;
     // Message callbacks running now; stop() waits for them before the bus goes away.
     std::atomic<int> receiving{0};
     std::atomic<bool> closing{false};
@@ -147,6 +151,15 @@ struct NatsBus::Nats {
         if (subject == self.subjects_.broadcast()) {
             return receive_broadcast(self, msg, data);
         }
+        if (self.history_) {
+            if (subject.starts_with(self.subjects_.stored_all().substr(
+                    0, self.subjects_.stored_all().size() - 1))) {
+                return receive_stored(self, msg, subject, data);
+            }
+            if (subject == self.subjects_.history_broken()) {
+                return self.history_->on_broken();
+            }
+        }
         const auto id = self.subjects_.client_id_of(subject);
         if (!id) {
             return;
@@ -155,24 +168,65 @@ struct NatsBus::Nats {
         if (natsMsgHeader_Get(msg, header::kOp, &op) == NATS_OK) {
             return receive_control(self, msg, *id, op, data);
         }
-        // Data, from another node or straight from a backend.
-        if (dispatcher::Payload payload = payload_of(self, msg, data)) {
+        // Data, from another node (unstored) or straight from a backend.
+        if (dispatcher::Payload payload = payload_of(self, msg)) {
             count(self, self.dispatcher_.send(*id, std::move(payload), PublishKind::bus),
                   BusKind::send);
         }
     }
 
-    static void receive_broadcast(NatsBus& self, natsMsg* msg, std::string_view data) {
-        dispatcher::Payload payload = payload_of(self, msg, data);
+    static void receive_broadcast(NatsBus& self, natsMsg* msg, std::string_view) {
+        if (dispatcher::Payload payload = payload_of(self, msg)) {
+            const std::string_view except = header_of(msg, header::kExcept).value_or("");
+            count(self, self.dispatcher_.broadcast(std::move(payload), except, PublishKind::bus),
+                  BusKind::broadcast);
+        }
+    }
+
+    // What the history stream republished once stored, in stream order: a message with
+    // its position, or an epoch marker.
+    static void receive_stored(NatsBus& self,
+                               natsMsg* msg,
+                               std::string_view subject,
+                               std::string_view data) {
+        std::uint64_t sequence = 0;
+        const auto text = header_of(msg, header::kStreamSequence).value_or("");
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), sequence);
+        if (ec != std::errc{} || end != text.data() + text.size() || sequence == 0) {
+            return reject(self, BusReceiveError::bad_header);
+        }
+        if (subject == self.subjects_.stored_epoch()) {
+            return self.history_->on_marker(data, sequence);
+        }
+        const auto id = self.subjects_.stored_client_id_of(subject);
+        if (!id && subject != self.subjects_.stored_broadcast()) {
+            return;
+        }
+        dispatcher::Payload payload = payload_of(self, msg);
         if (!payload) {
             return;
         }
-        const char* except = nullptr;
-        natsMsgHeader_Get(msg, header::kExcept, &except);
-        count(self,
-              self.dispatcher_.broadcast(std::move(payload), except != nullptr ? except : "",
-                                         PublishKind::bus),
-              BusKind::broadcast);
+        dispatcher::Position position{sequence, self.history_->epoch()};
+        if (id) {
+            count(self,
+                  self.dispatcher_.send_stored(*id, std::move(payload), std::move(position), false),
+                  BusKind::send);
+        } else {
+            const std::string_view except = header_of(msg, header::kExcept).value_or("");
+            count(self,
+                  self.dispatcher_.broadcast_stored(std::move(payload), except, std::move(position),
+                                                    false),
+                  BusKind::broadcast);
+        }
+    }
+
+    static dispatcher::Payload payload_of(NatsBus& self, natsMsg* msg) {
+        BusReceiveError error{};
+        dispatcher::Payload payload = transport::payload_of(msg, error);
+        if (!payload) {
+            reject(self, error);
+        }
+        return payload;
     }
 
     // A claim or a disconnect from another node.
@@ -222,7 +276,7 @@ struct NatsBus::Nats {
             return natsConnection_Publish(connection, subject.c_str(), data.data(),
                                           static_cast<int>(data.size()));
         }
-        Message message(subject, data);
+        BusMessage message(subject, data);
         if (except) message.set(header::kExcept, op.client_id);
         if (json) message.set(header::kData, "json");
         return message.publish(connection);
@@ -233,19 +287,19 @@ struct NatsBus::Nats {
         natsConnection* connection = self.nats_->connection;
         switch (op.what) {
             case BusKind::claim:
-                return Message(self.subjects_.client(op.client_id), {})
+                return BusMessage(self.subjects_.client(op.client_id), {})
                     .set(header::kOp, "claim")
                     .set(header::kNode, self.node_)
                     .set(header::kSince, std::to_string(op.number))
                     .publish(connection);
             case BusKind::disconnect:
-                return Message(self.subjects_.client(op.client_id), data)
+                return BusMessage(self.subjects_.client(op.client_id), data)
                     .set(header::kOp, "disconnect")
                     .set(header::kNode, self.node_)
                     .set(header::kCode, std::to_string(op.number))
                     .publish(connection);
             case BusKind::upstream: {
-                Message message(self.subjects_.upstream(op.client_id), data);
+                BusMessage message(self.subjects_.upstream(op.client_id), data);
                 message.set(header::kNode, self.node_);
                 if (!op.info.empty()) message.set(header::kInfo, op.info);
                 return message.publish(connection);
@@ -255,26 +309,35 @@ struct NatsBus::Nats {
         }
     }
 
-    // A data message's payload: UTF-8 text, since clients receive text frames, or
-    // (Shardcast-Data: json) a JSON value, which must parse, since v1 clients receive it as
-    // one. Null, the rejection counted, when it is neither.
-    static dispatcher::Payload payload_of(NatsBus& self, natsMsg* msg, std::string_view data) {
-        if (!valid_utf8(data)) {
-            reject(self, BusReceiveError::invalid_utf8);
-            return nullptr;
+    // A message the stream did not store (on the delivery thread, or the bus thread): the
+    // echo to this node's sessions, then the live copy for the nodes that hold the id, both
+    // without a position.
+    static void relay_unstored(NatsBus& self, natsMsg* unstored) {
+        Nats& nats = *self.nats_;
+        nats.receiving.fetch_add(1);
+        if (!nats.closing.load()) {
+            const std::string_view data = data_of(unstored);
+            const bool json = header_of(unstored, header::kData) == "json";
+            dispatcher::Payload payload = json ? dispatcher::make_json_payload(std::string(data))
+                                               : dispatcher::make_payload(std::string(data));
+            const auto id = self.subjects_.history_client_id_of(natsMsg_GetSubject(unstored));
+            const std::string_view except = header_of(unstored, header::kExcept).value_or("");
+            if (id) {
+                self.dispatcher_.send_stored(*id, payload, {}, true);
+            } else {
+                self.dispatcher_.broadcast_stored(payload, except, {}, true);
+            }
+            BusMessage live(id ? self.subjects_.client(*id) : self.subjects_.broadcast(), data);
+            if (!except.empty()) live.set(header::kExcept, std::string(except));
+            if (json) live.set(header::kData, "json");
+            const BusKind kind = id ? BusKind::send : BusKind::broadcast;
+            if (live.publish(nats.connection) == NATS_OK) {
+                self.stats_.out[BusStats::index(kind)].add();
+            } else {
+                self.stats_.publish_errors.add();
+            }
         }
-        const char* form = nullptr;
-        if (natsMsgHeader_Get(msg, header::kData, &form) != NATS_OK ||
-            std::string_view(form) != "json") {
-            return dispatcher::make_payload(std::string(data));
-        }
-        boost::system::error_code ec;
-        boost::json::parse(data, ec);
-        if (ec) {
-            reject(self, BusReceiveError::bad_header);
-            return nullptr;
-        }
-        return dispatcher::make_json_payload(std::string(data));
+        nats.receiving.fetch_sub(1);
     }
 
     static void on_connected(natsConnection* connection, void* closure) {
@@ -282,6 +345,7 @@ struct NatsBus::Nats {
         self.stats_.connected.store(true, std::memory_order_release);
         spdlog::info("cluster: node {} connected to NATS at {}", self.node_,
                      connected_url(connection));
+        if (self.history_) self.history_->recheck();
     }
 
     static void on_disconnected(natsConnection*, void* closure) {
@@ -300,6 +364,7 @@ struct NatsBus::Nats {
         self.stats_.connected.store(true, std::memory_order_release);
         spdlog::info("cluster: reconnected to NATS at {}; subscriptions restored",
                      connected_url(connection));
+        if (self.history_) self.history_->recheck();
     }
 
     static void on_closed(natsConnection*, void* closure) {
@@ -340,19 +405,19 @@ NatsBus::NatsBus(ClusterConfig config, std::string node, dispatcher::Dispatcher&
       node_(std::move(node)),
       subjects_(config_.subject_prefix),
       dispatcher_(dispatcher),
-      nats_(std::make_unique<Nats>()) {}
+      nats_(std::make_unique<Nats>()) {
+    if (dispatcher.config().history.enabled) {
+        history_ = std::make_unique<HistoryStream>(
+            config_, dispatcher.config().history, subjects_, dispatcher, stats_.history,
+            [this](natsMsg* unstored) { Nats::relay_unstored(*this, unstored); });
+    }
+}
 
 NatsBus::~NatsBus() { stop(); }
 
 void NatsBus::close_library() { nats_CloseAndWait(static_cast<int64_t>(kCloseWait.count())); }
 
-void NatsBus::start() {
-    auto check = [](natsStatus status, const char* what) {
-        if (status != NATS_OK) {
-            throw std::runtime_error(std::string("cluster: ") + what + ": " + describe(status));
-        }
-    };
-    Nats& nats = *nats_;
+void NatsBus::configure(Nats& nats) {
     check(natsOptions_Create(&nats.options), "cannot create NATS options");
     std::vector<const char*> servers;
     for (const auto& url : config_.nats_servers) {
@@ -376,7 +441,12 @@ void NatsBus::start() {
     check(natsOptions_UseGlobalMessageDelivery(o, true), "delivery");
     check(natsOptions_SetPingInterval(o, kPingIntervalMs), "ping");
     check(natsOptions_SetMaxPingsOut(o, kMaxPingsOut), "ping");
+}
 
+void NatsBus::start() {
+    Nats& nats = *nats_;
+    configure(nats);
+    natsOptions* o = nats.options;
     const natsStatus status = natsConnection_Connect(&nats.connection, o);
     if (status == NATS_OK) {
         stats_.connected.store(true, std::memory_order_release);
@@ -393,6 +463,18 @@ void NatsBus::start() {
                                    &Nats::on_message, this),
           "cannot subscribe to the broadcast subject");
     stats_.subscriptions.fetch_add(1);
+    if (history_) {
+        for (auto [subscription, subject] :
+             {std::pair{&nats.stored_broadcast, &subjects_.stored_broadcast()},
+              std::pair{&nats.epoch, &subjects_.stored_epoch()},
+              std::pair{&nats.broken, &subjects_.history_broken()}}) {
+            check(natsConnection_Subscribe(subscription, nats.connection, subject->c_str(),
+                                           &Nats::on_message, this),
+                  "cannot subscribe to the history subjects");
+        }
+        history_->start(nats.connection);
+        spdlog::info("cluster: history in the JetStream stream {}", history_->name());
+    }
     thread_ = std::thread([this] { run(); });
 }
 
@@ -407,15 +489,20 @@ void NatsBus::stop() {
         stopping_.store(true, std::memory_order_release);
         thread_.join();
     }
-    for (auto& [id, subscription] : nats.clients) {
-        natsSubscription_Unsubscribe(subscription);
-        natsSubscription_Destroy(subscription);
+    if (history_) {
+        history_->stop();
+    }
+    for (auto& [id, subscriptions] : nats.clients) {
+        release_subscriptions(subscriptions);
     }
     nats.clients.clear();
-    if (nats.broadcast != nullptr) {
-        natsSubscription_Unsubscribe(nats.broadcast);
-        natsSubscription_Destroy(nats.broadcast);
-        nats.broadcast = nullptr;
+    for (natsSubscription** subscription :
+         {&nats.broadcast, &nats.stored_broadcast, &nats.epoch, &nats.broken}) {
+        if (*subscription != nullptr) {
+            natsSubscription_Unsubscribe(*subscription);
+            natsSubscription_Destroy(*subscription);
+            *subscription = nullptr;
+        }
     }
     stats_.subscriptions.store(0);
     if (nats.connection != nullptr) {
@@ -455,13 +542,18 @@ bool NatsBus::queue_publish(BusKind what,
     if (!admit(what, (payload ? payload->size() : 0) + info.size())) {
         return false;
     }
-    outbox_.enqueue(Op{Op::Kind::publish, what, std::string(client_id), std::move(payload), number,
-                       std::string(info)});
+    outbox_.enqueue(Op{Op::Kind::publish,
+                       what,
+                       std::string(client_id),
+                       std::move(payload),
+                       number,
+                       std::string(info),
+                       {}});
     return true;
 }
 
 void NatsBus::queue_subscription(Op::Kind kind, std::string_view client_id) {
-    outbox_.enqueue(Op{kind, BusKind::send, std::string(client_id), {}, 0, {}});
+    outbox_.enqueue(Op{kind, BusKind::send, std::string(client_id), {}, 0, {}, {}});
 }
 
 void NatsBus::held(std::string_view client_id) {
@@ -477,7 +569,11 @@ void NatsBus::claim(std::string_view client_id, std::int64_t since_ns) {
 }
 
 bool NatsBus::forward(std::string_view client_id, const dispatcher::Payload& payload) {
-    return queue_publish(BusKind::send, client_id, payload);
+    if (queue_publish(BusKind::send, client_id, payload)) {
+        return true;
+    }
+    deliver_unstored(BusKind::send, client_id, payload);
+    return false;
 }
 
 bool NatsBus::forward_disconnect(std::string_view client_id,
@@ -488,7 +584,40 @@ bool NatsBus::forward_disconnect(std::string_view client_id,
 }
 
 bool NatsBus::forward_broadcast(const dispatcher::Payload& payload, std::string_view except) {
-    return queue_publish(BusKind::broadcast, except, payload);
+    if (queue_publish(BusKind::broadcast, except, payload)) {
+        return true;
+    }
+    deliver_unstored(BusKind::broadcast, except, payload);
+    return false;
+}
+
+// Sequenced, a message the bus refused would otherwise reach no one: the shards hand what
+// they accept only to the link. This node's sessions get it, without a position.
+void NatsBus::deliver_unstored(BusKind what,
+                               std::string_view client_id,
+                               const dispatcher::Payload& payload) {
+    if (!history_) {
+        return;
+    }
+    history_->skipped();
+    if (what == BusKind::send) {
+        dispatcher_.send_stored(client_id, payload, {}, true);
+    } else {
+        dispatcher_.broadcast_stored(payload, client_id, {}, true);
+    }
+}
+
+void NatsBus::fetch_history(std::string_view client_id,
+                            std::uint64_t since,
+                            std::string_view epoch,
+                            std::size_t shard,
+                            std::uint64_t session) {
+    // Through the outbox, so the subscription for the id (held(), queued first) is in place
+    // before the stream is read: what the read misses arrives live.
+    Op op{Op::Kind::fetch, BusKind::send, std::string(client_id), {}, 0, {}, {}};
+    op.fetch = std::make_unique<HistoryFetch>(
+        HistoryFetch{std::string(client_id), since, std::string(epoch), shard, session});
+    outbox_.enqueue(std::move(op));
 }
 
 void NatsBus::upstream(std::string_view client_id, std::string_view info, std::string_view data) {
@@ -520,19 +649,28 @@ void NatsBus::execute(const Op& op) {
             return unsubscribe(op.client_id);
         case Op::Kind::publish:
             return publish(op);
+        case Op::Kind::fetch:
+            return history_->fetch(std::move(*op.fetch));
     }
 }
 
 void NatsBus::subscribe(const std::string& client_id) {
     Nats& nats = *nats_;
-    auto [it, fresh] = nats.clients.try_emplace(client_id, nullptr);
+    auto [it, fresh] = nats.clients.try_emplace(client_id, nullptr, nullptr);
     if (!fresh) {
         return;
     }
-    const natsStatus status = natsConnection_Subscribe(
-        &it->second, nats.connection, subjects_.client(client_id).c_str(), &Nats::on_message, this);
+    auto& [live, stored] = it->second;
+    natsStatus status = natsConnection_Subscribe(
+        &live, nats.connection, subjects_.client(client_id).c_str(), &Nats::on_message, this);
+    if (status == NATS_OK && history_) {
+        status = natsConnection_Subscribe(&stored, nats.connection,
+                                          subjects_.stored_client(client_id).c_str(),
+                                          &Nats::on_message, this);
+    }
     if (status != NATS_OK) {
         spdlog::error("cluster: cannot subscribe for client {}: {}", client_id, describe(status));
+        release_subscriptions(it->second);
         nats.clients.erase(it);
         return;
     }
@@ -545,8 +683,7 @@ void NatsBus::unsubscribe(const std::string& client_id) {
     if (it == nats.clients.end()) {
         return;
     }
-    natsSubscription_Unsubscribe(it->second);
-    natsSubscription_Destroy(it->second);
+    release_subscriptions(it->second);
     nats.clients.erase(it);
     stats_.subscriptions.fetch_sub(1);
 }
@@ -555,6 +692,9 @@ void NatsBus::publish(const Op& op) {
     const std::string_view data = op.payload ? std::string_view(*op.payload) : std::string_view{};
     outbox_bytes_.fetch_sub(static_cast<std::int64_t>(data.size() + op.info.size()),
                             std::memory_order_relaxed);
+    if (history_ && (op.what == BusKind::send || op.what == BusKind::broadcast)) {
+        return store(op, data);
+    }
     const natsStatus status = op.what == BusKind::send || op.what == BusKind::broadcast
                                   ? Nats::publish_data(*this, op, data)
                                   : Nats::publish_other(*this, op, data);
@@ -564,6 +704,15 @@ void NatsBus::publish(const Op& op) {
         stats_.publish_errors.add();
         spdlog::debug("cluster: publish failed: {}", describe(status));
     }
+}
+
+void NatsBus::store(const Op& op, std::string_view data) {
+    const bool broadcast = op.what == BusKind::broadcast;
+    BusMessage message(
+        broadcast ? subjects_.history_broadcast() : subjects_.history_client(op.client_id), data);
+    if (broadcast && !op.client_id.empty()) message.set(header::kExcept, op.client_id);
+    if (op.payload->form() == dispatcher::Content::Form::json) message.set(header::kData, "json");
+    history_->store(message.release());
 }
 
 }  // namespace shardcast::transport

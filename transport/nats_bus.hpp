@@ -1,6 +1,8 @@
 // NatsBus: the cluster link over NATS. It subscribes to the client subjects of the ids this
 // node holds and to the broadcast subject, publishes what is meant for other nodes, and feeds
-// what arrives into the dispatcher's shard inboxes like any local publish.
+// what arrives into the dispatcher's shard inboxes like any local publish. With history, it
+// sequences: what this node accepts is stored in the cluster's stream (HistoryStream) first,
+// then relayed, numbered, to its own sessions and as a live copy to the other nodes.
 //
 // Threads: shard threads call the ClusterLink methods, which only queue an operation in the
 // outbox (never a NATS call, never a lock). One bus thread runs the outbox in order: it alone
@@ -23,9 +25,12 @@
 #include "dispatcher/dispatcher.hpp"
 #include "transport/bus_stats.hpp"
 #include "transport/cluster_config.hpp"
+#include "transport/history_fetch.hpp"
 #include "transport/subjects.hpp"
 
 namespace shardcast::transport {
+
+class HistoryStream;
 
 class NatsBus final : public dispatcher::ClusterLink {
 public:
@@ -59,6 +64,12 @@ public:
     bool forward_broadcast(const dispatcher::Payload& payload, std::string_view except) override;
     // The message callbacks end; later messages are counted as receive errors (stopping).
     void stop_receiving() override;
+    bool sequences() const override { return history_ != nullptr; }
+    void fetch_history(std::string_view client_id,
+                       std::uint64_t since,
+                       std::string_view epoch,
+                       std::size_t shard,
+                       std::uint64_t session) override;
     bool wants_upstream() const override { return config_.upstream; }
     void upstream(std::string_view client_id,
                   std::string_view info,
@@ -67,13 +78,14 @@ public:
 private:
     // One outbox entry: a subscription change or a message to publish.
     struct Op {
-        enum class Kind : unsigned char { subscribe, unsubscribe, publish };
+        enum class Kind : unsigned char { subscribe, unsubscribe, publish, fetch };
         Kind kind = Kind::publish;
         BusKind what = BusKind::send;
         std::string client_id;        // the id whose subject is meant; broadcast: the id to skip
         dispatcher::Payload payload;  // the data, or the close reason of a disconnect
         std::int64_t number = 0;      // claim: since (ns); disconnect: close code
         std::string info;             // upstream: the client's info claim, or empty
+        std::unique_ptr<HistoryFetch> fetch;  // fetch only
     };
     // The NATS client's handles and callbacks; kept out of this header.
     struct Nats;
@@ -87,11 +99,17 @@ private:
                        std::string_view info = {});
     void queue_subscription(Op::Kind kind, std::string_view client_id);
     void run();
+    // The NATS client's options: servers, name, reconnects, callbacks, pings.
+    void configure(Nats& nats);
     // Bus thread: one outbox entry.
     void execute(const Op& op);
     void subscribe(const std::string& client_id);
     void unsubscribe(const std::string& client_id);
     void publish(const Op& op);
+    // With history: the message goes to the stream, which hands it to relay().
+    void store(const Op& op, std::string_view data);
+    // Sequenced, the bus could not take a message: this node's sessions still get it.
+    void deliver_unstored(BusKind what, std::string_view client_id, const dispatcher::Payload&);
 
     const ClusterConfig config_;
     const std::string node_;
@@ -100,6 +118,7 @@ private:
     BusStats stats_;
 
     std::unique_ptr<Nats> nats_;
+    std::unique_ptr<HistoryStream> history_;  // with history.enabled
     moodycamel::BlockingConcurrentQueue<Op> outbox_;
     std::atomic<std::int64_t> outbox_bytes_{0};
     std::atomic<bool> stopping_{false};

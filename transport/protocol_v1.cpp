@@ -1,6 +1,8 @@
 #include "transport/protocol_v1.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <cctype>
 #include <charconv>
 #include <cstring>
 
@@ -40,12 +42,24 @@ std::size_t data_after(char* out, std::uint64_t offset, std::string_view epoch) 
         std::memcpy(at, text.data(), text.size());
         at += text.size();
     };
+    if (offset == 0) {
+        put("}");
+        return 1;
+    }
     put(R"(,"offset":)");
     at = std::to_chars(at, out + kMaxDataAfter, offset).ptr;
     put(R"(,"epoch":")");
     put(epoch.substr(0, kMaxEpochBytes));
     put(R"("})");
     return static_cast<std::size_t>(at - out);
+}
+
+bool valid_epoch(std::string_view epoch) {
+    return !epoch.empty() && epoch.size() <= kMaxEpochBytes &&
+           std::all_of(epoch.begin(), epoch.end(), [](char c) {
+               return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+                      c == ':' || c == '-';
+           });
 }
 
 std::string gap(std::uint64_t since, std::string_view epoch, std::string_view reason) {

@@ -17,8 +17,12 @@ inline constexpr std::size_t kMaxEpochBytes = 64;
 inline constexpr std::size_t kMaxDataAfter = 10 + 20 + 10 + kMaxEpochBytes + 2;
 
 // Writes ,"offset":<offset>,"epoch":"<epoch>"} into out (room for kMaxDataAfter) and returns
-// its length. The epoch holds only [A-Za-z0-9._:-], so it needs no escaping.
+// its length; only } for offset 0, a message that was not stored. The epoch holds only
+// [A-Za-z0-9._:-] (valid_epoch), so it needs no escaping.
 std::size_t data_after(char* out, std::uint64_t offset, std::string_view epoch);
+
+// 1 to kMaxEpochBytes of A-Z a-z 0-9 . _ : -, as a resume's epoch must be.
+bool valid_epoch(std::string_view epoch);
 
 // {"gap":{"since":<since>,"epoch":"<epoch>","reason":"<reason>"}}: what a resume from since
 // in epoch lacks, said before what it replays.

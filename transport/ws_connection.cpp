@@ -454,8 +454,9 @@ private:
             const dispatcher::Content& message = in_flight(i);
             if (v1_) {
                 std::array<char, v1::kMaxDataAfter> after;
-                const std::size_t n =
-                    v1::data_after(after.data(), in_flight_offset(i), shard().epoch());
+                const std::string* epoch = in_flight_epoch(i);
+                const std::size_t n = v1::data_after(after.data(), in_flight_offset(i),
+                                                     epoch != nullptr ? *epoch : shard().epoch());
                 frames.add(ws::Opcode::text, v1::kDataBefore, message.json(),
                            std::string_view(after.data(), n));
             } else {

@@ -370,6 +370,10 @@ class Scenario:
             # with a few hundred KiB instead of the megabytes autotuning lets the kernel take.
             "session": {**HEARTBEAT, "socket_send_buffer": "64KiB"},
             "shutdown": {"drain_timeout": "2s"},
+            # The bus without history: a send crosses NATS only to reach another node (the
+            # counts below say so). With history every send is stored first:
+            # resume_cluster_test.py.
+            "history": {"enabled": False},
             "auth": self.credentials.auth_config(),
             "cluster": {
                 "nats": {"url": self.nats.url, "reconnect_wait": "100ms",

@@ -13,6 +13,7 @@
 
 #include "dispatcher/close_code.hpp"
 #include "dispatcher/dispatcher.hpp"
+#include "dispatcher/resume_result.hpp"
 #include "tests/support/sink_session.hpp"
 #include "tests/support/totals.hpp"
 #include "tests/support/wait.hpp"
@@ -71,6 +72,26 @@ public:
     void upstream(std::string_view id, std::string_view, std::string_view data) override {
         record("upstream", id, data);
     }
+    // Set before Dispatcher::set_link, which reads it once.
+    void sequence(bool sequences) { sequences_ = sequences; }
+    bool sequences() const override { return sequences_; }
+    void fetch_history(std::string_view id,
+                       std::uint64_t since,
+                       std::string_view epoch,
+                       std::size_t shard,
+                       std::uint64_t session) override {
+        record("fetch", id, std::to_string(since) + ":" + std::string(epoch));
+        std::lock_guard lock(mutex_);
+        fetches_.push_back({shard, session});
+    }
+    struct Fetch {
+        std::size_t shard;
+        std::uint64_t session;
+    };
+    std::vector<Fetch> fetches() const {
+        std::lock_guard lock(mutex_);
+        return fetches_;
+    }
 
 private:
     void record(std::string_view what, std::string_view id, std::string_view detail = {}) {
@@ -88,6 +109,8 @@ private:
     std::size_t calls_before_stop_receiving_ = 0;
     std::atomic<bool> refuse_{false};
     std::atomic<bool> upstream_{false};
+    bool sequences_ = false;
+    std::vector<Fetch> fetches_;
 };
 
 DispatcherConfig config_with(std::size_t shards, DuplicatePolicy duplicates) {
@@ -230,6 +253,46 @@ TEST(ClusterLinkTest, ClientFramesGoUpstreamOnlyWhenTheLinkWantsThem) {
     ASSERT_TRUE(wait_until([&] { return link.count("upstream:a:kept") == 1; }, 5s));
     EXPECT_EQ(link.count("upstream:a:dropped"), 0u);
     d.stop(1s);
+}
+
+// Sequenced (cluster history): a resuming session writes nothing until the stream's answer;
+// then the replay, then what arrived meanwhile less what the replay covers, and a live copy
+// that trails its stored original is dropped, so each offset reaches the client once.
+TEST(ClusterLinkTest, ASequencedResumeDeliversEachOffsetOnceInOrderAcrossTheSeam) {
+    RecordingLink link;
+    link.sequence(true);
+    Dispatcher d(config_with(1, DuplicatePolicy::replace));
+    d.set_link(&link);
+    d.start();
+    const Epoch epoch = std::make_shared<const std::string>("e1.m1");
+    auto s = SinkSession::open_resumed(d.shard(0), "a", 5, "e1.m1");
+    ASSERT_TRUE(wait_until([&] { return link.fetches().size() == 1; }, 5s));
+    EXPECT_EQ(link.count("fetch:a:5:e1.m1"), 1u);
+
+    d.send_stored("a", make_payload("m7"), {7, epoch}, false);  // also in the replay
+    d.send_stored("a", make_payload("m9"), {9, epoch}, false);  // stored after the read
+    d.send_stored("a", make_payload("unstored"), {}, false);
+    auto result = std::make_unique<ResumeResult>();
+    result->session = link.fetches().front().session;
+    result->since = 5;
+    result->epoch = "e1.m1";
+    for (std::uint64_t offset : {6, 7}) {
+        ResumeResult::Entry& entry = result->entries.emplace_back();
+        entry.position.offset = offset;
+        entry.position.epoch = epoch;
+        entry.payload = make_payload("m" + std::to_string(offset));
+    }
+    result->through = {8, epoch};
+    d.resumed(link.fetches().front().shard, "a", std::move(result));
+    d.send_stored("a", make_payload("m6"), {6, epoch}, false);  // trails: dropped
+    d.send_stored("a", make_payload("m10"), {10, epoch}, false);
+
+    ASSERT_TRUE(wait_until([&] { return s->received_count() >= 5; }, 5s));
+    d.stop(1s);
+    EXPECT_EQ(s->received(), (std::vector<std::string>{"m6", "m7", "m9", "unstored", "m10"}));
+    EXPECT_EQ(s->offsets(), (std::vector<std::uint64_t>{6, 7, 9, 0, 10}));
+    EXPECT_TRUE(s->gaps().empty());
+    EXPECT_EQ(d.shard(0).stats().history.replayed.load(), 2u);
 }
 
 }  // namespace

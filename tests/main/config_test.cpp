@@ -513,6 +513,7 @@ TEST(ConfigDescribeTest, ListsEveryKeyOnOneLine) {
               "limits.partial_message_timeout=10s cluster.nats.url= "
               "cluster.nats.reconnect_wait=100ms cluster.nats.reconnect_wait_max=2s "
               "cluster.node= cluster.subject_prefix=shardcast cluster.upstream=false "
+              "cluster.history.stream= cluster.history.storage=file cluster.history.replicas=1 "
               "log.level=info log.summary_interval=30s");
 }
 

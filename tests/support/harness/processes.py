@@ -101,11 +101,13 @@ class NatsServer:
     """nats-server on free ports of 127.0.0.1: one for clients, one for its monitoring API,
     which tells when it is ready and which connections and subscriptions it holds. stop()
     and start() again reuse the same client port, as a restarted server would; the
-    monitoring port may change."""
+    monitoring port may change. `extra_args` go on the command line of the next start (say
+    JetStream's -js and -sd), so a restart may change them."""
 
-    def __init__(self, workdir, binary="nats-server"):
+    def __init__(self, workdir, binary="nats-server", extra_args=()):
         self.workdir = workdir
         self.binary = binary
+        self.extra_args = list(extra_args)
         self.port = None
         self.monitor_port = None
         self.process = None
@@ -129,6 +131,7 @@ class NatsServer:
             self.process = Process("nats-server", [
                 self.binary, "-a", "127.0.0.1", "-p", str(port),
                 "-m", str(self.monitor_port), "-n", f"test-nats-{self.starts}",
+                *self.extra_args,
             ], os.path.join(self.workdir, f"nats-server-{self.starts}.log"))
             self.port = port
             try:
