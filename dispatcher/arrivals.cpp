@@ -14,6 +14,19 @@ void Arrivals::compact() {
     }
 }
 
+// The scan runs only while a collection spans turns, a flood the shard cannot pop to the
+// end of; a turn that joined its collection reads the head of the batch.
+Clock::time_point Arrivals::oldest_enqueued() const {
+    if (has_next()) {
+        return batch_[next_].enqueued;
+    }
+    Clock::time_point oldest = Clock::time_point::max();
+    for (const Command& command : popped_) {
+        oldest = std::min(oldest, command.enqueued);
+    }
+    return oldest;
+}
+
 // One producer's commands arrive in stamp order; several producers' come grouped by
 // producer. Sorting 16-byte keys and moving each command once costs far less than sorting
 // the commands themselves, which std::sort swaps many times each.

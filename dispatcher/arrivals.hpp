@@ -63,6 +63,10 @@ public:
     std::size_t waiting() const { return batch_.size() - next_; }
     // Nothing is waiting or being collected.
     bool empty() const { return !has_next() && popped_.empty(); }
+    // When the oldest command taken and not yet delivered was published; !empty() first.
+    // The next in the batch, or, while a collection has joined nothing yet, the oldest it
+    // popped. Publish times follow stamps to within a producer's own publish call.
+    Clock::time_point oldest_enqueued() const;
     // Calls count(command) for each command taken and never delivered, then drops them all;
     // a stopped shard counts what it lost this way.
     template <class Count>

@@ -63,6 +63,12 @@ struct DispatcherConfig {
     // Publish admission: a shard with more commands than this waiting in its inbox is behind
     // (its CPU), and the HTTP API refuses publishes for it with 429 until it catches up.
     std::size_t max_queue_depth = 65'536;
+    // Publish admission by time: a shard whose oldest undelivered command has waited longer
+    // than this is behind however few commands it holds, and gets 429 the same way. What a
+    // publish accepted then waits is about this plus one drain turn, so it bounds latency
+    // where a count cannot (a command's cost varies with its sessions). 0 turns it off.
+    // Off by default until a measurement on a quiet machine shows it pays (bench/README.md).
+    std::chrono::milliseconds max_queue_delay{0};
     // The bytes a shard's queued messages may hold (a broadcast once, however many sessions
     // queue it). Past it, the sessions furthest behind are cut (slow_reader) until it fits.
     // 0 turns a limit off.

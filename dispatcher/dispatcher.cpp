@@ -176,22 +176,32 @@ bool Dispatcher::claim(std::string_view client_id, std::int64_t since_ns, bool w
     return publish(router_.shard_of(client_id), std::move(command));
 }
 
-Dispatcher::Overload Dispatcher::overload_of_shard(std::size_t index) const {
+// The depth is the older limit and catches a flood before its first command has waited
+// long; the delay bounds what a publish accepted now will wait, whatever each command costs.
+Dispatcher::Overload Dispatcher::overload_of_shard(std::size_t index, Clock::time_point now) const {
     const Shard& shard = *shards_[index];
     const std::size_t depth = shard.queue_depth();
     if (config_.max_queue_depth != 0 && depth > config_.max_queue_depth) {
         return {Overload::Limit::queue_depth, index, depth};
     }
+    if (config_.max_queue_delay.count() != 0) {
+        const auto waited = shard.queue_delay(now);
+        if (waited > config_.max_queue_delay) {
+            const auto us = std::chrono::duration_cast<std::chrono::microseconds>(waited);
+            return {Overload::Limit::queue_delay, index, static_cast<std::uint64_t>(us.count())};
+        }
+    }
     return {};
 }
 
 Dispatcher::Overload Dispatcher::overload_of(std::string_view client_id) const {
-    return overload_of_shard(router_.shard_of(client_id));
+    return overload_of_shard(router_.shard_of(client_id), Clock::now());
 }
 
 Dispatcher::Overload Dispatcher::overload_of_any() const {
+    const auto now = Clock::now();
     for (std::size_t i = 0; i < shards_.size(); ++i) {
-        if (Overload overload = overload_of_shard(i)) {
+        if (Overload overload = overload_of_shard(i, now)) {
             return overload;
         }
     }

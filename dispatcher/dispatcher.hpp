@@ -30,6 +30,7 @@
 #include "dispatcher/client_info.hpp"
 #include "dispatcher/cluster_link.hpp"
 #include "dispatcher/config.hpp"
+#include "dispatcher/overload_limit.hpp"
 #include "dispatcher/payload.hpp"
 #include "dispatcher/publish_kind.hpp"
 #include "dispatcher/router.hpp"
@@ -81,15 +82,18 @@ public:
     // when wins_ties is set.
     bool claim(std::string_view client_id, std::int64_t since_ns, bool wins_ties);
 
-    // Whether a shard is over DispatcherConfig::max_queue_depth, read without stopping it:
-    // its inbox, its CPU, is behind. Publishing anyway is allowed; a caller that can push
+    // Whether a shard is behind, read without stopping it: more commands waiting than
+    // DispatcherConfig::max_queue_depth, or its oldest waiting longer than max_queue_delay.
+    // Its inbox, its CPU, is behind. Publishing anyway is allowed; a caller that can push
     // back on its producer (the HTTP API: 429) asks first. Memory held for slow clients is
     // no reason to push back: the shard cuts the slowest (max_outbound_bytes).
     struct Overload {
-        enum class Limit : unsigned char { none, queue_depth };
+        using Limit = OverloadLimit;
         Limit limit = Limit::none;
         std::size_t shard = 0;
-        std::uint64_t value = 0;  // the commands that exceeded the limit
+        // What exceeded the limit: queue_depth, the commands waiting; queue_delay, how long
+        // the oldest has waited, in microseconds.
+        std::uint64_t value = 0;
         explicit operator bool() const { return limit != Limit::none; }
     };
     Overload overload_of(std::string_view client_id) const;
@@ -133,7 +137,7 @@ private:
                       PublishKind kind,
                       const Position& position,
                       bool echo);
-    Overload overload_of_shard(std::size_t shard) const;
+    Overload overload_of_shard(std::size_t shard, Clock::time_point now) const;
 
     const DispatcherConfig config_;
     const Router router_;

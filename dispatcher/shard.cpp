@@ -44,8 +44,12 @@ void Shard::start() {
 }
 
 bool Shard::publish(Command&& command) {
+    const Clock::time_point enqueued = command.enqueued;
     const Inbox::PushResult result = inbox_.push(std::move(command));
     if (result.schedule_drain) {
+        // The shard had nothing scheduled, so this command begins its backlog. Stored before
+        // the post: the turn it schedules overwrites it, never the other way round.
+        queue_delay_.start(enqueued);
         boost::asio::post(io_context_, [this] { drain(); });
     }
     return result.queued;
@@ -55,6 +59,7 @@ bool Shard::publish(Command&& command) {
 // through the io_context if more is left so socket I/O is never starved.
 void Shard::drain() {
     assert(on_shard_thread());
+    const Clock::time_point began = Clock::now();
     arrivals_.collect(inbox_);
     stats_.queue_depth_peak.observe(static_cast<std::int64_t>(arrivals_.waiting()));
     for (std::size_t budget = config_.drain_budget; arrivals_.has_next() && budget > 0; --budget) {
@@ -66,11 +71,18 @@ void Shard::drain() {
     end_turn_writes();
     cut_slow_readers();
     if (!arrivals_.empty()) {
+        queue_delay_.oldest(arrivals_.oldest_enqueued());
         boost::asio::post(io_context_, [this] { drain(); });
         return;
     }
     arrivals_.release_delivered();
+    // Cleared before the inbox drops its wake-up flag: a producer that wakes the shard after
+    // that starts the next backlog after this store, so its start is never lost.
+    queue_delay_.clear();
     if (inbox_.finish_drain()) {
+        // Commands came in after this turn's last pop found the inbox empty, so none has
+        // waited longer than the turn; no producer writes while the flag is ours again.
+        queue_delay_.oldest(began);
         boost::asio::post(io_context_, [this] { drain(); });
     }
 }

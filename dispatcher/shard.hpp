@@ -4,7 +4,7 @@
 // concern: shard.cpp (the data path), shard_sessions.cpp, shard_tick.cpp, shard_stop.cpp.
 //
 // Thread contract: start(), publish(), begin_stop(), wait_stopped(), join() and the const
-// readers (stats(), queue_depth()) are safe from any thread; everything else runs
+// readers (stats(), queue_depth(), queue_delay()) are safe from any thread; everything else runs
 // on the shard thread (asserted in debug builds).
 #pragma once
 
@@ -31,6 +31,7 @@
 #include "dispatcher/inbox.hpp"
 #include "dispatcher/latency_histogram.hpp"
 #include "dispatcher/outbound.hpp"
+#include "dispatcher/queue_delay.hpp"
 #include "dispatcher/removal_reason.hpp"
 #include "dispatcher/shard_stats.hpp"
 
@@ -57,6 +58,10 @@ public:
     std::size_t queue_depth() const {
         return inbox_.size_approx() + static_cast<std::size_t>(stats_.collected.load());
     }
+    // How long the oldest command published here and not yet delivered has waited at now,
+    // zero when there is none: the time a publish accepted now would wait behind the
+    // backlog, as near as one load can tell. Any thread.
+    Clock::duration queue_delay(Clock::time_point now) const { return queue_delay_.age(now); }
     bool on_shard_thread() const { return executor_.running_in_this_thread(); }
     // The tick period: how often heartbeats, send limits and closing deadlines are checked.
     std::chrono::milliseconds tick_period() const { return tick_period_; }
@@ -166,6 +171,7 @@ private:
     bool sequenced_ = false;  // the link numbers messages: ClusterLink::sequences()
 
     Inbox inbox_;
+    QueueDelay queue_delay_;  // when the backlog's oldest command was published
     ShardStats stats_;
     LatencyHistogram latency_;
 

@@ -597,6 +597,13 @@ constexpr Field kFields[] = {
          config.dispatcher.max_queue_depth =
              integer_in(key, node, 0, std::numeric_limits<std::size_t>::max());
      }},
+    {"publish.max_queue_delay", "0s",
+     "how long a shard's oldest undelivered command may wait before publishes for it get 429 "
+     "(0 = off, up to 60s)",
+     [](const auto& key, const auto& node, Config& config) {
+         // Past a minute a publisher would time out before any 429 bounded its latency.
+         config.dispatcher.max_queue_delay = duration_up_to(key, node, milliseconds{60'000});
+     }},
     {"publish.max_outbound_bytes", "64MiB",
      "bytes a shard's queued messages may hold (a broadcast once); above it, the clients "
      "furthest behind are cut (0 = off)",
@@ -1088,6 +1095,7 @@ std::string describe(const Config& config) {
     add("session.socket_send_buffer", std::to_string(session.socket_send_buffer));
     add("session.write_delay", format_duration(session.write_delay));
     add("publish.max_queue_depth", std::to_string(config.dispatcher.max_queue_depth));
+    add("publish.max_queue_delay", format_duration(config.dispatcher.max_queue_delay));
     add("publish.max_outbound_bytes", std::to_string(config.dispatcher.max_outbound_bytes));
     const auto& history = config.dispatcher.history;
     add("history.enabled", kBooleans[history.enabled ? 1 : 0]);

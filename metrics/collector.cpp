@@ -81,6 +81,18 @@ void add_history(std::vector<MetricFamily>& out, const dispatcher::StatsTotals& 
     }
 }
 
+// The publishes refused with 429 for a shard that was behind, by the limit it was over.
+void add_overloaded(std::vector<MetricFamily>& out, const transport::HttpStats& http) {
+    auto& overloaded = family(out, "shardcast_publish_overloaded_total",
+                              "Publish requests answered 429 because a shard was over a publish "
+                              "admission limit, by the limit.",
+                              MetricType::Counter);
+    for (std::size_t r = 1; r < dispatcher::kOverloadLimitCount; ++r) {
+        const auto limit = dispatcher::OverloadLimit(r);
+        add(overloaded, d(http.overloaded(limit)), {{"reason", std::string(enum_name(limit))}});
+    }
+}
+
 }  // namespace
 
 Collector::Collector(const dispatcher::Dispatcher& dispatcher,
@@ -204,6 +216,7 @@ std::vector<MetricFamily> Collector::Collect() const {
             }
         }
     }
+    add_overloaded(out, http_);
     add(family(out, "shardcast_batch_lines_rejected_total",
                "Lines of /api/v1/batch requests that were rejected.", MetricType::Counter),
         d(http_.rejected_batch_lines()));

@@ -21,16 +21,40 @@ ApiResponse error(unsigned status, std::string_view message) {
     return ApiResponse{status, json_error(message)};
 }
 
-// 429 with Retry-After: the producer should slow down, not give up.
+// What the shard is over, and by how much, for the producer's log.
+std::string overload_text(const dispatcher::Dispatcher::Overload& overload,
+                          const dispatcher::DispatcherConfig& config) {
+    const std::string shard = "shard " + std::to_string(overload.shard);
+    if (overload.limit == dispatcher::OverloadLimit::queue_delay) {
+        const std::uint64_t tenths = overload.value / 100;  // of a millisecond
+        return shard + "'s oldest command has waited " + std::to_string(tenths / 10) + "." +
+               std::to_string(tenths % 10) + " ms (publish.max_queue_delay " +
+               std::to_string(config.max_queue_delay.count()) + "ms)";
+    }
+    return shard + " has " + std::to_string(overload.value) +
+           " commands waiting (publish.max_queue_depth " + std::to_string(config.max_queue_depth) +
+           ")";
+}
+
+// 429 with Retry-After: the producer should slow down, not give up. Counted by the limit.
 ApiResponse overloaded(const dispatcher::Dispatcher::Overload& overload,
-                       const dispatcher::DispatcherConfig& config) {
+                       const dispatcher::DispatcherConfig& config,
+                       HttpStats& stats) {
+    stats.record_overloaded(overload.limit);
     ApiResponse response{
-        429,
-        json_error("overloaded: shard " + std::to_string(overload.shard) + " has " +
-                   std::to_string(overload.value) + " commands waiting (publish.max_queue_depth " +
-                   std::to_string(config.max_queue_depth) + "); retry later")};
+        429, json_error("overloaded: " + overload_text(overload, config) + "; retry later")};
     response.retry_after = "1";
     return response;
+}
+
+// The 429s answered for overloaded shards, by limit; none is never counted.
+json::object overloaded_by_reason(const HttpStats& stats) {
+    json::object out;
+    for (std::size_t i = 1; i < dispatcher::kOverloadLimitCount; ++i) {
+        const auto limit = static_cast<dispatcher::OverloadLimit>(i);
+        out[enum_name(limit)] = stats.overloaded(limit);
+    }
+    return out;
 }
 
 ApiResponse accepted(std::size_t n) {
@@ -245,7 +269,7 @@ ApiResponse Api::send(std::string_view body) {
         return error(400, problem);
     }
     if (auto overload = dispatcher_.overload_of(message.to)) {
-        return overloaded(overload, dispatcher_.config());
+        return overloaded(overload, dispatcher_.config(), stats_);
     }
     if (!dispatcher_.send(message.to, std::move(message.payload))) {
         return error(503, "shutting down");
@@ -261,7 +285,7 @@ ApiResponse Api::broadcast(std::string_view body) {
         return error(400, problem);
     }
     if (auto overload = dispatcher_.overload_of_any()) {
-        return overloaded(overload, dispatcher_.config());
+        return overloaded(overload, dispatcher_.config(), stats_);
     }
     if (!dispatcher_.broadcast(std::move(message.payload), message.except)) {
         return error(503, "shutting down");
@@ -278,7 +302,7 @@ ApiResponse Api::batch(std::string_view body) {
         return error(503, "shutting down");
     }
     if (auto overload = dispatcher_.overload_of_any()) {
-        return overloaded(overload, dispatcher_.config());
+        return overloaded(overload, dispatcher_.config(), stats_);
     }
     std::size_t accepted_count = 0;
     std::size_t rejected = 0;
@@ -425,6 +449,7 @@ ApiResponse Api::stats() const {
                       {"replayed", all.replayed},
                       {"gaps", named<dispatcher::GapReason>(all.gaps)}}},
         {"http_rejected", stats_.rejected()},
+        {"overloaded_by_reason", overloaded_by_reason(stats_)},
         {"batch_lines_rejected", stats_.rejected_batch_lines()},
     };
     json::object cluster{{"enabled", bus_ != nullptr}};

@@ -1,5 +1,6 @@
 // HttpStats: requests answered, by route and status code, plus the refused upgrades, the
-// rejected batch lines and the listener's failed accepts. Written by every HTTP thread
+// publishes refused for an overloaded shard (by limit), the rejected batch lines and the
+// listener's failed accepts. Written by every HTTP thread
 // (relaxed atomic adds: the API path is far from the per-message hot path) and read by
 // the stats API, the log summary and the metrics scrape.
 #pragma once
@@ -11,6 +12,7 @@
 #include <string_view>
 
 #include "dispatcher/enum_name.hpp"
+#include "dispatcher/overload_limit.hpp"
 
 namespace shardcast::transport {
 
@@ -78,6 +80,13 @@ public:
     std::uint64_t refusals(UpgradeRefusal reason) const {
         return refusals_[static_cast<std::size_t>(reason)].load(std::memory_order_relaxed);
     }
+    // A publish answered 429 because a shard was over this limit.
+    void record_overloaded(dispatcher::OverloadLimit limit) {
+        overloaded_[enum_index(limit)].fetch_add(1, std::memory_order_relaxed);
+    }
+    std::uint64_t overloaded(dispatcher::OverloadLimit limit) const {
+        return overloaded_[enum_index(limit)].load(std::memory_order_relaxed);
+    }
     void record_rejected_batch_lines(std::uint64_t n) {
         rejected_batch_lines_.fetch_add(n, std::memory_order_relaxed);
     }
@@ -115,6 +124,7 @@ private:
     std::atomic<std::uint64_t> accept_errors_{0};
     std::array<std::atomic<std::uint64_t>, kDropReasonCount> drops_{};
     std::array<std::atomic<std::uint64_t>, kUpgradeRefusalCount> refusals_{};
+    std::array<std::atomic<std::uint64_t>, dispatcher::kOverloadLimitCount> overloaded_{};
 };
 
 }  // namespace shardcast::transport

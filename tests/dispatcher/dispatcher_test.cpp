@@ -376,6 +376,74 @@ TEST(DispatcherTest, CommandsTakenButNotDeliveredCountTowardsTheQueueDepthLimit)
     d.stop(1s);
 }
 
+// publish.max_queue_delay: a shard that has sat on a command longer than the limit is behind
+// however few commands it holds, and is not once it has delivered it.
+TEST(DispatcherTest, AShardHeldPastMaxQueueDelayIsOverloadedUntilItDrains) {
+    DispatcherConfig config = config_with(1);
+    config.max_queue_delay = 20ms;
+    Dispatcher d(config);
+    d.start();
+    std::promise<void> gate;
+    hold_shard(d.shard_for("x"), gate.get_future().share()).wait();
+    d.send("x", make_payload("m"));  // one command, far below max_queue_depth
+    ASSERT_TRUE(wait_until([&] { return static_cast<bool>(d.overload_of("x")); }, 5s))
+        << "a command held past max_queue_delay never made its shard overloaded";
+    const Dispatcher::Overload overload = d.overload_of("x");
+    EXPECT_EQ(overload.limit, Dispatcher::Overload::Limit::queue_delay);
+    EXPECT_GT(overload.value, 20'000u) << "microseconds waited";
+    EXPECT_EQ(d.overload_of_any().limit, Dispatcher::Overload::Limit::queue_delay);
+    gate.set_value();
+    ASSERT_TRUE(wait_until([&] { return held(d) == 1 && !d.overload_of("x"); }, 5s))
+        << "still overloaded after delivering everything: " << d.overload_of("x").value << " us";
+    d.stop(1s);
+}
+
+TEST(DispatcherTest, MaxQueueDelayOfZeroNeverRefusesForTime) {
+    DispatcherConfig config = config_with(1);
+    config.max_queue_delay = 0ms;
+    Dispatcher d(config);
+    d.start();
+    Shard& shard = d.shard(0);
+    std::promise<void> gate;
+    hold_shard(shard, gate.get_future().share()).wait();
+    d.send("x", make_payload("m"));
+    ASSERT_TRUE(wait_until([&] { return shard.queue_delay(Clock::now()) > 50ms; }, 5s));
+    EXPECT_FALSE(d.overload_of("x"));
+    gate.set_value();
+    d.stop(1s);
+}
+
+// Once a turn has delivered the oldest command, the age is that of the next: a shard that
+// keeps up with a stream is not refused for how long the stream has been running.
+TEST(DispatcherTest, QueueDelayIsTheAgeOfTheOldestCommandNotYetDelivered) {
+    DispatcherConfig config = config_with(1);
+    config.drain_budget = 1;
+    Dispatcher d(config);
+    d.start();
+    Shard& shard = d.shard(0);
+    std::promise<void> first_gate;
+    std::promise<void> second_gate;
+    hold_shard(shard, first_gate.get_future().share()).wait();
+    d.send("x", make_payload("old"));
+    ASSERT_TRUE(wait_until([&] { return shard.queue_delay(Clock::now()) > 50ms; }, 5s))
+        << "a held shard's backlog did not age";
+    const Clock::time_point before_new = Clock::now();
+    d.send("x", make_payload("new"));
+    // Behind the turn that delivers "old" and leaves "new" for the next.
+    auto second_held = hold_shard(shard, second_gate.get_future().share());
+    first_gate.set_value();
+    second_held.wait();
+    const Clock::time_point now = Clock::now();
+    const Clock::duration waited = shard.queue_delay(now);
+    second_gate.set_value();
+    EXPECT_GT(waited, Clock::duration::zero()) << "\"new\" is still waiting";
+    EXPECT_LE(waited, now - before_new) << "the age of the delivered \"old\"";
+    ASSERT_TRUE(
+        wait_until([&] { return shard.queue_delay(Clock::now()) == Clock::duration::zero(); }, 5s))
+        << "a shard with nothing waiting kept an age";
+    d.stop(1s);
+}
+
 // A turn that runs out of budget keeps the rest for the next turn, which appends what has
 // arrived since. The delivered front of the batch is dropped then (it used to be kept until
 // a turn delivered everything, so a backlog that never emptied grew without bound): what

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <future>
 #include <string>
+#include <string_view>
 
 #include "tests/integration/test_server.hpp"
 #include "tests/support/clients.hpp"
+#include "tests/support/hold_shard.hpp"
 #include "tests/support/wait.hpp"
 
 namespace shardcast::test {
@@ -20,6 +23,13 @@ json::value parse(const std::string& body) { return json::parse(body); }
 // The "error" text of a JSON error answer.
 std::string error_of(const HttpClient::Response& response) {
     return std::string(parse(response.body).as_object().at("error").as_string());
+}
+
+std::string header_of(const HttpClient::Response& response, std::string_view name) {
+    for (const auto& [field, value] : response.headers) {
+        if (field == name) return value;
+    }
+    return {};
 }
 
 class HttpApiTest : public ::testing::Test {
@@ -313,6 +323,48 @@ TEST(HttpApiAuthTest, ApiKeysGuardPublishAndStatsButNotHealth) {
         202);
     EXPECT_EQ(http.get("/api/v1/stats", {{"Authorization", "Bearer k1"}}).status, 200);
     EXPECT_EQ(http.get("/healthz").status, 200);
+}
+
+// publish.max_queue_delay over real sockets: a publish for a shard whose oldest command has
+// waited past the limit gets 429 with Retry-After and a JSON error, counted in /metrics
+// under its reason, while the other shard takes publishes; once the shard has caught up,
+// its publishes are taken again.
+TEST(HttpApiAdmissionTest, APublishForAShardBehindMaxQueueDelayIs429UntilItCatchesUp) {
+    dispatcher::DispatcherConfig config = test_dispatcher_config();
+    config.max_queue_delay = 20ms;
+    TestServer server(config);
+    HttpClient http(server.port());
+    dispatcher::Dispatcher& d = server.dispatcher();
+    const std::string late = "late";
+    std::string other = "other";
+    for (int i = 0; d.router().shard_of(other) == d.router().shard_of(late); ++i) {
+        other = "other" + std::to_string(i);
+    }
+    const auto send_to = [&](const std::string& id) {
+        return http.post("/api/v1/send", R"({"to":")" + id + R"(","data":"x"})");
+    };
+    std::promise<void> gate;
+    hold_shard(d.shard_for(late), gate.get_future().share()).wait();
+    ASSERT_EQ(send_to(late).status, 202);
+    ASSERT_TRUE(wait_until([&] { return static_cast<bool>(d.overload_of(late)); }, 5s));
+    const auto refused = send_to(late);
+    const auto taken = send_to(other);
+    const std::string metrics = http.get("/metrics").body;
+    gate.set_value();
+
+    EXPECT_EQ(refused.status, 429);
+    EXPECT_EQ(header_of(refused, "Retry-After"), "1");
+    EXPECT_TRUE(error_of(refused).find("publish.max_queue_delay 20ms") != std::string::npos)
+        << refused.body;
+    EXPECT_EQ(taken.status, 202) << taken.body;
+    const std::string counted = "\nshardcast_publish_overloaded_total{reason=\"queue_delay\"} ";
+    const auto at = metrics.find(counted);
+    ASSERT_NE(at, std::string::npos) << metrics;
+    EXPECT_EQ(std::stod(metrics.substr(at + counted.size())), 1.0);
+    ASSERT_TRUE(wait_until([&] { return !d.overload_of(late); }, 5s))
+        << "still refused once the shard had caught up";
+    EXPECT_EQ(send_to(late).status, 202);
+    ASSERT_TRUE(wait_until([&] { return test::held(d) == 3; }, 5s)) << test::held(d);
 }
 
 }  // namespace

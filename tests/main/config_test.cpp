@@ -495,7 +495,8 @@ TEST(ConfigDescribeTest, ListsEveryKeyOnOneLine) {
               "session.cleanup_interval=30s session.on_duplicate=replace "
               "session.max_per_client=8 session.max_message_size=65536 "
               "session.close_timeout=2s session.socket_send_buffer=0 session.write_delay=0s "
-              "publish.max_queue_depth=65536 publish.max_outbound_bytes=67108864 "
+              "publish.max_queue_depth=65536 publish.max_queue_delay=0s "
+              "publish.max_outbound_bytes=67108864 "
               "history.enabled=true history.size=100 history.ttl=300s history.max_bytes=67108864 "
               "http.threads=1 "
               "http.max_body=4194304 "
@@ -519,8 +520,10 @@ TEST(ConfigDescribeTest, ListsEveryKeyOnOneLine) {
 
 TEST(ConfigPublishTest, AdmissionLimitsTakeZeroForOff) {
     Config config =
-        load_config(std::nullopt, {"publish.max_queue_depth=0", "publish.max_outbound_bytes=8MiB"});
+        load_config(std::nullopt, {"publish.max_queue_depth=0", "publish.max_queue_delay=0",
+                                   "publish.max_outbound_bytes=8MiB"});
     EXPECT_EQ(config.dispatcher.max_queue_depth, 0u);
+    EXPECT_EQ(config.dispatcher.max_queue_delay, std::chrono::milliseconds{0});
     EXPECT_EQ(config.dispatcher.max_outbound_bytes, 8u * 1024 * 1024);
     try {
         load_config(std::nullopt, {"publish.max_queue_depth=lots"});
@@ -528,6 +531,20 @@ TEST(ConfigPublishTest, AdmissionLimitsTakeZeroForOff) {
     } catch (const ConfigError& e) {
         EXPECT_STREQ(e.what(),
                      "publish.max_queue_depth: expected an integer of at least 0, got \"lots\"");
+    }
+}
+
+TEST(ConfigPublishTest, MaxQueueDelayIsADurationOfAtMostAMinute) {
+    EXPECT_EQ(load_config(std::nullopt, {}).dispatcher.max_queue_delay,
+              std::chrono::milliseconds{0});
+    EXPECT_EQ(load_config(std::nullopt, {"publish.max_queue_delay=5ms"}).dispatcher.max_queue_delay,
+              std::chrono::milliseconds{5});
+    try {
+        load_config(std::nullopt, {"publish.max_queue_delay=2m"});
+        FAIL() << "accepted a delay past a minute";
+    } catch (const ConfigError& e) {
+        EXPECT_STREQ(e.what(),
+                     "publish.max_queue_delay: expected a duration from 0 to 60s, got \"2m\"");
     }
 }
 

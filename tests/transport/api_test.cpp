@@ -315,6 +315,7 @@ TEST(ApiTest, ASendToAnOverloadedShardIs429WhileTheOtherShardAccepts) {
               "overloaded: shard 0 has 2 commands waiting (publish.max_queue_depth 1); retry "
               "later");
     EXPECT_EQ(depth, 2u) << "the refused send was queued";
+    EXPECT_EQ(served.http_stats.overloaded(dispatcher::OverloadLimit::queue_depth), 1u);
     EXPECT_EQ(taken.status, 202u) << taken.body;
     const auto held = [&](std::size_t shard) {
         return served.dispatcher.shard(shard).stats().held.load();
@@ -332,6 +333,42 @@ TEST(ApiTest, ABroadcastWhileAnyShardIsOverloadedIs429) {
     EXPECT_EQ(refused.retry_after, "1");
     EXPECT_TRUE(error_of(refused).starts_with("overloaded: shard 1 has 2 commands waiting"))
         << refused.body;
+}
+
+// publish.max_queue_delay: one command held past the limit is enough for 429, with the same
+// shape and Retry-After as the depth limit, counted under its own reason; once the shard has
+// delivered it, the same send is taken.
+TEST(ApiTest, ASendToAShardWhoseOldestCommandWaitedTooLongIs429UntilItCatchesUp) {
+    DispatcherConfig config = two_shards();
+    config.max_queue_delay = 20ms;
+    ApiUnderTest served(config);
+    const std::string id = id_on(served.dispatcher, 0);
+    std::promise<void> gate;
+    test::hold_shard(served.dispatcher.shard(0), gate.get_future().share()).wait();
+    served.dispatcher.send(id, dispatcher::make_payload("1"));
+    const auto waited_too_long = [&] {
+        return served.dispatcher.overload_of(id).limit == dispatcher::OverloadLimit::queue_delay;
+    };
+    ASSERT_TRUE(wait_until(waited_too_long, 5s)) << "the held command never counted as late";
+    const std::string body = R"({"to":")" + id + R"(","data":"2"})";
+    const ApiResponse refused = served.post("/api/v1/send", body);
+    gate.set_value();
+
+    EXPECT_EQ(refused.status, 429u);
+    EXPECT_EQ(refused.retry_after, "1");
+    EXPECT_TRUE(error_of(refused).starts_with("overloaded: shard 0's oldest command has waited "))
+        << refused.body;
+    EXPECT_TRUE(error_of(refused).ends_with(" ms (publish.max_queue_delay 20ms); retry later"))
+        << refused.body;
+    EXPECT_EQ(served.http_stats.overloaded(dispatcher::OverloadLimit::queue_delay), 1u);
+    EXPECT_EQ(served.http_stats.overloaded(dispatcher::OverloadLimit::queue_depth), 0u);
+    ASSERT_TRUE(wait_until([&] { return !served.dispatcher.overload_of(id); }, 5s))
+        << "still refused once the shard had caught up";
+    const ApiResponse taken = served.post("/api/v1/send", body);
+    EXPECT_EQ(taken.status, 202u) << taken.body;
+    const json::object stats = json::parse(served.call("GET", "/api/v1/stats").body).as_object();
+    EXPECT_EQ(stats.at("totals").at("overloaded_by_reason"),
+              (json::object{{"queue_depth", 0}, {"queue_delay", 1}}));
 }
 
 }  // namespace
