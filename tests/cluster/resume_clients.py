@@ -160,7 +160,15 @@ class ResumeClient:
         if ws is not None:
             await ws.close()
         if self._task is not None:
-            await asyncio.wait([self._task], timeout=10)
+            await asyncio.wait([self._task], timeout=5)
+        # A reconnect that was under way when the close began opens a connection the loop
+        # then never leaves: close that one too, and end the loop.
+        if self._ws is not None and self._ws is not ws:
+            await self._ws.close()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=5)
+            self._ws = None
 
     # --- what was received, read from the main thread -------------------------------------
 
@@ -209,5 +217,6 @@ def require_connected(clients, count, timeout):
                               f"{failed[0].id}: {failed[0].failure}")
         return all(len(c.connections) >= count and c.open for c in clients)
     wait_until(done, timeout, lambda: f"{len(clients)} clients to make connection {count}: " +
-               ", ".join(f"{c.id} has {len(c.connections)} (open {c.open})"
+               ", ".join(f"{c.id} has {len(c.connections)} (open {c.open}, connections "
+                         f"{c.connections}, close codes {c.close_codes})"
                          for c in clients if len(c.connections) < count or not c.open)[:600])
