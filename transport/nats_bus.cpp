@@ -152,8 +152,7 @@ struct NatsBus::Nats {
             return receive_broadcast(self, msg, data);
         }
         if (self.history_) {
-            if (subject.starts_with(self.subjects_.stored_all().substr(
-                    0, self.subjects_.stored_all().size() - 1))) {
+            if (self.subjects_.is_stored(subject)) {
                 return receive_stored(self, msg, subject, data);
             }
             if (subject == self.subjects_.history_broken()) {

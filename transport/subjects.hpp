@@ -58,6 +58,10 @@ public:
     }
     const std::string& stored_broadcast() const { return stored_broadcast_; }
     const std::string& stored_epoch() const { return stored_epoch_; }
+    // Whether the subject is one the stream republished to.
+    bool is_stored(std::string_view subject) const {
+        return subject.starts_with(std::string_view(stored_all_).substr(0, stored_all_.size() - 1));
+    }
 
     // The client id a client subject names, or nullopt for any other subject.
     std::optional<std::string_view> client_id_of(std::string_view subject) const {
