@@ -93,7 +93,13 @@ public:
     }
     WsConnection(const WsConnection&) = delete;
     WsConnection& operator=(const WsConnection&) = delete;
-    ~WsConnection() override { budget_.add(-static_cast<std::int64_t>(partial_bytes_)); }
+    // A closing connection gave its partial bytes back already, so one that outlives the server
+    // (its session kept by a stopped shard until the dispatcher goes) touches no budget.
+    ~WsConnection() override {
+        if (partial_bytes_ != 0) {
+            budget_.add(-static_cast<std::int64_t>(partial_bytes_));
+        }
+    }
 
     void run(UpgradeRequest request) {
         HttpStats& stats = context_.stats;
