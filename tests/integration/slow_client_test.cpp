@@ -2,11 +2,13 @@
 // the heartbeat each remove the bad client, while a client on the same shard keeps receiving.
 #include <gtest/gtest.h>
 
+#include <future>
 #include <string>
 #include <vector>
 
 #include "tests/integration/test_server.hpp"
 #include "tests/support/clients.hpp"
+#include "tests/support/hold_shard.hpp"
 #include "tests/support/wait.hpp"
 
 namespace shardcast::test {
@@ -127,7 +129,12 @@ TEST(SlowClientTest, EachPongEchoesItsPingWhileWritesStall) {
     ASSERT_TRUE(wait_until([&] { return server.dispatcher().online() == 1; }, 5s));
     constexpr int kMessages = 2400;
     const auto chunk = make_payload(std::string(400, 'x'));
+    // Held while they are sent: a shard that drained the first few as they came would write
+    // them whole into the socket buffers, and the bytes below would never all be queued.
+    std::promise<void> gate;
+    hold_shard(server.dispatcher().shard(0), gate.get_future().share()).wait();
     for (int i = 0; i < kMessages; ++i) server.dispatcher().send("p", chunk);
+    gate.set_value();
     // All queued on the session within drain turns that end by starting the first write
     // (256 messages, about 100 KB), which stalls: the client has read nothing.
     const auto& stats = server.dispatcher().shard(0).stats();
