@@ -56,6 +56,10 @@ void Shard::advance_stop() {
     }
     if (phase_ == Phase::closing && closing_.empty()) {
         phase_ = Phase::stopped;
+        // Nothing is written any more. The sessions' last references go now, while the
+        // transport that made them (and that their connections point into) still exists.
+        write_requests_.clear();
+        overflowed_.clear();
         stopped_.set_value();  // last touch of shared state: the waiter may join next
         return;
     }
