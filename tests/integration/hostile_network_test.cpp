@@ -23,6 +23,7 @@
 
 #include "tests/integration/test_server.hpp"
 #include "tests/support/clients.hpp"
+#include "tests/support/logged_port.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/wait.hpp"
 #include "transport/client_address.hpp"
@@ -564,31 +565,6 @@ TEST(HostileNetworkTest, StalledReadersAreCutWhileLiveClientsGetEveryBroadcast) 
 
 // --- the log --------------------------------------------------------------------------------
 
-// Per test process, so parallel runs of the suite never read each other's output.
-std::string out_file(const std::string& name) {
-    return ::testing::TempDir() + "shardcast-" + name + "." + std::to_string(::getpid()) + ".out";
-}
-
-// The port the binary logged it listens on; 0, with a failure, when it never did.
-std::uint16_t port_of(Process& process) {
-    constexpr std::string_view kListening = "listening on 127.0.0.1:";
-    std::string output;
-    std::size_t at = std::string::npos;
-    const bool found = wait_until(
-        [&] {
-            output = process.output();
-            at = output.find(kListening);
-            return at != std::string::npos &&
-                   output.find(' ', at + kListening.size()) != std::string::npos;
-        },
-        20s);
-    if (!found) {
-        ADD_FAILURE() << "server did not start: " << output;
-        return 0;
-    }
-    return static_cast<std::uint16_t>(std::stoi(output.substr(at + kListening.size())));
-}
-
 std::vector<std::string> lines_with(const std::string& text, std::string_view needle) {
     std::vector<std::string> lines;
     std::size_t start = 0;
@@ -605,7 +581,7 @@ TEST(HostileNetworkTest, FloodOfRejectedRequestsIsLoggedAtABoundedRate) {
     Process server({SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "-s", "auth.insecure_api=true",
                     "-s", "log.summary_interval=0"},
                    out_file("log_flood"));
-    const std::uint16_t port = port_of(server);
+    const std::uint16_t port = logged_port(server);
     ASSERT_NE(port, 0);
     constexpr std::string_view kHeldBack = " more rejected requests were not logged";
     std::uint64_t requests = 2000;

@@ -14,6 +14,7 @@
 
 #include "dispatcher/close_code.hpp"
 #include "tests/support/clients.hpp"
+#include "tests/support/logged_port.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/wait.hpp"
 
@@ -21,31 +22,6 @@ namespace shardcast::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Per test process, so parallel runs of the suite never read each other's output.
-std::string out_file(const std::string& name) {
-    return ::testing::TempDir() + "shardcast-" + name + "." + std::to_string(::getpid()) + ".out";
-}
-
-// Starts the binary on an ephemeral loopback port and returns the port it logged.
-std::uint16_t start_and_find_port(Process& process) {
-    constexpr std::string_view kListening = "listening on 127.0.0.1:";
-    std::string output;
-    std::size_t at = std::string::npos;
-    const bool found = wait_until(
-        [&] {
-            output = process.output();
-            at = output.find(kListening);
-            return at != std::string::npos &&
-                   output.find(' ', at + kListening.size()) != std::string::npos;
-        },
-        20s);
-    if (!found) {
-        ADD_FAILURE() << "server did not start: " << output;
-        return 0;
-    }
-    return static_cast<std::uint16_t>(std::stoi(output.substr(at + kListening.size())));
-}
 
 TEST(ServerBinaryTest, VersionFlagPrintsTheVersion) {
     Process p({SHARDCAST_BINARY, "--version"}, out_file("version"));
@@ -78,7 +54,7 @@ TEST(ServerBinaryTest, ShippedExampleConfigIsValid) {
 
 TEST(ServerBinaryTest, PortInUseIsAClearStartupError) {
     Process first({SHARDCAST_BINARY, "--listen", "127.0.0.1:0"}, out_file("first"));
-    const std::uint16_t port = start_and_find_port(first);
+    const std::uint16_t port = logged_port(first);
     ASSERT_NE(port, 0);
     Process second({SHARDCAST_BINARY, "--listen", "127.0.0.1:" + std::to_string(port)},
                    out_file("second"));
@@ -98,7 +74,7 @@ TEST(ServerBinaryTest, SendBufferTheKernelWouldCapIsNamedAtStartup) {
     Process capped({SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "-s",
                     "session.socket_send_buffer=" + requested},
                    out_file("capped"));
-    ASSERT_NE(start_and_find_port(capped), 0);
+    ASSERT_NE(logged_port(capped), 0);
     EXPECT_NE(
         capped.output().find("session.socket_send_buffer=" + requested +
                              " is capped by the kernel at " + std::to_string(wmem_max) + " bytes"),
@@ -108,14 +84,14 @@ TEST(ServerBinaryTest, SendBufferTheKernelWouldCapIsNamedAtStartup) {
     Process fits(
         {SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "-s", "session.socket_send_buffer=4KiB"},
         out_file("fits"));
-    ASSERT_NE(start_and_find_port(fits), 0);
+    ASSERT_NE(logged_port(fits), 0);
     EXPECT_EQ(fits.output().find("is capped"), std::string::npos) << fits.output();
 }
 
 TEST(ServerBinaryTest, MetricsCanBeTurnedOff) {
     Process server({SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "-s", "metrics.enabled=false"},
                    out_file("no_metrics"));
-    const std::uint16_t port = start_and_find_port(server);
+    const std::uint16_t port = logged_port(server);
     ASSERT_NE(port, 0);
     HttpClient http(port);
     const auto response = http.get("/metrics");
@@ -126,7 +102,7 @@ TEST(ServerBinaryTest, MetricsCanBeTurnedOff) {
 
 TEST(ServerBinaryTest, MetricsAreOnByDefault) {
     Process server({SHARDCAST_BINARY, "--listen", "127.0.0.1:0"}, out_file("metrics"));
-    const std::uint16_t port = start_and_find_port(server);
+    const std::uint16_t port = logged_port(server);
     ASSERT_NE(port, 0);
     HttpClient http(port);
     const auto response = http.get("/metrics");
@@ -147,7 +123,7 @@ TEST(ServerBinaryTest, OutOfDescriptorsPausesAcceptingLogsOnceAndRecovers) {
     // in the backlog, and every accept fails until some close.
     Process server({SHARDCAST_BINARY, "--listen", "127.0.0.1:0", "--shards", "1"},
                    out_file("descriptors"), 32);
-    const std::uint16_t port = start_and_find_port(server);
+    const std::uint16_t port = logged_port(server);
     ASSERT_NE(port, 0);
     std::vector<int> held;
     for (int i = 0; i < 64; ++i) {
@@ -190,7 +166,7 @@ TEST(ServerBinaryTest, SigtermDrainsQueuedMessagesAndCloses1001) {
                     "shutdown.drain_timeout=3s", "-s", "session.send_time_limit=30s", "-s",
                     "auth.anonymous_clients=true", "-s", "auth.insecure_api=true"},
                    out_file("sigterm"));
-    const std::uint16_t port = start_and_find_port(server);
+    const std::uint16_t port = logged_port(server);
     ASSERT_NE(port, 0);
     ClientLoop loop;
     auto client = WsClient::start(loop, port, "/ws/listener");
