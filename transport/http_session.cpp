@@ -19,6 +19,7 @@
 #include "transport/io_error.hpp"
 #include "transport/read_head.hpp"
 #include "transport/request_checks.hpp"
+#include "transport/upgrade_view.hpp"
 #include "transport/ws_connection.hpp"
 
 namespace shardcast::transport {
@@ -34,31 +35,6 @@ namespace {
 // up front, a 15 KB batch takes 30 reads. Reads are capped at 64 KiB anyway.
 constexpr std::size_t kBodyReadRoom = 64 * 1024;
 constexpr std::size_t kFirstReadRoom = 4 * 1024;
-
-// The fields of an upgrade request the Authenticator decides on. protocols holds every
-// Sec-WebSocket-Protocol field joined, and must outlive the view.
-UpgradeRequestView view_of(const http::request<http::string_body>& request,
-                           std::string& protocols) {
-    const auto [first, last] = request.equal_range(http::field::sec_websocket_protocol);
-    for (auto field = first; field != last; ++field) {
-        protocols.append(protocols.empty() ? "" : ", ").append(field->value());
-    }
-    const auto origin = request.find(http::field::origin);
-    UpgradeRequestView view;
-    view.method = request.method_string();
-    view.version = request.version();
-    view.target = request.target();
-    view.host = request[http::field::host];
-    view.connection_upgrade = http::token_list{request[http::field::connection]}.exists("upgrade");
-    view.upgrade_websocket = http::token_list{request[http::field::upgrade]}.exists("websocket");
-    view.key = request[http::field::sec_websocket_key];
-    view.ws_version = request[http::field::sec_websocket_version];
-    view.has_origin = origin != request.end();
-    if (view.has_origin) view.origin = origin->value();
-    view.authorization = request[http::field::authorization];
-    view.protocols = protocols;
-    return view;
-}
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
 public:

@@ -51,6 +51,7 @@
 #include "transport/read_head.hpp"
 #include "transport/request_checks.hpp"
 #include "transport/request_target.hpp"
+#include "transport/upgrade_view.hpp"
 
 namespace {
 
@@ -185,30 +186,6 @@ void check_decision(const transport::UpgradeDecision& decision,
           "admitted an anonymous client with anonymous_clients off");
 }
 
-// As HttpSession::upgrade builds the view.
-transport::UpgradeRequestView view_of(const http::request<http::string_body>& request,
-                                      std::string& protocols) {
-    const auto [first, last] = request.equal_range(http::field::sec_websocket_protocol);
-    for (auto field = first; field != last; ++field) {
-        protocols.append(protocols.empty() ? "" : ", ").append(field->value());
-    }
-    const auto origin = request.find(http::field::origin);
-    transport::UpgradeRequestView view;
-    view.method = request.method_string();
-    view.version = request.version();
-    view.target = request.target();
-    view.host = request[http::field::host];
-    view.connection_upgrade = http::token_list{request[http::field::connection]}.exists("upgrade");
-    view.upgrade_websocket = http::token_list{request[http::field::upgrade]}.exists("websocket");
-    view.key = request[http::field::sec_websocket_key];
-    view.ws_version = request[http::field::sec_websocket_version];
-    view.has_origin = origin != request.end();
-    if (view.has_origin) view.origin = origin->value();
-    view.authorization = request[http::field::authorization];
-    view.protocols = protocols;
-    return view;
-}
-
 // Admits or refuses; an admitted client is handed to its shard, which ends the HTTP session
 // either way.
 void upgrade(Server& s,
@@ -257,7 +234,7 @@ bool handle(Server& s,
         const transport::ConnectionLimits::Grant grant = s.limits.acquire(client);
         if (grant.verdict == transport::ConnectionLimits::Verdict::admitted) {
             std::string protocols;
-            upgrade(s, auth, view_of(request, protocols));
+            upgrade(s, auth, transport::view_of(request, protocols));
         }
         return false;
     }
