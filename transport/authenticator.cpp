@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 
+#include "transport/ascii.hpp"
 #include "transport/client_id.hpp"
 #include "transport/protocol_v1.hpp"
 #include "transport/request_target.hpp"
@@ -14,13 +15,6 @@ namespace {
 
 constexpr std::string_view kWsPath = "/ws";
 constexpr std::string_view kBearer = "bearer ";
-
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
 
 std::string_view trim(std::string_view text) {
     const std::size_t first = text.find_first_not_of(" \t");
@@ -100,7 +94,7 @@ FoundToken find_token(std::string_view target,
         ++sources;
     }
     if (authorization.size() > kBearer.size() &&
-        iequals(authorization.substr(0, kBearer.size()), kBearer)) {
+        ascii_iequals(authorization.substr(0, kBearer.size()), kBearer)) {
         found.token = std::string(trim(authorization.substr(kBearer.size())));
         ++sources;
     }
@@ -158,7 +152,7 @@ bool Authenticator::origin_allowed(std::string_view origin, std::string_view hos
         return true;
     }
     for (const std::string& allowed : config_.allowed_origins) {
-        if (iequals(origin, allowed)) {
+        if (ascii_iequals(origin, allowed)) {
             return true;
         }
     }
@@ -168,15 +162,15 @@ bool Authenticator::origin_allowed(std::string_view origin, std::string_view hos
     }
     const std::string_view scheme = origin.substr(0, scheme_end);
     std::string_view authority = origin.substr(scheme_end + 3);
-    if (iequals(authority, host)) {
+    if (ascii_iequals(authority, host)) {
         return true;
     }
     // A default port may be written in one and left out of the other.
-    const std::string_view port = iequals(scheme, "https") ? ":443" : ":80";
+    const std::string_view port = ascii_iequals(scheme, "https") ? ":443" : ":80";
     return (host.ends_with(port) &&
-            iequals(authority, host.substr(0, host.size() - port.size()))) ||
+            ascii_iequals(authority, host.substr(0, host.size() - port.size()))) ||
            (authority.ends_with(port) &&
-            iequals(authority.substr(0, authority.size() - port.size()), host));
+            ascii_iequals(authority.substr(0, authority.size() - port.size()), host));
 }
 
 namespace {
@@ -279,7 +273,7 @@ ApiAccess Authenticator::api_access(std::string_view authorization) const {
     }
     bool match = false;
     if (authorization.size() > kBearer.size() &&
-        iequals(authorization.substr(0, kBearer.size()), kBearer)) {
+        ascii_iequals(authorization.substr(0, kBearer.size()), kBearer)) {
         const std::string_view key = authorization.substr(kBearer.size());
         for (const auto& candidate : config_.api_keys) {
             match |= same_secret(key, candidate);

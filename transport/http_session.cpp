@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 
+#include "transport/ascii.hpp"
 #include "transport/client_address.hpp"
 #include "transport/io_error.hpp"
 #include "transport/read_head.hpp"
@@ -121,7 +122,7 @@ private:
         if (auto refusal = refusal_from_head()) {
             return respond(std::move(*refusal), true);
         }
-        if (beast::iequals(request[http::field::expect], "100-continue")) {
+        if (ascii_iequals(request[http::field::expect], "100-continue")) {
             auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
                                                                             request.version());
             http::async_write(

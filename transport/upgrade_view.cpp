@@ -1,6 +1,6 @@
 #include "transport/upgrade_view.hpp"
 
-#include <boost/beast/http/rfc7230.hpp>
+#include "transport/ascii.hpp"
 
 namespace shardcast::transport {
 
@@ -18,8 +18,8 @@ UpgradeRequestView view_of(const http::request<http::string_body>& request,
     view.version = request.version();
     view.target = request.target();
     view.host = request[http::field::host];
-    view.connection_upgrade = http::token_list{request[http::field::connection]}.exists("upgrade");
-    view.upgrade_websocket = http::token_list{request[http::field::upgrade]}.exists("websocket");
+    view.connection_upgrade = has_token(request[http::field::connection], "upgrade");
+    view.upgrade_websocket = has_token(request[http::field::upgrade], "websocket");
     view.key = request[http::field::sec_websocket_key];
     view.ws_version = request[http::field::sec_websocket_version];
     view.has_origin = origin != request.end();

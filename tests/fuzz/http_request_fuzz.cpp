@@ -44,6 +44,7 @@
 #include "dispatcher/dispatcher.hpp"
 #include "fuzz_support.hpp"
 #include "transport/api.hpp"
+#include "transport/ascii.hpp"
 #include "transport/authenticator.hpp"
 #include "transport/client_address.hpp"
 #include "transport/client_id.hpp"
@@ -444,8 +445,8 @@ void admit_fields(Server& s, const transport::Authenticator& auth, std::string_v
     view.method = lines[0];
     view.target = lines[1];
     view.host = lines[2];
-    view.connection_upgrade = http::token_list{lines[3]}.exists("upgrade");
-    view.upgrade_websocket = http::token_list{lines[4]}.exists("websocket");
+    view.connection_upgrade = transport::has_token(lines[3], "upgrade");
+    view.upgrade_websocket = transport::has_token(lines[4], "websocket");
     view.key = lines[5];
     view.ws_version = lines[6];
     view.has_origin = !lines[7].empty();
