@@ -834,6 +834,12 @@ constexpr Field kFields[] = {
      [](const auto& key, const auto& node, Config& config) {
          config.cluster.history.replicas = static_cast<int>(integer_in(key, node, 1, 5));
      }},
+    {"cluster.history.reorder_window", "20ms",
+     "how long a stored message's live copy waits, so copies that crossed go back in stream "
+     "order (0 = deliver as they come)",
+     [](const auto& key, const auto& node, Config& config) {
+         config.cluster.history.reorder_window = duration_up_to(key, node, milliseconds{1000});
+     }},
     {"log.level", "info", "trace, debug, info, warn, error or off",
      [](const auto& key, const auto& node, Config& config) {
          config.log.level = kLogLevels[one_of(key, node, kLogLevels)];
@@ -1166,6 +1172,7 @@ std::string describe(const Config& config) {
     add("cluster.history.stream", config.cluster.history.stream);
     add("cluster.history.storage", kStorageNames[config.cluster.history.memory ? 1 : 0]);
     add("cluster.history.replicas", std::to_string(config.cluster.history.replicas));
+    add("cluster.history.reorder_window", format_duration(config.cluster.history.reorder_window));
     add("log.level", config.log.level);
     add("log.summary_interval", format_duration(config.log.summary_interval));
     return line;

@@ -13,6 +13,9 @@ struct ClusterHistoryConfig {
     std::string stream;   // empty: <subject_prefix>_history, dots as underscores
     bool memory = false;  // memory storage instead of files
     int replicas = 1;
+    // How long a stored message's live copy is held so that copies overtaken in transit go
+    // back in stream order (SequenceOrder); zero delivers them as they come.
+    std::chrono::milliseconds reorder_window{20};
 };
 
 struct ClusterConfig {

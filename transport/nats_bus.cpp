@@ -18,6 +18,7 @@
 #include "transport/bus_message.hpp"
 #include "transport/history_stream.hpp"
 #include "transport/protocol_v1.hpp"
+#include "transport/sequence_order.hpp"
 #include "transport/utf8.hpp"
 
 namespace shardcast::transport {
@@ -85,6 +86,11 @@ void release_subscriptions(std::pair<natsSubscription*, natsSubscription*>& both
     both = {};
 }
 
+struct DestroyMsg {
+    void operator()(natsMsg* msg) const { natsMsg_Destroy(msg); }
+};
+using OwnedMsg = std::unique_ptr<natsMsg, DestroyMsg>;
+
 }  // namespace
 
 struct NatsBus::Nats {
@@ -98,6 +104,8 @@ struct NatsBus::Nats {
     // Bus thread only: the subscriptions of each client id held here (with history, its
     // stored subject too).
     std::unordered_map<std::string, std::pair<natsSubscription*, natsSubscription*>> clients;
+    // With history: the stream's republished copies, back in stream order.
+    std::unique_ptr<SequenceOrder<OwnedMsg>> stored_order;
     // Message callbacks running now; stop() waits for them before the bus goes away.
     std::atomic<int> receiving{0};
     std::atomic<bool> closing{false};
@@ -114,13 +122,13 @@ struct NatsBus::Nats {
         // Sequentially consistent with stop_receiving(): either it sees this callback running
         // and waits for it, or this callback sees that receiving has stopped.
         nats.receiving.fetch_add(1);
+        OwnedMsg owned(msg);
         if (nats.closing.load()) {
             // This node has closed its sessions: the message was for clients that have left.
-            self.stats_.receive_errors[BusStats::index(BusReceiveError::stopping)].add();
+            reject(self, BusReceiveError::stopping);
         } else {
-            receive(self, msg);
+            receive(self, std::move(owned));
         }
-        natsMsg_Destroy(msg);
         nats.receiving.fetch_sub(1);
     }
 
@@ -144,7 +152,8 @@ struct NatsBus::Nats {
         }
     }
 
-    static void receive(NatsBus& self, natsMsg* msg) {
+    static void receive(NatsBus& self, OwnedMsg owned) {
+        natsMsg* msg = owned.get();
         const std::string_view subject = natsMsg_GetSubject(msg);
         const std::string_view data(natsMsg_GetData(msg),
                                     static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
@@ -153,7 +162,7 @@ struct NatsBus::Nats {
         }
         if (self.history_) {
             if (self.subjects_.is_stored(subject)) {
-                return receive_stored(self, msg, subject, data);
+                return receive_stored(self, std::move(owned));
             }
             if (subject == self.subjects_.history_broken()) {
                 return self.history_->on_broken();
@@ -182,18 +191,22 @@ struct NatsBus::Nats {
         }
     }
 
-    // What the history stream republished once stored, in stream order: a message with
-    // its position, or an epoch marker.
-    static void receive_stored(NatsBus& self,
-                               natsMsg* msg,
-                               std::string_view subject,
-                               std::string_view data) {
+    // What the history stream republished once stored: held until it is in stream order.
+    static void receive_stored(NatsBus& self, OwnedMsg msg) {
         std::uint64_t sequence = 0;
-        const auto text = header_of(msg, header::kStreamSequence).value_or("");
+        const auto text = header_of(msg.get(), header::kStreamSequence).value_or("");
         const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), sequence);
         if (ec != std::errc{} || end != text.data() + text.size() || sequence == 0) {
             return reject(self, BusReceiveError::bad_header);
         }
+        self.nats_->stored_order->hold(std::move(msg), sequence);
+    }
+
+    // A stored message with its position, or an epoch marker, in stream order.
+    static void deliver_stored(NatsBus& self, natsMsg* msg, std::uint64_t sequence) {
+        const std::string_view subject = natsMsg_GetSubject(msg);
+        const std::string_view data(natsMsg_GetData(msg),
+                                    static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
         if (subject == self.subjects_.stored_epoch()) {
             return self.history_->on_marker(data, sequence);
         }
@@ -409,6 +422,10 @@ NatsBus::NatsBus(ClusterConfig config, std::string node, dispatcher::Dispatcher&
         history_ = std::make_unique<HistoryStream>(
             config_, dispatcher.config().history, subjects_, dispatcher, stats_.history,
             [this](natsMsg* unstored) { Nats::relay_unstored(*this, unstored); });
+        nats_->stored_order = std::make_unique<SequenceOrder<OwnedMsg>>(
+            config_.history.reorder_window, [this](OwnedMsg msg, std::uint64_t sequence) {
+                Nats::deliver_stored(*this, msg.get(), sequence);
+            });
     }
 }
 
@@ -480,6 +497,10 @@ void NatsBus::start() {
 void NatsBus::stop_receiving() {
     nats_->closing.store(true);
     nats_->wait_for_receivers();
+    if (nats_->stored_order) {
+        nats_->stored_order->stop(
+            [this](OwnedMsg) { Nats::reject(*this, BusReceiveError::stopping); });
+    }
 }
 
 void NatsBus::stop() {
@@ -515,6 +536,9 @@ void NatsBus::stop() {
         natsConnection_Destroy(nats.connection);
         nats.connection = nullptr;
         spdlog::info("cluster: node {} left the bus", node_);
+    }
+    if (nats.stored_order) {
+        nats.stored_order->stop();  // dropped unless stop_receiving() already ran
     }
     if (nats.options != nullptr) {
         natsOptions_Destroy(nats.options);

@@ -515,6 +515,7 @@ TEST(ConfigDescribeTest, ListsEveryKeyOnOneLine) {
               "cluster.nats.reconnect_wait=100ms cluster.nats.reconnect_wait_max=2s "
               "cluster.node= cluster.subject_prefix=shardcast cluster.upstream=false "
               "cluster.history.stream= cluster.history.storage=file cluster.history.replicas=1 "
+              "cluster.history.reorder_window=20ms "
               "log.level=info log.summary_interval=30s");
 }
 
@@ -554,11 +555,11 @@ TEST(ConfigClusterTest, NoNatsUrlMeansASingleNode) {
 }
 
 TEST(ConfigClusterTest, ReadsEveryClusterKey) {
-    Config config =
-        load_config(std::nullopt, {"cluster.nats.url=nats://a:4222, nats://user:pw@b:4223,nats://c",
-                                   "cluster.nats.reconnect_wait=50ms",
-                                   "cluster.nats.reconnect_wait_max=5s", "cluster.node=edge-1:8080",
-                                   "cluster.subject_prefix=acme.push", "cluster.upstream=true"});
+    Config config = load_config(
+        std::nullopt, {"cluster.nats.url=nats://a:4222, nats://user:pw@b:4223,nats://c",
+                       "cluster.nats.reconnect_wait=50ms", "cluster.nats.reconnect_wait_max=5s",
+                       "cluster.node=edge-1:8080", "cluster.subject_prefix=acme.push",
+                       "cluster.upstream=true", "cluster.history.reorder_window=0"});
     const auto& cluster = config.cluster;
     EXPECT_TRUE(cluster.enabled());
     EXPECT_EQ(cluster.nats_servers,
@@ -568,6 +569,7 @@ TEST(ConfigClusterTest, ReadsEveryClusterKey) {
     EXPECT_EQ(cluster.node, "edge-1:8080");
     EXPECT_EQ(cluster.subject_prefix, "acme.push");
     EXPECT_TRUE(cluster.upstream);
+    EXPECT_EQ(cluster.history.reorder_window, std::chrono::milliseconds{0});
 }
 
 // The startup line goes to the log: a NATS URL's password or token is not in it.
@@ -607,6 +609,8 @@ TEST(ConfigClusterTest, BadValuesNameTheKey) {
         {"cluster.nats.reconnect_wait_max=50ms",
          "cluster.nats.reconnect_wait_max: expected a duration of at least "
          "cluster.nats.reconnect_wait (100ms), got \"50ms\""},
+        {"cluster.history.reorder_window=2s",
+         "cluster.history.reorder_window: expected a duration from 0 to 1s, got \"2s\""},
         {"cluster.nats.server=nats://a", "cluster.nats.server: unknown key"},
     };
     for (const auto& [override, message] : cases) {
