@@ -13,13 +13,13 @@
 #include <unistd.h>
 
 #include <array>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket.hpp>
 #include <cerrno>
 #include <climits>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -30,6 +30,7 @@
 #include "dispatcher/session.hpp"
 #include "dispatcher/shard.hpp"
 #include "transport/api.hpp"
+#include "transport/exact_allocator.hpp"
 #include "transport/frame_gather.hpp"
 #include "transport/frame_set.hpp"
 #include "transport/io_error.hpp"
@@ -180,8 +181,10 @@ private:
     // --- reading ---------------------------------------------------------------------------
 
     void do_read() {
-        socket_.async_wait(tcp::socket::wait_read,
-                           [self = self()](beast::error_code ec) { self->on_readable(ec); });
+        socket_.async_wait(
+            tcp::socket::wait_read,
+            net::bind_allocator(ExactAllocator<void>{},
+                                [self = self()](beast::error_code ec) { self->on_readable(ec); }));
     }
 
     void on_readable(beast::error_code ec) {
@@ -479,8 +482,12 @@ private:
             pong_.clear();
         }
         if (done.has(ws::FrameKind::reply)) {
-            replies_.pop_front();
-            if (!replies_.empty()) pending_.add(ws::FrameKind::reply);
+            replies_.erase(replies_.begin());
+            if (!replies_.empty()) {
+                pending_.add(ws::FrameKind::reply);
+            } else {
+                std::vector<std::string>().swap(replies_);
+            }
         }
         if (done.has(ws::FrameKind::data)) {
             batch_written(ok);
@@ -523,8 +530,9 @@ private:
     std::string pong_;   // payload of the pong owed
     std::string close_;  // payload of our close frame
     // v1 control frames owed ({"refreshed":...}, {"gap":...}), oldest first; the front is in
-    // flight while FrameKind::reply is.
-    std::deque<std::string> replies_;
+    // flight while FrameKind::reply is. Rare and few: not a std::deque, which in libstdc++
+    // allocates about 600 bytes as it is constructed, for every idle connection to carry.
+    std::vector<std::string> replies_;
     dispatcher::Clock::time_point last_refresh_{};
     ws::FrameSet pending_;    // owed, not yet written; data is the session's to say
     ws::FrameSet in_flight_;  // carried by the write under way
