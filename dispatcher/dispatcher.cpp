@@ -23,6 +23,10 @@ Dispatcher::~Dispatcher() {
     }
 }
 
+void Dispatcher::keep_until_destroyed(std::shared_ptr<const void> owner) {
+    kept_.push_back(std::move(owner));
+}
+
 void Dispatcher::set_link(ClusterLink* link) {
     link_ = link;
     for (auto& shard : shards_) {

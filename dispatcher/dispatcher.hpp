@@ -48,6 +48,10 @@ public:
     // Joins a cluster: the link learns which ids are held here and carries what is meant for
     // other nodes. Call before start(); the link must outlive stop().
     void set_link(ClusterLink* link);
+    // Keeps `owner` until this dispatcher is destroyed, after its shards: a transport's
+    // connections point into it, and a shard's io_context may still hold operations that
+    // own a connection when it is destroyed. From the thread that owns the dispatcher.
+    void keep_until_destroyed(std::shared_ptr<const void> owner);
     // Starts one thread per shard.
     void start();
     // Stops taking publishes, delivers what is queued for up to drain_timeout, closes every
@@ -141,6 +145,7 @@ private:
 
     const DispatcherConfig config_;
     const Router router_;
+    std::vector<std::shared_ptr<const void>> kept_;  // destroyed after shards_
     std::vector<std::unique_ptr<Shard>> shards_;
     std::atomic<Intake> intake_{Intake::none};
     ClusterLink* link_ = nullptr;

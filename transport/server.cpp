@@ -66,8 +66,13 @@ struct Server::Impl {
     std::vector<std::thread> threads;
 };
 
+// The Impl outlives this Server when the dispatcher does: the WebSocket connections point into
+// it (their limits, budgets, stats), and a stopped shard's io_context may still hold an
+// operation that owns a connection until the dispatcher destroys it.
 Server::Server(TransportConfig config, dispatcher::Dispatcher& dispatcher)
-    : impl_(std::make_unique<Impl>(std::move(config), dispatcher)) {}
+    : impl_(std::make_shared<Impl>(std::move(config), dispatcher)) {
+    dispatcher.keep_until_destroyed(impl_);
+}
 
 Server::~Server() { stop(); }
 

@@ -49,7 +49,7 @@ public:
 
 private:
     struct Impl;
-    std::unique_ptr<Impl> impl_;
+    std::shared_ptr<Impl> impl_;  // shared with the dispatcher: see the constructor
 };
 
 }  // namespace shardcast::transport
