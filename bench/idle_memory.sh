@@ -6,13 +6,15 @@
 #
 #   bench/idle_memory.sh RUNS "CLIENTS..." LABEL=COMMAND...
 #
-# COMMAND is a shardcast command line without --listen, e.g.
+# COMMAND is a shardcast command line without --listen, or node-ws for the Node peer, e.g.
 #   bench/idle_memory.sh 3 "10000 19000" before=/tmp/old/shardcast \
 #       after=build/release/main/shardcast
 # Every server is opened as bench/run.sh opens it. Raw loadgen lines go to $RAW (default: a
 # temporary file, named at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/open_server.sh
+source bench/open_server.sh
 
 runs=$1 counts=$2; shift 2
 loadgen=${LOADGEN:-build/release/bench/loadgen}
@@ -21,20 +23,11 @@ raw=${RAW:-$(mktemp)}
 : > "$raw"
 
 run_one() {  # run_one LABEL COMMAND CLIENTS
-    local label=$1 command=$2 clients=$3 pid line
-    # shellcheck disable=SC2086  # the command's words are meant to split
-    taskset -c 0 $command --listen "127.0.0.1:$port" \
-        -s auth.anonymous_clients=true -s auth.insecure_api=true \
-        -s limits.max_connections_per_ip=0 -s log.summary_interval=0 -s log.level=warn \
-        2> /dev/null &
-    pid=$!
-    for _ in $(seq 200); do
-        curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break
-        sleep 0.05
-    done
-    line=$(taskset -c 1 "$loadgen" --url "127.0.0.1:$port" --server-pid "$pid" --json \
+    local label=$1 command=$2 clients=$3 line
+    open_server "$port" "$command"
+    line=$(taskset -c 1 "$loadgen" --url "127.0.0.1:$port" --server-pid "$server_pid" --json \
         --workload idle --clients "$clients" --duration 3 2> /dev/null) || true
-    kill "$pid"; wait "$pid" 2> /dev/null || true
+    kill "$server_pid"; wait "$server_pid" 2> /dev/null || true
     printf '{"label":"%s","clients":%s,"result":%s}\n' "$label" "$clients" "${line:-null}" >> "$raw"
 }
 

@@ -14,6 +14,8 @@
 # file, named at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/open_server.sh
+source bench/open_server.sh
 
 runs=$1; shift
 loadgen=${LOADGEN:-build/release/bench/loadgen}
@@ -23,26 +25,13 @@ raw=${RAW:-$(mktemp)}
 duration=8 warmup=2
 
 run_one() {  # run_one LABEL COMMAND
-    local label=$1 command=$2 pid
-    if [[ $command == node-ws ]]; then
-        taskset -c 0 node bench/peers/node-ws/server.js "$port" 127.0.0.1 2> /dev/null &
-    else
-        # shellcheck disable=SC2086  # the command's words are meant to split
-        taskset -c 0 $command --listen "127.0.0.1:$port" \
-            -s auth.anonymous_clients=true -s auth.insecure_api=true \
-            -s limits.max_connections_per_ip=0 -s log.summary_interval=0 -s log.level=warn \
-            2> /dev/null &
-    fi
-    pid=$!
-    for _ in $(seq 200); do
-        curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break
-        sleep 0.05
-    done
+    local label=$1 command=$2
+    open_server "$port" "$command"
     local line
-    line=$(taskset -c 1 "$loadgen" --url "127.0.0.1:$port" --server-pid "$pid" \
+    line=$(taskset -c 1 "$loadgen" --url "127.0.0.1:$port" --server-pid "$server_pid" \
         --duration "$duration" --warmup "$warmup" --json --workload targeted --clients 1000 \
         --size 256 --rate 0 --batch 10 --publishers 4 2> /dev/null) || true
-    kill "$pid"; wait "$pid" 2> /dev/null || true
+    kill "$server_pid"; wait "$server_pid" 2> /dev/null || true
     printf '{"label":"%s","result":%s}\n' "$label" "${line:-null}" >> "$raw"
 }
 

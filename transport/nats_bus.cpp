@@ -205,10 +205,8 @@ struct NatsBus::Nats {
     // A stored message with its position, or an epoch marker, in stream order.
     static void deliver_stored(NatsBus& self, natsMsg* msg, std::uint64_t sequence) {
         const std::string_view subject = natsMsg_GetSubject(msg);
-        const std::string_view data(natsMsg_GetData(msg),
-                                    static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
         if (subject == self.subjects_.stored_epoch()) {
-            return self.history_->on_marker(data, sequence);
+            return self.history_->on_marker(data_of(msg), sequence);
         }
         const auto id = self.subjects_.stored_client_id_of(subject);
         if (!id && subject != self.subjects_.stored_broadcast()) {
@@ -536,9 +534,6 @@ void NatsBus::stop() {
         natsConnection_Destroy(nats.connection);
         nats.connection = nullptr;
         spdlog::info("cluster: node {} left the bus", node_);
-    }
-    if (nats.stored_order) {
-        nats.stored_order->stop();  // dropped unless stop_receiving() already ran
     }
     if (nats.options != nullptr) {
         natsOptions_Destroy(nats.options);
