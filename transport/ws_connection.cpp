@@ -47,6 +47,10 @@ using dispatcher::RemovalReason;
 
 namespace {
 
+// A socket bound to the shard's io_context by type: its executor is one pointer, where
+// tcp::socket's type-erased one takes 48 more bytes in every connection.
+using Socket = net::basic_stream_socket<tcp, net::io_context::executor_type>;
+
 // Messages one write may carry: a busy client gets many per system call.
 constexpr std::size_t kMaxFramesPerWrite = 256;
 // With the pong, ping, reply and close frames that may ride along.
@@ -73,12 +77,35 @@ dispatcher::Clock::time_point expiry_of(std::optional<std::int64_t> exp,
 static_assert(ws::FrameGather::scratch_bytes(kMaxFrames) <= dispatcher::Shard::kWriteScratchBytes);
 static_assert(ws::FrameGather::iovec_count(kMaxFrames) <= IOV_MAX);
 
+// What a connection holds only now and then: the token's info claim, the resume point until
+// the session is attached, the rest of a write the kernel did not take, and the pong, reply
+// and close frames owed. An idle connection carries none of it (about 200 bytes): it is
+// allocated on first use and freed once it holds nothing.
+struct Occasional {
+    std::string info;                   // sent along with upstream frames
+    std::optional<ResumePoint> resume;  // until the session is attached
+    // What the kernel did not take of the write in flight: its scratch bytes, copied, and
+    // the whole rest as buffers (pointing into tail_bytes and the session's payloads).
+    std::string tail_bytes;
+    std::vector<net::const_buffer> tail;
+    std::string pong;   // payload of the pong owed
+    std::string close;  // payload of our close frame
+    // v1 control frames owed ({"refreshed":...}, {"gap":...}), oldest first; the front is in
+    // flight while FrameKind::reply is.
+    std::vector<std::string> replies;
+
+    bool holds_nothing() const {
+        return info.empty() && !resume && tail.empty() && pong.empty() && close.empty() &&
+               replies.empty();
+    }
+};
+
 class WsConnection final : public dispatcher::Session {
 public:
     WsConnection(dispatcher::Shard& shard,
                  ClientIdentity identity,
                  ConnectionLimits::Slot slot,
-                 tcp::socket socket,
+                 Socket socket,
                  SessionContext& context)
         : Session(shard, std::move(identity.client_id)),
           socket_(std::move(socket)),
@@ -86,11 +113,13 @@ public:
           context_(context),
           budget_(context.partial_budgets[shard.index()]),
           slot_(std::move(slot)),
-          limits_(context.limits),
-          info_(std::move(identity.info)),
-          resume_(std::move(identity.resume)),
+          frame_limits_(context.limits),
           v1_(identity.v1) {
         set_expiry(expiry_of(identity.exp, context.verifier.leeway()));
+        if (!identity.info.empty() || identity.resume) {
+            occasional().info = std::move(identity.info);
+            occasional().resume = std::move(identity.resume);
+        }
     }
     WsConnection(const WsConnection&) = delete;
     WsConnection& operator=(const WsConnection&) = delete;
@@ -110,12 +139,13 @@ public:
             return;
         }
         // What the client missed goes into its queue now, before anything delivered later.
-        if (resume_) {
-            shard().resume(*this, resume_->since, resume_->epoch);
-            resume_.reset();
+        if (occasional_ && occasional_->resume) {
+            const ResumePoint& resume = *occasional_->resume;
+            shard().resume(*this, resume.since, resume.epoch);
+            occasional_->resume.reset();
         }
         stats.record(Route::websocket, 101);
-        handshake_ = std::make_unique<websocket::stream<tcp::socket>>(std::move(socket_));
+        handshake_ = std::make_unique<websocket::stream<Socket>>(std::move(socket_));
         handshake_->set_option(
             websocket::stream_base::decorator([v1 = v1_](websocket::response_type& res) {
                 res.set(http::field::server, "shardcast");
@@ -182,7 +212,7 @@ private:
 
     void do_read() {
         socket_.async_wait(
-            tcp::socket::wait_read,
+            Socket::wait_read,
             net::bind_allocator(ExactAllocator<void>{},
                                 [self = self()](beast::error_code ec) { self->on_readable(ec); }));
     }
@@ -218,7 +248,7 @@ private:
         account_partial();
         if (partial_bytes_ > 0 && state() == State::open &&
             budget_.bytes.load(std::memory_order_relaxed) >
-                static_cast<std::int64_t>(limits_.partial_message_memory)) {
+                static_cast<std::int64_t>(context_.limits.partial_message_memory)) {
             on_violation(RemovalReason::partial_message_limit);
         }
         if (state() != State::open && !reader_.discarding()) {
@@ -232,11 +262,11 @@ private:
         budget_.add(static_cast<std::int64_t>(held) - static_cast<std::int64_t>(partial_bytes_));
         partial_bytes_ = held;
         if (reader_.idle() || reader_.discarding()) {
-            partial_since_.reset();
-            set_partial_deadline(dispatcher::Clock::time_point::max());
-        } else if (!partial_since_) {
+            partial_since_ = kNever;
+            set_partial_deadline(kNever);
+        } else if (partial_since_ == kNever) {
             partial_since_ = dispatcher::Clock::now();
-            set_partial_deadline(*partial_since_ + limits_.partial_message_timeout);
+            set_partial_deadline(partial_since_ + context_.limits.partial_message_timeout);
         }
     }
 
@@ -247,7 +277,7 @@ private:
         if (state() != State::open && !ending) {
             return;
         }
-        if (!frame_limits_.allow(event, now_ms_, limits_)) {
+        if (!frame_limits_.allow(event, now_ms_, context_.limits)) {
             return on_violation(RemovalReason::rate_limited);
         }
         switch (event.kind) {
@@ -258,12 +288,12 @@ private:
                         return on_refresh(*refresh);
                     }
                 }
-                on_frame(event.data, info_);
+                on_frame(event.data, occasional_ ? occasional_->info : kNone);
                 break;
             case ws::Event::Kind::ping:
                 // Only the latest ping needs its pong (RFC 6455, 5.5.3).
                 on_heard();
-                pong_.assign(event.data);
+                occasional().pong.assign(event.data);
                 pending_.add(ws::FrameKind::pong);
                 pump();
                 break;
@@ -317,7 +347,7 @@ private:
 
     // A v1 control frame owed the client, written ahead of the data that waits.
     void reply(std::string text) {
-        replies_.push_back(std::move(text));
+        occasional().replies.push_back(std::move(text));
         if (!in_flight_.has(ws::FrameKind::reply)) {
             pending_.add(ws::FrameKind::reply);
         }
@@ -377,7 +407,7 @@ private:
     // Written once no data is left to send before it; success means our close frame is out,
     // and the read loop ends when the client answers, which finishes the close.
     void start_close(std::uint16_t code, std::string_view reason) override {
-        close_ = ws::close_payload(code, reason);
+        occasional().close = ws::close_payload(code, reason);
         pending_.add(ws::FrameKind::close);
         pump();
     }
@@ -399,10 +429,28 @@ private:
             }
         }
         if (in_flight_.empty()) {
-            // Nothing left in flight: an idle connection keeps no write buffers.
-            std::string().swap(tail_bytes_);
-            std::vector<net::const_buffer>().swap(tail_);
+            drop_write_buffers();
         }
+    }
+
+    // Nothing in flight: an idle connection keeps no write buffers, nor the rest of
+    // Occasional once nothing in it is owed.
+    void drop_write_buffers() {
+        if (!occasional_) {
+            return;
+        }
+        std::string().swap(occasional_->tail_bytes);
+        std::vector<net::const_buffer>().swap(occasional_->tail);
+        if (occasional_->holds_nothing()) {
+            occasional_.reset();
+        }
+    }
+
+    Occasional& occasional() {
+        if (!occasional_) {
+            occasional_ = std::make_unique<Occasional>();
+        }
+        return *occasional_;
     }
 
     // One sendmsg laid out in the shard's write scratch: pong, ping and reply first (small,
@@ -413,7 +461,7 @@ private:
         std::array<iovec, ws::FrameGather::iovec_count(kMaxFrames)> iov;
         ws::FrameGather frames(shard().write_scratch(), iov);
         if (pending_.take(ws::FrameKind::pong)) {
-            frames.add(ws::Opcode::pong, pong_);
+            frames.add(ws::Opcode::pong, occasional_ ? occasional_->pong : kNone);
             in_flight_.add(ws::FrameKind::pong);
         }
         if (pending_.take(ws::FrameKind::ping)) {
@@ -421,14 +469,14 @@ private:
             in_flight_.add(ws::FrameKind::ping);
         }
         if (pending_.take(ws::FrameKind::reply)) {
-            frames.add(ws::Opcode::text, replies_.front());
+            frames.add(ws::Opcode::text, occasional_->replies.front());
             in_flight_.add(ws::FrameKind::reply);
         }
         if (batch > 0) {
             add_data(frames, batch);
             in_flight_.add(ws::FrameKind::data);
         } else if (pending_.take(ws::FrameKind::close)) {
-            frames.add(ws::Opcode::close, close_);
+            frames.add(ws::Opcode::close, occasional_ ? occasional_->close : kNone);
             in_flight_.add(ws::FrameKind::close);
         }
         const std::span<const iovec> gather = frames.iovecs();
@@ -448,8 +496,9 @@ private:
             written(true);
             return true;
         }
-        frames.rest(done, tail_bytes_, tail_);
-        net::async_write(socket_, tail_, [self = self()](beast::error_code ec, std::size_t) {
+        Occasional& rest = occasional();
+        frames.rest(done, rest.tail_bytes, rest.tail);
+        net::async_write(socket_, rest.tail, [self = self()](beast::error_code ec, std::size_t) {
             self->written(!ec);
             self->pump();
         });
@@ -478,15 +527,14 @@ private:
     void written(bool ok) {
         const ws::FrameSet done = std::exchange(in_flight_, {});
         // A ping that arrived during this write has replaced the payload its pong must echo.
-        if (done.has(ws::FrameKind::pong) && !pending_.has(ws::FrameKind::pong)) {
-            pong_.clear();
+        if (done.has(ws::FrameKind::pong) && !pending_.has(ws::FrameKind::pong) && occasional_) {
+            occasional_->pong.clear();
         }
         if (done.has(ws::FrameKind::reply)) {
-            replies_.erase(replies_.begin());
-            if (!replies_.empty()) {
+            std::vector<std::string>& replies = occasional_->replies;
+            replies.erase(replies.begin());
+            if (!replies.empty()) {
                 pending_.add(ws::FrameKind::reply);
-            } else {
-                std::vector<std::string>().swap(replies_);
             }
         }
         if (done.has(ws::FrameKind::data)) {
@@ -504,38 +552,29 @@ private:
     // Cuts the socket now. Pending operations complete with errors and are ignored.
     void abort() override {
         beast::error_code ignored;
-        tcp::socket& socket = handshake_ ? handshake_->next_layer() : socket_;
+        Socket& socket = handshake_ ? handshake_->next_layer() : socket_;
         socket.shutdown(tcp::socket::shutdown_both, ignored);
         socket.close(ignored);
     }
 
-    tcp::socket socket_;
+    static constexpr dispatcher::Clock::time_point kNever = dispatcher::Clock::time_point::max();
+    static inline const std::string kNone;  // what an absent Occasional holds
+
+    Socket socket_;
     // Only while Beast answers the upgrade; it holds the socket meanwhile.
-    std::unique_ptr<websocket::stream<tcp::socket>> handshake_;
+    std::unique_ptr<websocket::stream<Socket>> handshake_;
     ws::FrameReader reader_;
     SessionContext& context_;
     PartialBudget& budget_;              // the shard's, for unfinished messages
     const ConnectionLimits::Slot slot_;  // this connection's place in the limits
-    const LimitsConfig& limits_;
-    FrameLimits frame_limits_{limits_};
-    std::uint32_t now_ms_ = 0;       // when the current read began, for the limits
-    std::size_t partial_bytes_ = 0;  // counted in budget_
-    std::optional<dispatcher::Clock::time_point> partial_since_;
-    const std::string info_;             // the token's info claim, sent along with upstream frames
-    std::optional<ResumePoint> resume_;  // until the session is attached
-    // What the kernel did not take of the write in flight: its scratch bytes, copied, and
-    // the whole rest as buffers (pointing into tail_bytes_ and the session's payloads).
-    std::string tail_bytes_;
-    std::vector<net::const_buffer> tail_;
-    std::string pong_;   // payload of the pong owed
-    std::string close_;  // payload of our close frame
-    // v1 control frames owed ({"refreshed":...}, {"gap":...}), oldest first; the front is in
-    // flight while FrameKind::reply is. Rare and few: not a std::deque, which in libstdc++
-    // allocates about 600 bytes as it is constructed, for every idle connection to carry.
-    std::vector<std::string> replies_;
+    FrameLimits frame_limits_;
+    std::size_t partial_bytes_ = 0;                         // counted in budget_
+    dispatcher::Clock::time_point partial_since_ = kNever;  // the unfinished message's start
     dispatcher::Clock::time_point last_refresh_{};
-    ws::FrameSet pending_;    // owed, not yet written; data is the session's to say
-    ws::FrameSet in_flight_;  // carried by the write under way
+    std::unique_ptr<Occasional> occasional_;
+    std::uint32_t now_ms_ = 0;  // when the current read began, for the limits
+    ws::FrameSet pending_;      // owed, not yet written; data is the session's to say
+    ws::FrameSet in_flight_;    // carried by the write under way
     bool refreshed_once_ = false;
     bool read_done_ = false;
     const bool v1_;          // shardcast.v1: data goes out as {"data":...}
@@ -562,7 +601,7 @@ void hand_off(dispatcher::Shard& shard,
     if (ec) {
         return stats.record_drop(DropReason::handoff_failed);
     }
-    tcp::socket moved(shard.io_context());
+    Socket moved(shard.io_context());
     moved.assign(protocol, fd, ec);
     if (ec) {
         ::close(fd);
