@@ -7,6 +7,8 @@
 open_server() {
     local port=$1 command=$2
     if [[ $command == node-ws ]]; then
+        [[ -d bench/peers/node-ws/node_modules ]] ||
+            (cd bench/peers/node-ws && npm install --silent --no-audit --no-fund)
         taskset -c 0 node bench/peers/node-ws/server.js "$port" 127.0.0.1 2> /dev/null &
     else
         # shellcheck disable=SC2086  # the command's words are meant to split
