@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cassert>
+#include <utility>
 
 #include "dispatcher/forwarding.hpp"
 #include "dispatcher/session.hpp"
@@ -59,6 +60,9 @@ bool Shard::publish(Command&& command) {
 // through the io_context if more is left so socket I/O is never starved.
 void Shard::drain() {
     assert(on_shard_thread());
+    if (!std::exchange(drain_reposted_, false)) {
+        stats_.wakeups.add();
+    }
     const Clock::time_point began = Clock::now();
     arrivals_.collect(inbox_);
     stats_.queue_depth_peak.observe(static_cast<std::int64_t>(arrivals_.waiting()));
@@ -72,6 +76,7 @@ void Shard::drain() {
     cut_slow_readers();
     if (!arrivals_.empty()) {
         queue_delay_.oldest(arrivals_.oldest_enqueued());
+        drain_reposted_ = true;
         boost::asio::post(io_context_, [this] { drain(); });
         return;
     }
@@ -83,6 +88,7 @@ void Shard::drain() {
         // Commands came in after this turn's last pop found the inbox empty, so none has
         // waited longer than the turn; no producer writes while the flag is ours again.
         queue_delay_.oldest(began);
+        drain_reposted_ = true;
         boost::asio::post(io_context_, [this] { drain(); });
     }
 }

@@ -32,6 +32,10 @@ struct ShardStats {
     Gauge collected;           // commands taken from the inbox and not yet delivered
     std::atomic<std::int64_t> last_turn_ns{0};  // steady clock of the shard's last tick
     Counter held;  // sends for an id with no session here, kept in history for it
+    // Drain turns a producer scheduled because the shard had none pending: each wakes the
+    // thread (an eventfd write and a context switch when it sleeps). Per publish, this is
+    // what a producer costs beyond its command.
+    Counter wakeups;
     HistoryStats history;
 
     void add_published(PublishKind k) { published[static_cast<std::size_t>(k)].add(); }

@@ -141,6 +141,10 @@ std::vector<MetricFamily> Collector::Collect() const {
     auto& outbound =
         family(out, "shardcast_shard_outbound_bytes",
                "Bytes queued or in flight in the shard's sessions.", MetricType::Gauge);
+    auto& wakeups =
+        family(out, "shardcast_shard_wakeups_total",
+               "Drain turns publishers scheduled on an idle shard: wake-ups of its thread.",
+               MetricType::Counter);
     auto& latency =
         family(out, "shardcast_delivery_latency_seconds",
                "Time from publish to the completed socket write.", MetricType::Histogram);
@@ -159,6 +163,7 @@ std::vector<MetricFamily> Collector::Collect() const {
         add(sessions, d(s.sessions.load()), {{"shard", id}});
         add(depth, d(static_cast<std::uint64_t>(shard.queue_depth())), {{"shard", id}});
         add(outbound, d(s.outbound_bytes.load()), {{"shard", id}});
+        add(wakeups, d(s.wakeups.load()), {{"shard", id}});
         latency.metric.push_back(latency_metric(shard.latency(), {{"shard", id}}));
     }
 

@@ -415,6 +415,7 @@ static json::object shard_stats(const dispatcher::Shard& shard, std::size_t inde
         {"frames_received", s.frames_received.load()},
         {"sessions_refused", s.refused_too_many.load() + s.refused_stopping.load()},
         {"sweep_removed", s.sweep_removed.load()},
+        {"wakeups", s.wakeups.load()},
         {"delivery_latency", json::object{{"count", shard.latency().count()},
                                           {"sum_seconds", shard.latency().sum_seconds()}}},
     };

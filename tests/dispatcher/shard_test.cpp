@@ -226,5 +226,29 @@ TEST(ShardTest, WithoutHistoryASendToAnIdWithNoSessionCountsNoSession) {
     stop(shard);
 }
 
+// A command that finds the shard idle wakes its thread; the commands that arrive while that
+// turn is pending ride along, and the turns the shard posts itself to finish them are no
+// wake-ups either.
+TEST(ShardTest, CommandsArrivingWhileADrainIsPendingCostNoWakeUp) {
+    DispatcherConfig config;
+    config.drain_budget = 8;  // the backlog below takes several turns
+    Shard shard(0, config);
+    shard.start();
+    auto sink = SinkSession::open(shard, "sink");
+    EXPECT_TRUE(shard.publish(send_to("sink", "first")));
+    ASSERT_TRUE(wait_until([&] { return sink->received_count() == 1; }, 5s));
+    EXPECT_EQ(shard.stats().wakeups.load(), 1u);
+
+    std::promise<void> release;
+    boost::asio::post(shard.io_context(), [gate = release.get_future().share()] { gate.wait(); });
+    for (int i = 0; i < 100; ++i) {
+        EXPECT_TRUE(shard.publish(send_to("sink", "backlog")));
+    }
+    release.set_value();
+    ASSERT_TRUE(wait_until([&] { return sink->received_count() == 101; }, 5s));
+    EXPECT_EQ(shard.stats().wakeups.load(), 2u);
+    stop(shard);
+}
+
 }  // namespace
 }  // namespace shardcast::dispatcher
