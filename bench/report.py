@@ -18,6 +18,7 @@ FIELDS = [  # (key in loadgen's JSON, column title, format)
     ("delivered_per_s", "delivered msg/s", "{:,.0f}"),
     ("server_cpu_us_per_delivery", "server CPU µs/delivery", "{:.2f}"),
     ("deliveries_per_write", "deliveries per socket write", "{:.1f}"),
+    ("wakeups_per_message", "shard wake-ups per message", "{:.2f}"),
     ("latency_p50_us", "p50 µs", "{:,.0f}"),
     ("latency_p99_us", "p99 µs", "{:,.0f}"),
     ("latency_p999_us", "p99.9 µs", "{:,.0f}"),
@@ -34,6 +35,7 @@ def load(path):
             row = json.loads(line)
             result = row["result"]
             result["deliveries_per_write"] = row.get("deliveries_per_write")
+            result["wakeups_per_message"] = row.get("wakeups_per_message")
             result["lg0_deliveries_per_write"] = row.get("lg0_deliveries_per_write")
             groups[(row["scenario"], row["server"])].append(result)
     return groups
@@ -115,7 +117,14 @@ def writes_needed(groups, scenario, bound):
 
 def plot(results_dir, name, title, xlabel, ylabel, series, logx=False, xtics=None):
     """series: {label: [(x, median, low, high), ...]}; writes NAME.png with gnuplot, each point
-    at its median with a bar from the lowest to the highest run."""
+    at its median with a bar from the lowest to the highest run. Without a point (a run of
+    some scenarios only, run.sh --only) there is no plot, and any older one is removed."""
+    png = os.path.join(results_dir, name + ".png")
+    series = {label: points for label, points in series.items() if points}
+    if not series:
+        if os.path.exists(png):
+            os.remove(png)
+        return
     data = os.path.join(results_dir, f".{name}.dat")
     with open(data, "w") as f:
         for label, points in series.items():
@@ -126,7 +135,7 @@ def plot(results_dir, name, title, xlabel, ylabel, series, logx=False, xtics=Non
     plots = ", ".join(f"'{data}' index {i} using 1:2:3:4 with yerrorlines title columnheader(1)"
                       for i in range(len(series)))
     script = f"""set terminal pngcairo size 720,420
-set output '{os.path.join(results_dir, name + '.png')}'
+set output '{png}'
 set title '{title}'
 set xlabel '{xlabel}'
 set ylabel '{ylabel}'
@@ -157,6 +166,78 @@ def sweep(groups, prefix, key, also=None, scale=1):
         if stat:
             series[server].append((x, *(v * scale for v in stat)))
     return dict(series)
+
+
+REGIMES = [  # (title, scenario, the least Node ÷ shardcast CPU per delivery to meet)
+    ("paced fan-out, 1,000 clients, 64 B, one broadcast per request at 50/s",
+     "paced-fanout-1k-50", 2.0),
+    ("targeted at 10,000 msg/s, 1,000 clients, 256 B, batches of 10",
+     "paced-targeted-1k-10x10", 3.5),
+    ("churn: 1,000 clients, 200 reconnects/s, 20,000 msg/s targeted", "churn-1k-200", 3.3),
+    ("fan-out, 10,000 clients, unpaced", "overload-fanout-10k", 27),
+    ("fan-out, 1,000 clients, unpaced", "overload-fanout-1k", 60),
+    ("targeted, 1,000 clients, unpaced", "overload-targeted-1k", 2.6),
+]
+
+
+def regime_targets(groups):
+    """The performance targets by regime: the peer's CPU per delivery over shardcast's, and
+    for the unpaced targeted run, p99 latency and throughput against the peer's."""
+    out = ["", "## The regimes: the peer's CPU per delivery ÷ shardcast's", "",
+           "| regime | Node ÷ shardcast | target | met |", "|---|---|---|---|"]
+    for title, scenario, bound in REGIMES:
+        r = ratio(groups, scenario, "server_cpu_us_per_delivery")
+        if r is None or r == 0:
+            continue
+        out.append(f"| {title} | {1 / r:.2f}{left_out(groups, scenario)} | ≥ {bound} | "
+                   f"{'yes' if 1 / r >= bound else 'no'} |")
+    for (scenario, server), results in sorted(groups.items()):
+        clients = scenario[len("idle-"):]
+        stat = summary(results, "server_rss_per_connection_bytes")
+        if scenario.startswith("idle-") and server == "shardcast" and int(clients) >= 10000 \
+                and stat:
+            out.append(f"| idle, {int(clients):,} clients: RSS per connection | {stat[0]:,.0f} B | "
+                       f"≤ 512 B | {'yes' if stat[0] <= 512 else 'no'} |")
+    latency = ratio(groups, "overload-targeted-1k", "latency_p99_us")
+    rate = ratio(groups, "overload-targeted-1k", "delivered_per_s")
+    if latency is not None and rate is not None:
+        met = latency <= 1 and rate >= 1
+        out.append(f"| targeted unpaced: p99 at or below the peer's, delivering at least as "
+                   f"much | p99 {latency:.2f}× the peer's, {rate:.2f}× its msg/s | ≤ 1, ≥ 1 | "
+                   f"{'yes' if met else 'no'} |")
+    return out
+
+
+def plots(groups, results_dir):
+    """Writes the plots there are points for; returns the Markdown lines that show them."""
+    plot(results_dir, "throughput_vs_clients", "Fan-out, 200,000 deliveries/s offered", "clients",
+         "delivered msg/s", sweep(groups, "sweep-fanout-", "delivered_per_s"), logx=True)
+    plot(results_dir, "cpu_vs_clients", "Fan-out, 200,000 deliveries/s offered", "clients",
+         "server CPU per delivery (µs)",
+         sweep(groups, "sweep-fanout-", "server_cpu_us_per_delivery"), logx=True)
+    plot(results_dir, "latency_vs_load", "Targeted 256 B, 1,000 clients", "offered msg/s",
+         "p99 latency (ms)",
+         sweep(groups, "sweep-rate-", "latency_p99_us", also={"targeted-1k-256B": 10000},
+               scale=1e-3))
+    rss = defaultdict(list)
+    for (scenario, server), results in groups.items():
+        if scenario.startswith("idle-"):
+            stat = summary(results, "server_rss_end_bytes")
+            if stat:
+                rss[server].append((int(scenario[5:]), *(v / 2**20 for v in stat)))
+    plot(results_dir, "rss_vs_connections", "Idle connections", "connections", "server RSS (MiB)",
+         dict(rss))
+    plot(results_dir, "shards",
+         "shardcast fan-out, 1,000 clients, 200 broadcasts/s, the server on one CPU", "shards",
+         "server CPU per delivery (µs)",
+         sweep(groups, "shards-", "server_cpu_us_per_delivery"), xtics="1, 2")
+    names = ["throughput_vs_clients", "cpu_vs_clients", "latency_vs_load",
+             "rss_vs_connections", "shards"]
+    titles = ["throughput vs clients", "CPU per delivery vs clients", "latency vs offered load",
+              "RSS vs connections", "shards 1 vs 2"]
+    shown = [f"![{t}]({n}.png)" for n, t in zip(names, titles)
+             if os.path.exists(os.path.join(results_dir, n + ".png"))]
+    return shown
 
 
 def main(raw, results_dir, mode, commit=None):
@@ -236,36 +317,14 @@ def main(raw, results_dir, mode, commit=None):
     if r is not None:
         out.append(f"| targeted p99 below the peer's | {r:.2f}× the peer"
                    f"{left_out(groups, 'targeted-1k-256B')} | {'yes' if r < 1 else 'no'} |")
-    out += ["", "## Plots", "",
-            "![throughput vs clients](throughput_vs_clients.png)",
-            "![CPU per delivery vs clients](cpu_vs_clients.png)",
-            "![latency vs offered load](latency_vs_load.png)",
-            "![RSS vs connections](rss_vs_connections.png)",
-            "![shards 1 vs 2](shards.png)", ""]
+    out += regime_targets(groups)
+    shown = plots(groups, results_dir)
+    if shown:
+        out += ["", "## Plots", "", *shown]
+    out.append("")
     with open(os.path.join(results_dir, "latest.md"), "w") as f:
         f.write("\n".join(out))
 
-    plot(results_dir, "throughput_vs_clients", "Fan-out, 200,000 deliveries/s offered", "clients",
-         "delivered msg/s", sweep(groups, "sweep-fanout-", "delivered_per_s"), logx=True)
-    plot(results_dir, "cpu_vs_clients", "Fan-out, 200,000 deliveries/s offered", "clients",
-         "server CPU per delivery (µs)",
-         sweep(groups, "sweep-fanout-", "server_cpu_us_per_delivery"), logx=True)
-    plot(results_dir, "latency_vs_load", "Targeted 256 B, 1,000 clients", "offered msg/s",
-         "p99 latency (ms)",
-         sweep(groups, "sweep-rate-", "latency_p99_us", also={"targeted-1k-256B": 10000},
-               scale=1e-3))
-    rss = defaultdict(list)
-    for (scenario, server), results in groups.items():
-        if scenario.startswith("idle-"):
-            stat = summary(results, "server_rss_end_bytes")
-            if stat:
-                rss[server].append((int(scenario[5:]), *(v / 2**20 for v in stat)))
-    plot(results_dir, "rss_vs_connections", "Idle connections", "connections", "server RSS (MiB)",
-         dict(rss))
-    plot(results_dir, "shards",
-         "shardcast fan-out, 1,000 clients, 200 broadcasts/s, the server on one CPU", "shards",
-         "server CPU per delivery (µs)",
-         sweep(groups, "shards-", "server_cpu_us_per_delivery"), xtics="1, 2")
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "full",

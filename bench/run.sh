@@ -3,16 +3,24 @@
 # server pinned to CPU 0 and loadgen to CPU 1, then writes bench/results/latest.md (medians
 # and min-max of the runs) and PNG plots beside it.
 #
-#   bench/run.sh            the full set (about 25 minutes on 2 cores)
-#   bench/run.sh --quick    fewer, shorter runs: checks the pipeline, not the figures
+#   bench/run.sh                  the full set (about 30 minutes on 2 cores)
+#   bench/run.sh --quick          fewer, shorter runs: checks the pipeline, not the figures
+#   bench/run.sh --only REGEX     only the scenarios whose names match (grep -E)
+#   RESULTS=DIR bench/run.sh ...  writes into DIR instead of bench/results
 #
 # Every run starts a fresh server. Raw results (one loadgen --json line per run) go to
 # bench/results/raw.jsonl; bench/report.py turns them into the table and the plots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=false
-[[ ${1:-} == --quick ]] && quick=true
+quick=false only=
+while (( $# > 0 )); do
+    case $1 in
+        --quick) quick=true; shift ;;
+        --only) only=$2; shift 2 ;;
+        *) echo "usage: bench/run.sh [--quick] [--only REGEX]" >&2; exit 2 ;;
+    esac
+done
 runs=3 duration=8 warmup=2
 # The targeted rows vary most from run to run (the peer's cost as much as ours), and their
 # targets are ratios near the noise: five runs each.
@@ -27,7 +35,7 @@ cmake --build --preset release --target shardcast loadgen
 [[ -d bench/peers/node-ws/node_modules ]] ||
     (cd bench/peers/node-ws && npm install --silent --no-audit --no-fund)
 
-results=bench/results
+results=${RESULTS:-bench/results}
 raw=$results/raw.jsonl
 mkdir -p "$results"
 : > "$raw"
@@ -68,6 +76,7 @@ trap stop_server EXIT
 # run SCENARIO SERVER [SERVER ARGS...] -- LOADGEN ARGS...: one fresh server, one loadgen run.
 run() {
     local scenario=$1 server=$2; shift 2
+    [[ -z $only ]] || grep -qE -- "$only" <<< "$scenario" || return 0
     local server_args=()
     while [[ $1 != -- ]]; do server_args+=("$1"); shift; done
     shift
@@ -84,8 +93,9 @@ run() {
     local line
     line=$(taskset -c 1 build/release/bench/loadgen --url "127.0.0.1:$port" --server-pid "$server_pid" \
         --duration "$duration" --warmup "$warmup" --json "$@" 2> "$results/.loadgen.log") || true
-    # The design figure beside the timings: messages per socket write over the whole run.
-    local per_write=null lg0_per_write=null
+    # The design figures beside the timings, over the whole run: messages per socket write,
+    # and wake-ups of a shard thread per message published.
+    local per_write=null wakeups=null lg0_per_write=null
     [[ -n $lg0_reader ]] && { wait "$lg0_reader" || true; }
     if [[ -s $lg0 ]]; then
         lg0_per_write=$(python3 -c '
@@ -94,15 +104,20 @@ info = json.load(open(sys.argv[1]))
 print(info["messages_sent"] / info["socket_writes"] if info["socket_writes"] else "null")' "$lg0")
     fi
     if [[ $server == shardcast && -n $line ]]; then
-        per_write=$(curl -sf "http://127.0.0.1:$port/metrics" | python3 -c '
+        read -r per_write wakeups < <(curl -sf "http://127.0.0.1:$port/metrics" | python3 -c '
 import sys
-total = {"shardcast_messages_sent_total": 0.0, "shardcast_socket_writes_total": 0.0}
+names = ("shardcast_messages_sent_total", "shardcast_socket_writes_total",
+         "shardcast_shard_wakeups_total", "shardcast_messages_published_total")
+total = dict.fromkeys(names, 0.0)
 for line in sys.stdin:
     name = line.split("{")[0].split(" ")[0]
     if name in total:
         total[name] += float(line.rsplit(" ", 1)[1])
-writes = total["shardcast_socket_writes_total"]
-print(total["shardcast_messages_sent_total"] / writes if writes else "null")') || per_write=null
+def ratio(a, b):
+    return total[a] / total[b] if total[b] else "null"
+print(ratio("shardcast_messages_sent_total", "shardcast_socket_writes_total"),
+      ratio("shardcast_shard_wakeups_total", "shardcast_messages_published_total"))') ||
+            per_write=null wakeups=null
     fi
     stop_server
     if [[ -z $line ]]; then
@@ -110,8 +125,8 @@ print(total["shardcast_messages_sent_total"] / writes if writes else "null")') |
         cat "$results/.loadgen.log" >&2
         return 1
     fi
-    printf '{"scenario":"%s","server":"%s","deliveries_per_write":%s,"lg0_deliveries_per_write":%s,"result":%s}\n' \
-        "$scenario" "$server" "$per_write" "$lg0_per_write" "$line" >> "$raw"
+    printf '{"scenario":"%s","server":"%s","deliveries_per_write":%s,"wakeups_per_message":%s,"lg0_deliveries_per_write":%s,"result":%s}\n' \
+        "$scenario" "$server" "${per_write:-null}" "${wakeups:-null}" "$lg0_per_write" "$line" >> "$raw"
     printf '%s %s: ' "$scenario" "$server"
     python3 - "$line" <<'PY'
 import json, sys
@@ -171,6 +186,16 @@ done
 # Unpaced broadcasts: each publisher sends the next as soon as the previous is answered.
 # The peer answers after its send loop, shardcast as soon as the message is queued.
 alternate overload-fanout-1k -- --workload fanout --clients 1000 --size 64 --rate 0 --publishers 4
+# The regimes of the performance targets where a client gets about one message per write:
+# paced pushes, targeted traffic at a fixed rate, the same under reconnects, and unpaced.
+alternate paced-fanout-1k-50 -- --workload fanout --clients 1000 --size 64 --rate 50 --publishers 1
+runs=$targeted_runs alternate paced-targeted-1k-10x10 -- --workload targeted --clients 1000 \
+    --size 256 --rate 10000 --batch 10 --publishers 4
+alternate churn-1k-200 -- --workload churn --churn-targeted --churn-rate 200 --clients 1000 \
+    --size 256 --rate 20000 --batch 10 --publishers 4
+alternate overload-fanout-10k -- --workload fanout --clients 10000 --size 64 --rate 0 --publishers 4
+runs=$targeted_runs alternate overload-targeted-1k -- --workload targeted --clients 1000 \
+    --size 256 --rate 0 --batch 10 --publishers 4
 for rate in "${targeted_rates[@]}"; do
     alternate "sweep-rate-$rate" -- --workload targeted --clients 1000 --size 256 --rate "$rate" --batch 50 --publishers 4
 done

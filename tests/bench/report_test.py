@@ -18,11 +18,11 @@ PLOTS = ["throughput_vs_clients", "cpu_vs_clients", "latency_vs_load", "rss_vs_c
          "shards"]
 
 
-def row(scenario, server, per_write=None, **result):
+def row(scenario, server, per_write=None, wakeups=None, **result):
     """One line of raw.jsonl: what run.sh writes around one loadgen --json result."""
     result.setdefault("passed", True)
     return {"scenario": scenario, "server": server, "deliveries_per_write": per_write,
-            "lg0_deliveries_per_write": None, "result": result}
+            "wakeups_per_message": wakeups, "lg0_deliveries_per_write": None, "result": result}
 
 
 def cpu(us, **more):
@@ -60,6 +60,15 @@ def runs():
         rows.append(row(f"sweep-fanout-{n}", "node-ws", **cpu(6.0)))
     rows.append(row("sweep-rate-5000", "shardcast", 1.1, **cpu(8.0)))
     rows.append(row("sweep-rate-5000", "node-ws", **cpu(16.0)))
+    # The regimes: paced fan-out 9.0 / 4.0 = 2.25 meets 2.0; targeted unpaced 10 / 5 = 2.0
+    # misses 2.6, and its p99 (11x the peer's) misses too although it delivers more.
+    for wakeups in (0.9, 1.0, 0.95):
+        rows.append(row("paced-fanout-1k-50", "shardcast", 1.0, wakeups, **cpu(4.0)))
+        rows.append(row("paced-fanout-1k-50", "node-ws", **cpu(9.0)))
+    rows.append(row("overload-targeted-1k", "shardcast", 1.2, 0.01, server_cpu_us_per_delivery=5.0,
+                    delivered_per_s=200000.0, latency_p99_us=66000.0))
+    rows.append(row("overload-targeted-1k", "node-ws", server_cpu_us_per_delivery=10.0,
+                    delivered_per_s=100000.0, latency_p99_us=6000.0))
     for shards in (1, 2):
         rows.append(row(f"shards-{shards}", "shardcast", 1.7, **cpu(2.0 + shards / 10)))
     return rows
@@ -120,6 +129,22 @@ class ReportTest(unittest.TestCase):
 
     def test_idle_memory_over_two_kib_misses_its_target(self):
         self.assertEqual(self.target("idle 10k")[1:], ["2,100 B", "no"])
+
+    def test_a_regime_compares_the_peers_cpu_per_delivery_with_ours(self):
+        self.assertEqual(self.target("paced fan-out, 1,000 clients")[1:], ["2.25", "≥ 2.0", "yes"])
+        self.assertEqual(self.target("targeted, 1,000 clients, unpaced")[1:],
+                         ["2.00", "≥ 2.6", "no"])
+
+    def test_unpaced_targeted_latency_is_judged_with_throughput(self):
+        self.assertEqual(self.target("targeted unpaced: p99")[1:],
+                         ["p99 11.00× the peer's, 2.00× its msg/s", "≤ 1, ≥ 1", "no"])
+
+    def test_idle_memory_is_held_to_512_bytes(self):
+        self.assertEqual(self.target("idle, 10,000 clients")[1:], ["2,100 B", "≤ 512 B", "no"])
+
+    def test_wakeups_per_message_are_shown_for_shardcast_only(self):
+        self.assertEqual(self.scenario("paced-fanout-1k-50", "shardcast")[6], "0.95 (0.90–1.00)")
+        self.assertEqual(self.scenario("paced-fanout-1k-50", "node-ws")[6], "–")
 
     def test_the_commit_measured_is_named(self):
         self.assertIn(", commit abc1234.", self.text)
