@@ -325,6 +325,12 @@ void Collector::collect_history_stream(std::vector<MetricFamily>& out,
     add(family(out, "shardcast_bus_history_fetch_errors_total",
                "Resume lookups the JetStream history stream did not answer.", MetricType::Counter),
         d(h.fetch_errors.load()));
+    auto& out_of_order = family(out, "shardcast_bus_history_out_of_order_total",
+                                "Stored copies that arrived after a higher stream sequence: "
+                                "overtaken (put back in order) or late (the window was short).",
+                                MetricType::Counter);
+    add(out_of_order, d(h.overtaken.load()), {{"outcome", "overtaken"}});
+    add(out_of_order, d(h.late.load()), {{"outcome", "late"}});
     add(family(out, "shardcast_bus_history_epochs_total",
                "Epoch markers this node wrote to the history stream.", MetricType::Counter),
         d(h.epochs.load()));

@@ -147,7 +147,9 @@ json::object history_stats(const HistoryStreamStats& h) {
                      {"unstored", h.unstored.load()},
                      {"fetches", h.fetches.load()},
                      {"fetch_errors", h.fetch_errors.load()},
-                     {"epochs", h.epochs.load()}};
+                     {"epochs", h.epochs.load()},
+                     {"overtaken", h.overtaken.load()},
+                     {"late", h.late.load()}};
     if (std::string epoch = h.epoch(); !epoch.empty() && out["available"].as_bool()) {
         out["epoch"] = std::move(epoch);
     } else {

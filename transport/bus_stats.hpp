@@ -41,6 +41,10 @@ struct HistoryStreamStats {
     SharedCounter fetches;               // resumes looked up in the stream
     SharedCounter fetch_errors;          // lookups the stream did not answer
     SharedCounter epochs;                // epoch markers this node wrote
+    // Stored copies that arrived after a higher sequence (SequenceOrder): overtaken, put back
+    // in place by the reorder window; late, after the higher one had gone out already.
+    SharedCounter overtaken;
+    SharedCounter late;
 
     std::string epoch() const {
         std::lock_guard lock(mutex_);

@@ -199,7 +199,16 @@ struct NatsBus::Nats {
         if (ec != std::errc{} || end != text.data() + text.size() || sequence == 0) {
             return reject(self, BusReceiveError::bad_header);
         }
-        self.nats_->stored_order->hold(std::move(msg), sequence);
+        switch (self.nats_->stored_order->hold(std::move(msg), sequence)) {
+            case Arrival::in_order:
+                break;
+            case Arrival::overtaken:
+                self.stats_.history.overtaken.add();
+                break;
+            case Arrival::late:
+                self.stats_.history.late.add();
+                break;
+        }
     }
 
     // A stored message with its position, or an epoch marker, in stream order.

@@ -7,6 +7,8 @@
 // offset 37 before 36 and, leaving in between, resume from 37 past 36: a silent gap. Each
 // item is held `window` after it arrives and released lowest sequence first, so an item
 // overtaken by at most `window` goes back in its place. A window of zero releases at once.
+// hold() says how an item arrived, so the owner can count how often the window is needed,
+// and how often it was too short.
 //
 // Threads: hold() from any thread (the NATS delivery thread); release runs on this class's
 // own thread, one item at a time, in sequence order. stop() from the owner, once.
@@ -22,6 +24,10 @@
 #include <vector>
 
 namespace shardcast::transport {
+
+// How an item arrived: after every item seen before it; overtaken, yet in time to be put
+// back in its place; or after a higher sequence had been released (the window was too short).
+enum class Arrival : unsigned char { in_order, overtaken, late };
 
 template <class Item>
 class SequenceOrder {
@@ -39,16 +45,27 @@ public:
     SequenceOrder& operator=(const SequenceOrder&) = delete;
     ~SequenceOrder() { stop(); }
 
-    void hold(Item item, std::uint64_t sequence) {
-        if (window_.count() == 0) {
-            return release_(std::move(item), sequence);
-        }
+    Arrival hold(Item item, std::uint64_t sequence) {
+        Arrival arrival;
         {
             std::lock_guard lock(mutex_);
-            held_.push_back(Held{sequence, Clock::now() + window_, std::move(item)});
-            std::push_heap(held_.begin(), held_.end(), Later{});
+            arrival = sequence > highest_seen_       ? Arrival::in_order
+                      : sequence > released_through_ ? Arrival::overtaken
+                                                     : Arrival::late;
+            highest_seen_ = std::max(highest_seen_, sequence);
+            if (window_.count() == 0) {
+                released_through_ = highest_seen_;
+            } else {
+                held_.push_back(Held{sequence, Clock::now() + window_, std::move(item)});
+                std::push_heap(held_.begin(), held_.end(), Later{});
+            }
         }
-        wake_.notify_one();
+        if (window_.count() == 0) {
+            release_(std::move(item), sequence);
+        } else {
+            wake_.notify_one();
+        }
+        return arrival;
     }
 
     // Ends the release thread; what is still held is dropped, each handed to `dropped`.
@@ -98,6 +115,7 @@ private:
             std::pop_heap(held_.begin(), held_.end(), Later{});
             Held next = std::move(held_.back());
             held_.pop_back();
+            released_through_ = std::max(released_through_, next.sequence);
             lock.unlock();
             release_(std::move(next.item), next.sequence);
             lock.lock();
@@ -109,6 +127,8 @@ private:
     std::mutex mutex_;
     std::condition_variable wake_;
     std::vector<Held> held_;  // a heap, the lowest sequence in front
+    std::uint64_t highest_seen_ = 0;
+    std::uint64_t released_through_ = 0;  // the highest sequence released
     bool stopping_ = false;
     std::thread thread_;
 };

@@ -441,6 +441,16 @@ class Scenario:
                 if metric != after[n.name].get(key):
                     problems.append(f"{n.name}: shardcast_bus_history_{key}_total is "
                                     f"{metric:g}, /api/v1/stats says {after[n.name].get(key)}")
+            # Copies the reorder window could not put back in order: every client's offsets
+            # increase here, so there must be none, and the stats and metrics agree.
+            for outcome in ("overtaken", "late"):
+                metric = n.metric("shardcast_bus_history_out_of_order_total", outcome=outcome)
+                if metric != after[n.name].get(outcome):
+                    problems.append(f"{n.name}: out_of_order_total{{outcome={outcome}}} is "
+                                    f"{metric:g}, /api/v1/stats says "
+                                    f"{after[n.name].get(outcome)}")
+            if after[n.name].get("late"):
+                problems.append(f"{n.name}: {after[n.name]['late']} stored copies arrived late")
         if problems:
             raise TestFailure(f"{what}:\n{limited(problems)}")
 

@@ -43,12 +43,24 @@ private:
 TEST(SequenceOrderTest, ItemsThatCrossedAreReleasedInSequenceOrder) {
     Released released;
     SequenceOrder<int> order(500ms, [&](int item, std::uint64_t s) { released.add(item, s); });
-    order.hold(37, 37);
-    order.hold(40, 40);
-    order.hold(36, 36);  // overtaken by 37 and 40, well within the window
-    order.hold(38, 38);
+    EXPECT_EQ(order.hold(37, 37), Arrival::in_order);
+    EXPECT_EQ(order.hold(40, 40), Arrival::in_order);
+    // Overtaken by 37 and 40, well within the window.
+    EXPECT_EQ(order.hold(36, 36), Arrival::overtaken);
+    EXPECT_EQ(order.hold(38, 38), Arrival::overtaken);
     ASSERT_TRUE(released.wait_for(4));
     EXPECT_EQ(released.sequences(), (std::vector<std::uint64_t>{36, 37, 38, 40}));
+}
+
+TEST(SequenceOrderTest, AnItemBehindOneAlreadyReleasedIsLate) {
+    Released released;
+    SequenceOrder<int> order(10ms, [&](int item, std::uint64_t s) { released.add(item, s); });
+    EXPECT_EQ(order.hold(5, 5), Arrival::in_order);
+    ASSERT_TRUE(released.wait_for(1));
+    EXPECT_EQ(order.hold(4, 4), Arrival::late);  // the window could not put it back
+    EXPECT_EQ(order.hold(6, 6), Arrival::in_order);
+    ASSERT_TRUE(released.wait_for(3));
+    EXPECT_EQ(released.sequences(), (std::vector<std::uint64_t>{5, 4, 6}));
 }
 
 TEST(SequenceOrderTest, AnItemIsHeldForTheWindowThenReleased) {
@@ -63,8 +75,8 @@ TEST(SequenceOrderTest, AnItemIsHeldForTheWindowThenReleased) {
 TEST(SequenceOrderTest, ZeroWindowReleasesAtOnceOnTheCallersThread) {
     std::vector<std::uint64_t> sequences;
     SequenceOrder<int> order(0ms, [&](int, std::uint64_t s) { sequences.push_back(s); });
-    order.hold(2, 2);
-    order.hold(1, 1);
+    EXPECT_EQ(order.hold(2, 2), Arrival::in_order);
+    EXPECT_EQ(order.hold(1, 1), Arrival::late);  // with no window, every overtaken item is
     EXPECT_EQ(sequences, (std::vector<std::uint64_t>{2, 1}));
 }
 
