@@ -209,7 +209,8 @@ def offset_problems(client, frames, limit=3):
 
 
 def require_connected(clients, count, timeout):
-    """Waits until each client has made `count` connections and has one open."""
+    """Waits until each client has made `count` connections and has one open. Count them
+    before start(): the client's loop may connect before the caller reads `connections`."""
     def done():
         failed = [c for c in clients if c.failure]
         if failed:

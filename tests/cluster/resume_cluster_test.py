@@ -771,8 +771,9 @@ class Scenario:
             cl.close()
             self.wait_offline(cl.id, here)
             cl.target = (there.name, there.port)
+            connected = len(cl.connections) + 1
             cl.start()
-            require_connected([cl], len(cl.connections) + 1, 15)
+            require_connected([cl], connected, 15)
             self.expect_gap(cl, len(cl.connections), ("unavailable",), since, epoch)
         self.wait_online({cl.id: nodes[cl.target[0]] for cl in movers}, "phase 3 resumes")
         return movers
@@ -844,8 +845,9 @@ class Scenario:
         for ph in ("r2", "r3"):
             self.upto[(stale.id, ph)] = len(stale.connections)
         stale.target = (there.name, there.port)
+        connected = len(stale.connections) + 1
         stale.start()
-        require_connected([stale], len(stale.connections) + 1, 15)
+        require_connected([stale], connected, 15)
         reason = self.expect_gap(stale, len(stale.connections), ("epoch", "unavailable"),
                                  since, old_epoch)
         self.wait_online({stale.id: there}, "phase 4 resume from the old epoch")
@@ -887,8 +889,9 @@ class Scenario:
 
         replayed_before = self.total([b, c], "shardcast_resume_replayed_total")
         direct.target = (c.name, c.port)
+        connected = len(direct.connections) + 1
         direct.start()
-        require_connected([direct], len(direct.connections) + 1, 15)
+        require_connected([direct], connected, 15)
         self.wait_delivered(phase, [direct])
         replayed = [0]
 
@@ -906,8 +909,9 @@ class Scenario:
         wait_until(lambda: producer.count or producer.error or not producer.is_alive(), 10,
                    "the producer for the nginx resume to start")
         proxied.target = ("nginx", self.nginx.port)
+        connected = len(proxied.connections) + 1
         proxied.start()
-        require_connected([proxied], len(proxied.connections) + 1, 15)
+        require_connected([proxied], connected, 15)
         producer.finish()
         if producer.count != DURING:
             raise TestFailure(f"only {producer.count} of {DURING} sends to {proxied.id} were "
