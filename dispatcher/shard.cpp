@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cassert>
-#include <utility>
 
 #include "dispatcher/forwarding.hpp"
 #include "dispatcher/session.hpp"
@@ -51,7 +50,12 @@ bool Shard::publish(Command&& command) {
         // The shard had nothing scheduled, so this command begins its backlog. Stored before
         // the post: the turn it schedules overwrites it, never the other way round.
         queue_delay_.start(enqueued);
-        boost::asio::post(io_context_, [this] { drain(); });
+        // Counted on the shard's thread, the only writer of its stats: this turn wakes it,
+        // where the turns drain() posts itself do not.
+        boost::asio::post(io_context_, [this] {
+            stats_.wakeups.add();
+            drain();
+        });
     }
     return result.queued;
 }
@@ -60,9 +64,6 @@ bool Shard::publish(Command&& command) {
 // through the io_context if more is left so socket I/O is never starved.
 void Shard::drain() {
     assert(on_shard_thread());
-    if (!std::exchange(drain_reposted_, false)) {
-        stats_.wakeups.add();
-    }
     const Clock::time_point began = Clock::now();
     arrivals_.collect(inbox_);
     stats_.queue_depth_peak.observe(static_cast<std::int64_t>(arrivals_.waiting()));
@@ -76,7 +77,6 @@ void Shard::drain() {
     cut_slow_readers();
     if (!arrivals_.empty()) {
         queue_delay_.oldest(arrivals_.oldest_enqueued());
-        drain_reposted_ = true;
         boost::asio::post(io_context_, [this] { drain(); });
         return;
     }
@@ -88,7 +88,6 @@ void Shard::drain() {
         // Commands came in after this turn's last pop found the inbox empty, so none has
         // waited longer than the turn; no producer writes while the flag is ours again.
         queue_delay_.oldest(began);
-        drain_reposted_ = true;
         boost::asio::post(io_context_, [this] { drain(); });
     }
 }

@@ -184,8 +184,7 @@ private:
     std::vector<std::shared_ptr<Session>> overflowed_;  // removed after a delivery loop
     // Written at the end of the turn, or when write_delay_timer_ fires.
     std::vector<std::shared_ptr<Session>> write_requests_;
-    bool drain_reposted_ = false;     // the next drain turn was posted by drain(), not a producer
-    bool write_delay_armed_ = false;  // write_requests_ wait for write_delay_timer_
+    bool write_delay_armed_ = false;         // write_requests_ wait for write_delay_timer_
     std::unique_ptr<char[]> read_scratch_;   // allocated on the first read
     std::unique_ptr<char[]> write_scratch_;  // allocated on the first write
 

@@ -46,25 +46,21 @@ public:
     ~SequenceOrder() { stop(); }
 
     Arrival hold(Item item, std::uint64_t sequence) {
-        Arrival arrival;
-        {
-            std::lock_guard lock(mutex_);
-            arrival = sequence > highest_seen_       ? Arrival::in_order
-                      : sequence > released_through_ ? Arrival::overtaken
-                                                     : Arrival::late;
-            highest_seen_ = std::max(highest_seen_, sequence);
-            if (window_.count() == 0) {
-                released_through_ = highest_seen_;
-            } else {
-                held_.push_back(Held{sequence, Clock::now() + window_, std::move(item)});
-                std::push_heap(held_.begin(), held_.end(), Later{});
-            }
-        }
+        std::unique_lock lock(mutex_);
+        const Arrival arrival = sequence > highest_seen_       ? Arrival::in_order
+                                : sequence > released_through_ ? Arrival::overtaken
+                                                               : Arrival::late;
+        highest_seen_ = std::max(highest_seen_, sequence);
         if (window_.count() == 0) {
+            released_through_ = highest_seen_;
+            lock.unlock();
             release_(std::move(item), sequence);
-        } else {
-            wake_.notify_one();
+            return arrival;
         }
+        held_.push_back(Held{sequence, Clock::now() + window_, std::move(item)});
+        std::push_heap(held_.begin(), held_.end(), Later{});
+        lock.unlock();
+        wake_.notify_one();
         return arrival;
     }
 

@@ -288,7 +288,7 @@ private:
                         return on_refresh(*refresh);
                     }
                 }
-                on_frame(event.data, occasional_ ? occasional_->info : kNone);
+                on_frame(event.data, held().info);
                 break;
             case ws::Event::Kind::ping:
                 // Only the latest ping needs its pong (RFC 6455, 5.5.3).
@@ -452,6 +452,8 @@ private:
         }
         return *occasional_;
     }
+    // For reading: an absent Occasional reads as an empty one.
+    const Occasional& held() const { return occasional_ ? *occasional_ : kNothing; }
 
     // One sendmsg laid out in the shard's write scratch: pong, ping and reply first (small,
     // and owed promptly), then the batch, or a close frame once no data is left to send
@@ -461,7 +463,7 @@ private:
         std::array<iovec, ws::FrameGather::iovec_count(kMaxFrames)> iov;
         ws::FrameGather frames(shard().write_scratch(), iov);
         if (pending_.take(ws::FrameKind::pong)) {
-            frames.add(ws::Opcode::pong, occasional_ ? occasional_->pong : kNone);
+            frames.add(ws::Opcode::pong, held().pong);
             in_flight_.add(ws::FrameKind::pong);
         }
         if (pending_.take(ws::FrameKind::ping)) {
@@ -469,14 +471,14 @@ private:
             in_flight_.add(ws::FrameKind::ping);
         }
         if (pending_.take(ws::FrameKind::reply)) {
-            frames.add(ws::Opcode::text, occasional_->replies.front());
+            frames.add(ws::Opcode::text, held().replies.front());
             in_flight_.add(ws::FrameKind::reply);
         }
         if (batch > 0) {
             add_data(frames, batch);
             in_flight_.add(ws::FrameKind::data);
         } else if (pending_.take(ws::FrameKind::close)) {
-            frames.add(ws::Opcode::close, occasional_ ? occasional_->close : kNone);
+            frames.add(ws::Opcode::close, held().close);
             in_flight_.add(ws::FrameKind::close);
         }
         const std::span<const iovec> gather = frames.iovecs();
@@ -558,7 +560,7 @@ private:
     }
 
     static constexpr dispatcher::Clock::time_point kNever = dispatcher::Clock::time_point::max();
-    static inline const std::string kNone;  // what an absent Occasional holds
+    static inline const Occasional kNothing;
 
     Socket socket_;
     // Only while Beast answers the upgrade; it holds the socket meanwhile.
