@@ -12,6 +12,8 @@
 # bench/results/raw.jsonl; bench/report.py turns them into the table and the plots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/open_server.sh
+source bench/open_server.sh
 
 quick=false only=
 while (( $# > 0 )); do
@@ -32,8 +34,6 @@ scripts/install-deps
 commit=$(git rev-parse --short HEAD)
 cmake --preset release -G Ninja > /dev/null
 cmake --build --preset release --target shardcast loadgen
-[[ -d bench/peers/node-ws/node_modules ]] ||
-    (cd bench/peers/node-ws && npm install --silent --no-audit --no-fund)
 
 results=${RESULTS:-bench/results}
 raw=$results/raw.jsonl
@@ -45,24 +45,9 @@ server_pid=
 
 start_server() {  # start_server NAME [shardcast args...]
     local name=$1; shift
-    local log=$results/.server.log
-    case $name in
-        shardcast)
-            # Open like the peer, which checks no token or key and limits no address:
-            # loadgen's clients name their ids in the URL, all from 127.0.0.1, and its
-            # publishers send no key.
-            taskset -c 0 build/release/main/shardcast --listen "127.0.0.1:$port" \
-                -s auth.anonymous_clients=true -s auth.insecure_api=true \
-                -s limits.max_connections_per_ip=0 \
-                -s log.summary_interval=0 -s log.level=warn "$@" 2> "$log" & ;;
-        node-ws)
-            taskset -c 0 node bench/peers/node-ws/server.js "$port" 127.0.0.1 2> "$log" & ;;
-    esac
-    server_pid=$!
-    for _ in $(seq 200); do
-        curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && return 0
-        sleep 0.05
-    done
+    local log=$results/.server.log command=node-ws
+    [[ $name == shardcast ]] && command="build/release/main/shardcast $*"
+    open_server "$port" "$command" "$log" && return 0
     echo "run.sh: $name did not start" >&2; cat "$log" >&2; return 1
 }
 
