@@ -245,8 +245,10 @@ TEST(DispatcherTest, StuckWriteHitsSendTimeLimit) {
     d.start();
     auto s = SinkSession::open(d.shard(0), "stuck", /*hold_writes=*/true);
     d.send("stuck", make_payload("never completes"));
-    ASSERT_TRUE(wait_until([&] { return cleaned(d, RemovalReason::send_timeout) == 1; }, 5s));
-    EXPECT_TRUE(s->aborted());
+    // The removal is counted just before the session is cut, on the shard's thread: wait for
+    // both.
+    ASSERT_TRUE(wait_until(
+        [&] { return cleaned(d, RemovalReason::send_timeout) == 1 && s->aborted(); }, 5s));
     EXPECT_EQ(failed(d, FailureReason::send_timeout), 1u);
     d.stop(1s);
 }
@@ -258,8 +260,14 @@ TEST(DispatcherTest, SilentSessionHitsHeartbeatTimeout) {
     Dispatcher d(config);
     d.start();
     auto s = SinkSession::open(d.shard(0), "silent");
-    ASSERT_TRUE(wait_until([&] { return cleaned(d, RemovalReason::heartbeat_timeout) == 1; }, 5s));
-    EXPECT_EQ(s->close_code(), close_code::kHeartbeatTimeout);
+    // The removal is counted just before the close starts, on the shard's thread: wait for
+    // both.
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return cleaned(d, RemovalReason::heartbeat_timeout) == 1 &&
+                   s->close_code() == close_code::kHeartbeatTimeout;
+        },
+        5s));
     EXPECT_EQ(d.online(), 0u);
     d.stop(1s);
 }
