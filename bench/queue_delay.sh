@@ -9,7 +9,9 @@
 # COMMAND is a server command line without --listen, e.g.
 #   bench/queue_delay.sh 3 "before=/tmp/old/shardcast" \
 #       "20ms=build/release/main/shardcast -s publish.max_queue_delay=20ms" node-ws
-# "node-ws" alone runs the Node peer (bench/peers/node-ws, npm ws installed). Every
+# "node-ws" alone runs the Node peer (bench/peers/node-ws, npm ws installed). What follows
+# " -- " in a COMMAND goes to loadgen for that server's runs, e.g.
+#   "ack=build/release/main/shardcast -- --ack-taken" "node-ws=node-ws -- --ack-taken" Every
 # shardcast is opened as run.sh opens it. Raw loadgen lines go to $RAW (default: a temporary
 # file, named at the end).
 set -euo pipefail
@@ -24,13 +26,15 @@ raw=${RAW:-$(mktemp)}
 : > "$raw"
 duration=8 warmup=2
 
-run_one() {  # run_one LABEL COMMAND
-    local label=$1 command=$2
+run_one() {  # run_one LABEL COMMAND [-- LOADGEN FLAGS]
+    local label=$1 command=${2%% -- *} flags=
+    [[ $2 == *" -- "* ]] && flags=${2#* -- }
     open_server "$port" "$command"
     local line
+    # shellcheck disable=SC2086  # the flags are meant to split
     line=$(taskset -c 1 "$loadgen" --url "127.0.0.1:$port" --server-pid "$server_pid" \
         --duration "$duration" --warmup "$warmup" --json --workload targeted --clients 1000 \
-        --size 256 --rate 0 --batch 10 --publishers 4 2> /dev/null) || true
+        --size 256 --rate 0 --batch 10 --publishers 4 $flags 2> /dev/null) || true
     kill "$server_pid"; wait "$server_pid" 2> /dev/null || true
     printf '{"label":"%s","result":%s}\n' "$label" "${line:-null}" >> "$raw"
 }

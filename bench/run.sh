@@ -181,6 +181,10 @@ alternate churn-1k-200 -- --workload churn --churn-targeted --churn-rate 200 --c
 alternate overload-fanout-10k -- --workload fanout --clients 10000 --size 64 --rate 0 --publishers 4
 runs=$targeted_runs alternate overload-targeted-1k -- --workload targeted --clients 1000 \
     --size 256 --rate 0 --batch 10 --publishers 4
+# The same with publishers that wait for ?ack=taken (the shards took their messages), as the
+# peer answers after its send loop; the peer ignores the parameter.
+runs=$targeted_runs alternate overload-targeted-1k-ack -- --workload targeted --clients 1000 \
+    --size 256 --rate 0 --batch 10 --publishers 4 --ack-taken
 for rate in "${targeted_rates[@]}"; do
     alternate "sweep-rate-$rate" -- --workload targeted --clients 1000 --size 256 --rate "$rate" --batch 50 --publishers 4
 done

@@ -9,6 +9,7 @@
 
 #include "dispatcher/payload.hpp"
 #include "dispatcher/position.hpp"
+#include "dispatcher/publish_ack.hpp"
 #include "dispatcher/publish_kind.hpp"
 #include "dispatcher/resume_result.hpp"
 
@@ -19,7 +20,8 @@ using Clock = std::chrono::steady_clock;
 struct Command {
     // claim: another node attached a session of client_id at claim_since_ns; older local
     // sessions of the id are replaced. resumed: the cluster's answer to a session's resume.
-    enum class Kind : unsigned char { send, broadcast, disconnect, claim, resumed };
+    // ack: the producer waits for the shard to take what it published before (when_taken).
+    enum class Kind : unsigned char { send, broadcast, disconnect, claim, resumed, ack };
 
     // Global publish order: taken after the previous publish returned, so sorting a
     // drained batch by stamp restores "returned before began" order across producers.
@@ -39,6 +41,7 @@ struct Command {
     // send/broadcast numbered by the cluster's stream: where it stands there.
     Position position;
     std::unique_ptr<ResumeResult> resumed;  // resumed only
+    std::shared_ptr<PublishAck> ack;        // ack only
     Clock::time_point enqueued{};
 };
 

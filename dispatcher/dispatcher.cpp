@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <cassert>
 #include <stdexcept>
 
 namespace shardcast::dispatcher {
@@ -164,6 +165,22 @@ bool Dispatcher::disconnect(std::string_view client_id,
     command.payload = make_payload(std::string(reason));
     command.enqueued = Clock::now();
     return publish(router_.shard_of(client_id), std::move(command));
+}
+
+void Dispatcher::when_taken(const std::vector<std::size_t>& shards, PublishAck::Done done) {
+    auto ack = std::make_shared<PublishAck>(shards.size(), std::move(done));
+    if (!admits(PublishKind::send)) {
+        return;  // never taken: done(false) runs as ack goes
+    }
+    const auto now = Clock::now();
+    for (const std::size_t shard : shards) {
+        assert(shard < shards_.size());
+        Command command;
+        command.kind = Command::Kind::ack;
+        command.ack = ack;
+        command.enqueued = now;
+        publish(shard, std::move(command));
+    }
 }
 
 bool Dispatcher::claim(std::string_view client_id, std::int64_t since_ns, bool wins_ties) {

@@ -32,6 +32,7 @@
 #include "dispatcher/config.hpp"
 #include "dispatcher/overload_limit.hpp"
 #include "dispatcher/payload.hpp"
+#include "dispatcher/publish_ack.hpp"
 #include "dispatcher/publish_kind.hpp"
 #include "dispatcher/router.hpp"
 #include "dispatcher/shard.hpp"
@@ -81,6 +82,12 @@ public:
     bool resumed(std::size_t shard,
                  std::string_view client_id,
                  std::unique_ptr<ResumeResult> result);
+    // Runs done(true) once each listed shard has delivered everything this thread published
+    // to it before the call and started the writes of that turn (the messages are on their
+    // clients' sockets, queued behind a slow client, counted as failed, or, in a cluster,
+    // handed to the link); done(false) if one stopped first or stop() has begun. done runs
+    // once, on the thread of the shard that finishes last, or here when nothing is queued.
+    void when_taken(const std::vector<std::size_t>& shards, PublishAck::Done done);
     // Another node attached a session of client_id at since_ns (Unix time, ns): local sessions
     // of the id attached before it close with 4001, as do those attached at the same instant
     // when wins_ties is set.

@@ -74,6 +74,7 @@ void Shard::drain() {
     }
     stats_.collected.set(static_cast<std::int64_t>(arrivals_.undelivered()));
     end_turn_writes();
+    release_acks();
     cut_slow_readers();
     if (!arrivals_.empty()) {
         queue_delay_.oldest(arrivals_.oldest_enqueued());
@@ -113,6 +114,15 @@ void Shard::end_turn_writes() {
     });
 }
 
+// After the turn's writes have started: an ack tells its producer the messages before it
+// are on their clients' sockets or queued behind them, not still in the inbox.
+void Shard::release_acks() {
+    for (const auto& ack : taken_acks_) {
+        ack->taken();
+    }
+    taken_acks_.clear();
+}
+
 void Shard::flush_write_requests() {
     for (const auto& session : write_requests_) {
         session->write_queued();
@@ -144,6 +154,12 @@ void Shard::deliver(Command& command) {
             break;
         case Command::Kind::resumed:
             finish_resume(command);
+            break;
+        case Command::Kind::ack:
+            // Once the sessions are closing, what came before the ack reached no one.
+            if (phase_ == Phase::running || phase_ == Phase::draining) {
+                taken_acks_.push_back(std::move(command.ack));
+            }
             break;
     }
     remove_overflowed();

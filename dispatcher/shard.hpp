@@ -31,6 +31,7 @@
 #include "dispatcher/inbox.hpp"
 #include "dispatcher/latency_histogram.hpp"
 #include "dispatcher/outbound.hpp"
+#include "dispatcher/publish_ack.hpp"
 #include "dispatcher/queue_delay.hpp"
 #include "dispatcher/removal_reason.hpp"
 #include "dispatcher/shard_stats.hpp"
@@ -149,6 +150,7 @@ private:
     bool keeps_history() const { return config_.history.enabled && link_ == nullptr; }
     void end_turn_writes();
     void flush_write_requests();
+    void release_acks();
     void schedule_tick();
     void tick();
     void sweep();
@@ -184,9 +186,10 @@ private:
     std::vector<std::shared_ptr<Session>> overflowed_;  // removed after a delivery loop
     // Written at the end of the turn, or when write_delay_timer_ fires.
     std::vector<std::shared_ptr<Session>> write_requests_;
-    bool write_delay_armed_ = false;         // write_requests_ wait for write_delay_timer_
-    std::unique_ptr<char[]> read_scratch_;   // allocated on the first read
-    std::unique_ptr<char[]> write_scratch_;  // allocated on the first write
+    bool write_delay_armed_ = false;  // write_requests_ wait for write_delay_timer_
+    std::vector<std::shared_ptr<PublishAck>> taken_acks_;  // marked taken after the writes
+    std::unique_ptr<char[]> read_scratch_;                 // allocated on the first read
+    std::unique_ptr<char[]> write_scratch_;                // allocated on the first write
 
     Phase phase_ = Phase::running;
     Clock::time_point stop_deadline_{};

@@ -171,6 +171,25 @@ constexpr std::string_view methods_of(Route route) {
     }
 }
 
+// One batch line: to its client, or to everyone for "*".
+bool publish_line(dispatcher::Dispatcher& dispatcher,
+                  Message& message,
+                  std::vector<bool>& reached) {
+    if (message.to == "*") {
+        if (!dispatcher.broadcast(std::move(message.payload), {}, dispatcher::PublishKind::batch)) {
+            return false;
+        }
+        reached.assign(reached.size(), true);
+        return true;
+    }
+    const std::size_t shard = dispatcher.router().shard_of(message.to);
+    if (!dispatcher.send(message.to, std::move(message.payload), dispatcher::PublishKind::batch)) {
+        return false;
+    }
+    reached[shard] = true;
+    return true;
+}
+
 }  // namespace
 
 Route route_of(std::string_view path) {
@@ -226,11 +245,9 @@ std::optional<ApiResponse> Api::handle(const ApiRequest& request, const Reply& l
         case Route::metrics:
             return ApiResponse{200, metrics_(), "text/plain; version=0.0.4; charset=utf-8"};
         case Route::send:
-            return send(request.body);
         case Route::broadcast:
-            return broadcast(request.body);
         case Route::batch:
-            return batch(request.body);
+            return publish(route, request, later);
         case Route::disconnect:
             return disconnect(request.body);
         case Route::stats:
@@ -264,7 +281,35 @@ std::optional<ApiResponse> Api::client(std::string_view id, const Reply& later) 
     return std::nullopt;
 }
 
-ApiResponse Api::send(std::string_view body) {
+// Default: 202 as soon as the messages are queued. With ?ack=taken: 200 with the same body
+// once every shard they went to has taken them (Dispatcher::when_taken), so a publisher that
+// waits for its answers is held to the pace its clients are written at.
+std::optional<ApiResponse> Api::publish(Route route,
+                                        const ApiRequest& request,
+                                        const Reply& later) {
+    const std::optional<std::string> ack = query_param(request.target, "ack");
+    if (ack && *ack != "queued" && *ack != "taken") {
+        return error(400, R"("ack" must be "queued" or "taken")");
+    }
+    std::vector<bool> reached(dispatcher_.shard_count(), false);
+    ApiResponse response = route == Route::send        ? send(request.body, reached)
+                           : route == Route::broadcast ? broadcast(request.body, reached)
+                                                       : batch(request.body, reached);
+    if (response.status != 202 || ack != "taken") {
+        return response;
+    }
+    std::vector<std::size_t> shards;
+    for (std::size_t i = 0; i < reached.size(); ++i) {
+        if (reached[i]) shards.push_back(i);
+    }
+    response.status = 200;
+    dispatcher_.when_taken(shards, [later, response = std::move(response)](bool taken) {
+        later(taken ? response : error(503, "shutting down: the messages may not be delivered"));
+    });
+    return std::nullopt;
+}
+
+ApiResponse Api::send(std::string_view body, std::vector<bool>& reached) {
     JsonReader reader;
     Message message;
     if (std::string problem = read_message(reader, body, Shape::send, message); !problem.empty()) {
@@ -273,13 +318,15 @@ ApiResponse Api::send(std::string_view body) {
     if (auto overload = dispatcher_.overload_of(message.to)) {
         return overloaded(overload, dispatcher_.config(), stats_);
     }
+    const std::size_t shard = dispatcher_.router().shard_of(message.to);
     if (!dispatcher_.send(message.to, std::move(message.payload))) {
         return error(503, "shutting down");
     }
+    reached[shard] = true;
     return accepted(1);
 }
 
-ApiResponse Api::broadcast(std::string_view body) {
+ApiResponse Api::broadcast(std::string_view body, std::vector<bool>& reached) {
     JsonReader reader;
     Message message;
     if (std::string problem = read_message(reader, body, Shape::broadcast, message);
@@ -292,13 +339,14 @@ ApiResponse Api::broadcast(std::string_view body) {
     if (!dispatcher_.broadcast(std::move(message.payload), message.except)) {
         return error(503, "shutting down");
     }
+    reached.assign(reached.size(), true);
     return accepted(1);
 }
 
 // NDJSON: each line is published on its own, in order, so lines to one client keep their
 // order; a bad line is reported and skipped, never fails the lines around it. An overloaded
 // server refuses the whole batch with 429, before reading it.
-ApiResponse Api::batch(std::string_view body) {
+ApiResponse Api::batch(std::string_view body, std::vector<bool>& reached) {
     // Checked once for the whole batch: a batch is either taken or refused, never half taken.
     if (!dispatcher_.accepting()) {
         return error(503, "shutting down");
@@ -334,12 +382,7 @@ ApiResponse Api::batch(std::string_view body) {
             reject(std::move(problem));
             continue;
         }
-        const bool queued = message.to == "*"
-                                ? dispatcher_.broadcast(std::move(message.payload), {},
-                                                        dispatcher::PublishKind::batch)
-                                : dispatcher_.send(message.to, std::move(message.payload),
-                                                   dispatcher::PublishKind::batch);
-        if (!queued) {
+        if (!publish_line(dispatcher_, message, reached)) {
             reject("shutting down");
             continue;
         }

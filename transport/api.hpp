@@ -2,9 +2,9 @@
 // HttpSession parses the request, calls handle(), and writes what comes back.
 //
 // Thread contract: handle() may be called from any HTTP thread concurrently. It answers at
-// once, or (for client lookups) later by calling the given function on the client's shard
-// thread; the caller must then move back to its own executor. The caller has checked the
-// API key of the routes that need one (needs_api_key) before reading the body.
+// once, or (client lookups, publishes with ?ack=taken) later by calling the given function on
+// a shard's thread, or on its own; the caller must then move back to its own executor. The caller
+// has checked the API key of the routes that need one (needs_api_key) before reading the body.
 #pragma once
 
 #include <atomic>
@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dispatcher/dispatcher.hpp"
 #include "transport/bus_stats.hpp"
@@ -87,9 +88,11 @@ public:
     }
 
 private:
-    ApiResponse send(std::string_view body);
-    ApiResponse broadcast(std::string_view body);
-    ApiResponse batch(std::string_view body);
+    std::optional<ApiResponse> publish(Route route, const ApiRequest& request, const Reply& later);
+    // Each sets reached[i] for every shard i it queued a message to.
+    ApiResponse send(std::string_view body, std::vector<bool>& reached);
+    ApiResponse broadcast(std::string_view body, std::vector<bool>& reached);
+    ApiResponse batch(std::string_view body, std::vector<bool>& reached);
     ApiResponse disconnect(std::string_view body);
     std::optional<ApiResponse> client(std::string_view id, const Reply& later);
     ApiResponse stats() const;

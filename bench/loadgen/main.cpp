@@ -147,6 +147,8 @@ void add_load_options(CLI::App& app, Options& options, Arguments& args) {
                    "targeted: share of messages sent to the one hot client lg0")
         ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
+    app.add_flag("--ack-taken", options.ack_taken,
+                 "publish with ?ack=taken: each answer waits until the shards took the messages");
     app.add_option("--connect-rate", options.connect_rate,
                    "new connections per second over all threads, 0 = unpaced")
         ->check(CLI::NonNegativeNumber)

@@ -27,6 +27,9 @@ struct Options {
     int size = 64;       // bytes of each message's data string
     int batch = 1;       // lines per /api/v1/batch request; 1 = /api/v1/send
     double hot_fraction = 0;
+    // Publishes ask for ?ack=taken: answered once the server's shards have taken them, not
+    // when queued (a server that does not know the parameter answers as always).
+    bool ack_taken = false;
     double connect_rate = 5000;  // connections per second; 0 = no pacing
     double churn_rate = 100;     // reconnections per second over all clients
     ChurnClose churn_close = ChurnClose::handshake;

@@ -60,9 +60,10 @@ struct Publisher::Impl {
           targeted(with.targets(number)),
           broadcaster(number >= with.publishers),
           batch(broadcaster ? 1 : with.batch) {
-        const char* target = batch > 1  ? "/api/v1/batch"
+        std::string target = batch > 1  ? "/api/v1/batch"
                              : targeted ? "/api/v1/send"
                                         : "/api/v1/broadcast";
+        if (with.ack_taken) target += "?ack=taken";
         request = {http::verb::post, target, 11};
         request.set(http::field::host, options.host + ":" + std::to_string(options.port));
         request.set(http::field::content_type,
@@ -139,7 +140,8 @@ struct Publisher::Impl {
             });
             return;
         }
-        if (response.result() != http::status::accepted) {
+        // 200 answers ?ack=taken; 202, a publish queued.
+        if (response.result() != http::status::accepted && response.result() != http::status::ok) {
             // Nothing of it was published: give its sequence numbers back.
             ++result.http_errors;
             note_error("HTTP " + std::to_string(response.result_int()) + " " + response.body());

@@ -124,6 +124,7 @@ void add_options(boost::json::object& j, const Options& o) {
     j["rate"] = o.rate;
     j["batch"] = o.batch;
     j["hot_fraction"] = o.hot_fraction;
+    j["ack_taken"] = o.ack_taken;
     if (o.churns()) {
         j["churn_rate"] = o.churn_rate;
         j["churn_close"] = to_string(o.churn_close);

@@ -69,6 +69,12 @@ def runs():
                     delivered_per_s=200000.0, latency_p99_us=66000.0))
     rows.append(row("overload-targeted-1k", "node-ws", server_cpu_us_per_delivery=10.0,
                     delivered_per_s=100000.0, latency_p99_us=6000.0))
+    # With ?ack=taken: p99 half the peer's at 1.5x its rate meets the latency target.
+    rows.append(row("overload-targeted-1k-ack", "shardcast", 1.1, 0.2,
+                    server_cpu_us_per_delivery=6.0, delivered_per_s=150000.0,
+                    latency_p99_us=3000.0))
+    rows.append(row("overload-targeted-1k-ack", "node-ws", server_cpu_us_per_delivery=10.0,
+                    delivered_per_s=100000.0, latency_p99_us=6000.0))
     for shards in (1, 2):
         rows.append(row(f"shards-{shards}", "shardcast", 1.7, **cpu(2.0 + shards / 10)))
     return rows
@@ -138,6 +144,12 @@ class ReportTest(unittest.TestCase):
     def test_unpaced_targeted_latency_is_judged_with_throughput(self):
         self.assertEqual(self.target("targeted unpaced: p99")[1:],
                          ["p99 11.00× the peer's, 2.00× its msg/s", "≤ 1, ≥ 1", "no"])
+
+    def test_acked_targeted_latency_is_judged_the_same_way(self):
+        self.assertEqual(self.target("the same with ?ack=taken")[1:],
+                         ["p99 0.50× the peer's, 1.50× its msg/s", "≤ 1, ≥ 1", "yes"])
+        self.assertEqual(self.target("targeted, 1,000 clients, unpaced, publishers wait")[1:],
+                         ["1.67", "≥ 2.6", "no"])
 
     def test_idle_memory_is_held_to_512_bytes(self):
         self.assertEqual(self.target("idle, 10,000 clients")[1:], ["2,100 B", "≤ 512 B", "no"])

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dispatcher/close_code.hpp"
+#include "tests/support/config_with.hpp"
 #include "tests/support/hold_shard.hpp"
 #include "tests/support/sink_session.hpp"
 #include "tests/support/totals.hpp"
@@ -23,11 +24,7 @@ using test::SinkSession;
 using test::wait_until;
 using namespace std::chrono_literals;
 
-DispatcherConfig config_with(std::size_t shards) {
-    DispatcherConfig config;
-    config.shards = shards;
-    return config;
-}
+using test::config_with;
 
 using test::cleaned;
 using test::failed;

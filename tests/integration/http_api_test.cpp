@@ -111,6 +111,60 @@ TEST_F(HttpApiTest, BatchPublishesGoodLinesInOrderAndReportsBadOnes) {
     EXPECT_EQ(b->messages(), std::vector<std::string>{"all"});
 }
 
+// ?ack=taken: the answer waits for the shard, so a publisher that waits for it cannot run
+// ahead of delivery. 200 and the usual body once the shard has taken the message.
+TEST_F(HttpApiTest, SendWithAckTakenIsAnsweredOnceTheShardHasTakenIt) {
+    auto client = connect("alice");
+    std::promise<void> gate;
+    hold_shard(server_.dispatcher().shard_for("alice"), gate.get_future().share()).wait();
+    auto answer = std::async(std::launch::async, [&] {
+        HttpClient publisher(server_.port());
+        return publisher.post("/api/v1/send?ack=taken", R"({"to":"alice","data":"hi"})");
+    });
+    EXPECT_EQ(answer.wait_for(200ms), std::future_status::timeout) << "answered while held";
+    gate.set_value();
+    const auto response = answer.get();
+    EXPECT_EQ(response.status, 200) << response.body;
+    EXPECT_EQ(parse(response.body), parse(R"({"accepted":1})"));
+    ASSERT_TRUE(client->wait_messages(1, 5s));
+    EXPECT_EQ(client->messages().front(), "hi");
+}
+
+TEST_F(HttpApiTest, BatchWithAckTakenWaitsForEveryShardItReached) {
+    auto a = connect("a");
+    std::string other = "b";
+    dispatcher::Dispatcher& d = server_.dispatcher();
+    for (int i = 0; d.router().shard_of(other) == d.router().shard_of("a"); ++i) {
+        other = "b" + std::to_string(i);
+    }
+    auto b = connect(other);
+    std::promise<void> gate;
+    hold_shard(d.shard_for(other), gate.get_future().share()).wait();
+    auto answer = std::async(std::launch::async, [&] {
+        HttpClient publisher(server_.port());
+        return publisher.post(
+            "/api/v1/batch?ack=taken",
+            "{\"to\":\"a\",\"data\":\"1\"}\n{\"to\":\"" + other + "\",\"data\":\"2\"}\n");
+    });
+    ASSERT_TRUE(a->wait_messages(1, 5s));
+    EXPECT_EQ(answer.wait_for(100ms), std::future_status::timeout) << "answered before " << other;
+    gate.set_value();
+    const auto response = answer.get();
+    EXPECT_EQ(response.status, 200) << response.body;
+    EXPECT_EQ(parse(response.body).as_object().at("accepted").as_int64(), 2);
+    ASSERT_TRUE(b->wait_messages(1, 5s));
+}
+
+TEST_F(HttpApiTest, AnUnknownAckIsABadRequestAndPublishesNothing) {
+    auto client = connect("alice");
+    const auto response = http_.post("/api/v1/send?ack=later", R"({"to":"alice","data":"no"})");
+    EXPECT_EQ(response.status, 400);
+    EXPECT_EQ(error_of(response), R"("ack" must be "queued" or "taken")");
+    EXPECT_EQ(http_.post("/api/v1/send?ack=queued", R"({"to":"alice","data":"yes"})").status, 202);
+    ASSERT_TRUE(client->wait_messages(1, 5s));
+    EXPECT_EQ(client->messages(), std::vector<std::string>{"yes"});
+}
+
 TEST_F(HttpApiTest, EmptyBatchIsABadRequest) {
     auto response = http_.post("/api/v1/batch", "\n \n");
     EXPECT_EQ(response.status, 400);
