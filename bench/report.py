@@ -168,6 +168,11 @@ def sweep(groups, prefix, key, also=None, scale=1):
     return dict(series)
 
 
+def idle_clients(scenario):
+    """The client count of an idle-N scenario; None for any other."""
+    return int(scenario[len("idle-"):]) if scenario.startswith("idle-") else None
+
+
 REGIMES = [  # (title, scenario, the least Node ÷ shardcast CPU per delivery to meet)
     ("paced fan-out, 1,000 clients, 64 B, one broadcast per request at 50/s",
      "paced-fanout-1k-50", 2.0),
@@ -201,11 +206,10 @@ def regime_targets(groups):
         out.append(f"| {title} | {1 / r:.2f}{left_out(groups, scenario)} | ≥ {bound} | "
                    f"{'yes' if 1 / r >= bound else 'no'} |")
     for (scenario, server), results in sorted(groups.items()):
-        clients = scenario[len("idle-"):]
+        clients = idle_clients(scenario)
         stat = summary(results, "server_rss_per_connection_bytes")
-        if scenario.startswith("idle-") and server == "shardcast" and int(clients) >= 10000 \
-                and stat:
-            out.append(f"| idle, {int(clients):,} clients: RSS per connection | {stat[0]:,.0f} B | "
+        if clients is not None and clients >= 10000 and server == "shardcast" and stat:
+            out.append(f"| idle, {clients:,} clients: RSS per connection | {stat[0]:,.0f} B | "
                        f"≤ 512 B | {'yes' if stat[0] <= 512 else 'no'} |")
     for title, scenario in LATENCY_REGIMES:
         latency = ratio(groups, scenario, "latency_p99_us")
@@ -230,10 +234,9 @@ def plots(groups, results_dir):
                scale=1e-3))
     rss = defaultdict(list)
     for (scenario, server), results in groups.items():
-        if scenario.startswith("idle-"):
-            stat = summary(results, "server_rss_end_bytes")
-            if stat:
-                rss[server].append((int(scenario[5:]), *(v / 2**20 for v in stat)))
+        stat = summary(results, "server_rss_end_bytes")
+        if idle_clients(scenario) is not None and stat:
+            rss[server].append((idle_clients(scenario), *(v / 2**20 for v in stat)))
     plot(results_dir, "rss_vs_connections", "Idle connections", "connections", "server RSS (MiB)",
          dict(rss))
     plot(results_dir, "shards",
