@@ -186,7 +186,7 @@ bool publish_line(dispatcher::Dispatcher& dispatcher,
     if (!dispatcher.send(message.to, std::move(message.payload), dispatcher::PublishKind::batch)) {
         return false;
     }
-    reached[shard] = true;
+    if (!reached.empty()) reached[shard] = true;
     return true;
 }
 
@@ -291,7 +291,8 @@ std::optional<ApiResponse> Api::publish(Route route,
     if (ack && *ack != "queued" && *ack != "taken") {
         return error(400, R"("ack" must be "queued" or "taken")");
     }
-    std::vector<bool> reached(dispatcher_.shard_count(), false);
+    // Which shards the messages went to, tracked only when the answer waits for them.
+    std::vector<bool> reached(ack == "taken" ? dispatcher_.shard_count() : 0, false);
     ApiResponse response = route == Route::send        ? send(request.body, reached)
                            : route == Route::broadcast ? broadcast(request.body, reached)
                                                        : batch(request.body, reached);
@@ -322,7 +323,7 @@ ApiResponse Api::send(std::string_view body, std::vector<bool>& reached) {
     if (!dispatcher_.send(message.to, std::move(message.payload))) {
         return error(503, "shutting down");
     }
-    reached[shard] = true;
+    if (!reached.empty()) reached[shard] = true;
     return accepted(1);
 }
 

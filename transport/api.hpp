@@ -89,7 +89,7 @@ public:
 
 private:
     std::optional<ApiResponse> publish(Route route, const ApiRequest& request, const Reply& later);
-    // Each sets reached[i] for every shard i it queued a message to.
+    // Each sets reached[i] for every shard i it queued a message to, unless reached is empty.
     ApiResponse send(std::string_view body, std::vector<bool>& reached);
     ApiResponse broadcast(std::string_view body, std::vector<bool>& reached);
     ApiResponse batch(std::string_view body, std::vector<bool>& reached);
