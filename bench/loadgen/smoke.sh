@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Smoke test of loadgen (ctest LoadgenSmoke): starts the shardcast binary on 127.0.0.1:0, runs
-# a short fanout, targeted and churn scenario with 50 clients against it, stops the server,
-# and exits with loadgen's status (1 if any message was lost, reordered or duplicated, or a
-# connection closed unexpectedly). The server pings every 100 ms and closes a client it has
-# not heard from in 300 ms, so the clients' pongs are part of the check.
+# a short fanout, targeted (paced, and unpaced with ?ack=taken) and churn scenario with 50
+# clients against it, stops the server, and exits with loadgen's status (1 if any message was
+# lost, reordered or duplicated, a publish was refused, or a connection closed unexpectedly).
+# The server pings every 100 ms and closes a client it has not heard from in 300 ms, so the
+# clients' pongs are part of the check.
 #   smoke.sh <shardcast binary> <loadgen binary>
 set -uo pipefail
 
@@ -35,4 +36,7 @@ fi
 common=(--url "127.0.0.1:$port" --server-pid "$pid" --clients 50 --warmup 0.2 --duration 1)
 "$loadgen" "${common[@]}" --workload fanout --rate 200 || exit $?
 "$loadgen" "${common[@]}" --workload targeted --rate 2000 --batch 10 --publishers 2 || exit $?
+# Unpaced, each publisher waiting for ?ack=taken: every answer must be a 200, nothing lost.
+"$loadgen" "${common[@]}" --workload targeted --rate 0 --batch 10 --publishers 2 --ack-taken \
+    || exit $?
 "$loadgen" "${common[@]}" --workload churn --rate 200 --churn-rate 100 || exit $?
