@@ -213,13 +213,19 @@ TEST_F(HttpApiTest, ClientLookupReportsOnlineStateAndShard) {
     EXPECT_EQ(offline["sessions"].as_int64(), 0);
 }
 
-// One batch request puts 40 messages into one drain turn: they leave in writes of many.
+// 40 messages that wait in the inbox together are taken by one drain turn and leave in
+// writes of many. The shard is held while they are published: a shard that keeps pace with
+// the batch's lines would otherwise take them one turn each.
 TEST_F(HttpApiTest, ClientLookupCountsMessagesAndTheWritesThatCarriedThem) {
     auto client = connect("counted");
     std::string lines;
     for (int i = 0; i < 40; ++i)
         lines += R"({"to":"counted","data":"m)" + std::to_string(i) + "\"}\n";
-    ASSERT_EQ(http_.post("/api/v1/batch", lines).status, 202);
+    std::promise<void> gate;
+    hold_shard(server_.dispatcher().shard_for("counted"), gate.get_future().share()).wait();
+    const auto published = http_.post("/api/v1/batch", lines);
+    gate.set_value();
+    ASSERT_EQ(published.status, 202);
     ASSERT_TRUE(client->wait_messages(40, 5s));
     // A write is counted after the kernel took it, which can be after the client read it.
     ASSERT_TRUE(wait_until([&] { return server_.sent() == 40; }, 5s)) << server_.sent();
