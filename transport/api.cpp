@@ -171,6 +171,13 @@ constexpr std::string_view methods_of(Route route) {
     }
 }
 
+// The id's shard is one a publish reached; looked up only when the answer waits for it.
+void mark_reached(std::vector<bool>& reached,
+                  const dispatcher::Dispatcher& dispatcher,
+                  std::string_view id) {
+    if (!reached.empty()) reached[dispatcher.router().shard_of(id)] = true;
+}
+
 // One batch line: to its client, or to everyone for "*".
 bool publish_line(dispatcher::Dispatcher& dispatcher,
                   Message& message,
@@ -182,11 +189,10 @@ bool publish_line(dispatcher::Dispatcher& dispatcher,
         reached.assign(reached.size(), true);
         return true;
     }
-    const std::size_t shard = dispatcher.router().shard_of(message.to);
     if (!dispatcher.send(message.to, std::move(message.payload), dispatcher::PublishKind::batch)) {
         return false;
     }
-    if (!reached.empty()) reached[shard] = true;
+    mark_reached(reached, dispatcher, message.to);
     return true;
 }
 
@@ -319,11 +325,10 @@ ApiResponse Api::send(std::string_view body, std::vector<bool>& reached) {
     if (auto overload = dispatcher_.overload_of(message.to)) {
         return overloaded(overload, dispatcher_.config(), stats_);
     }
-    const std::size_t shard = dispatcher_.router().shard_of(message.to);
     if (!dispatcher_.send(message.to, std::move(message.payload))) {
         return error(503, "shutting down");
     }
-    if (!reached.empty()) reached[shard] = true;
+    mark_reached(reached, dispatcher_, message.to);
     return accepted(1);
 }
 
